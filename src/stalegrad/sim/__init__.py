@@ -1,0 +1,7 @@
+"""Simulators of the system's timing. Each returns a Trace (or a streamed Summary)."""
+
+from __future__ import annotations
+
+from .fast import simulate, simulate_summary
+
+__all__ = ["simulate", "simulate_summary"]

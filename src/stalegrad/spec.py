@@ -1,0 +1,172 @@
+"""The system being modelled: one master, ``n`` workers, an update after every ``K`` gradients.
+
+A :class:`System` is validated once, when it is built, and is immutable afterwards. Everything else in the
+package (theory, simulators, replay, runtime) takes one.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .distributions import Deterministic, describe, validate_model
+from .errors import invalid
+
+__all__ = ["PROTOCOLS", "System"]
+
+#: Protocols this version simulates. ``k-batch-async`` is the paper's: workers never wait.
+PROTOCOLS = ("k-batch-async",)
+
+
+def _int_param(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise invalid(name, value, f"an integer >= {low}")
+    return int(value)
+
+
+def _delay(name: str, value: Any) -> float | Any:
+    """A delay is a number of seconds (deterministic) or a distribution of nonnegative times."""
+    if isinstance(value, Deterministic):
+        value = value.value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not (math.isfinite(value) and value >= 0):
+            raise invalid(name, value, "a finite number of seconds >= 0 or a distribution")
+        return float(value)
+    return validate_model(value, name, allow_zero_mean=True)
+
+
+@dataclass(frozen=True, init=False)
+class System:
+    """A hub-and-spoke system with ``n`` workers and K-batch updates (DESIGN.md, "The system").
+
+    Parameters
+    ----------
+    n : number of workers (``>= 1``).
+    K : gradients per update (``>= 1``; ``K > n`` is allowed).
+    compute : one compute-time model for every worker, or a sequence of ``n`` models (scipy.stats-like).
+    tc : round-trip communication time; each direction defaults to ``tc / 2``.
+    uplink, downlink : per-direction delay (seconds, or a distribution) overriding ``tc / 2``.
+    protocol : one of :data:`PROTOCOLS`.
+
+    >>> from stalegrad.distributions import shifted_exponential
+    >>> s = System(n=16, K=10, tc=1, compute=shifted_exponential(alpha=1, rate=2/3))
+    >>> s.tc, s.uplink, s.downlink
+    (1.0, 0.5, 0.5)
+    """
+
+    n: int
+    K: int
+    compute: tuple[Any, ...]
+    uplink: Any
+    downlink: Any
+    protocol: str
+
+    def __init__(
+        self,
+        n: int,
+        K: int,
+        compute: Any,
+        tc: float = 0.0,
+        uplink: Any = None,
+        downlink: Any = None,
+        protocol: str = "k-batch-async",
+    ) -> None:
+        n = _int_param("n", n, 1)
+        K = _int_param("K", K, 1)
+        if isinstance(tc, bool) or not isinstance(tc, numbers.Real) or not (math.isfinite(tc) and tc >= 0):
+            raise invalid("tc", tc, "a finite number of seconds >= 0")
+        if isinstance(compute, (str, bytes)):
+            raise invalid("compute", compute, "a distribution or a sequence of n distributions (not text)")
+        if isinstance(compute, Sequence):
+            models = tuple(compute)
+            if len(models) != n:
+                raise invalid("compute", f"{len(models)} models", f"one model or exactly n={n} models")
+        else:
+            models = (compute,) * n
+        checked: dict[int, Any] = {}
+        for i, model in enumerate(models):
+            if id(model) not in checked:
+                checked[id(model)] = validate_model(model, f"compute[{i}]")
+        if protocol not in PROTOCOLS:
+            raise invalid("protocol", protocol, f"one of {', '.join(PROTOCOLS)}")
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "K", K)
+        object.__setattr__(self, "compute", models)
+        object.__setattr__(self, "uplink", _delay("uplink", tc / 2 if uplink is None else uplink))
+        object.__setattr__(self, "downlink", _delay("downlink", tc / 2 if downlink is None else downlink))
+        object.__setattr__(self, "protocol", protocol)
+
+    @property
+    def tc(self) -> float:
+        """Mean round-trip communication time, uplink plus downlink."""
+        return _mean(self.uplink) + _mean(self.downlink)
+
+    @property
+    def deterministic_delays(self) -> bool:
+        """True when both directions take a fixed time."""
+        return isinstance(self.uplink, float) and isinstance(self.downlink, float)
+
+    @property
+    def means(self) -> tuple[float, ...]:
+        """Mean compute time of each worker, ``mu_i``."""
+        cache: dict[int, float] = {}
+        return tuple(cache.setdefault(id(m), float(m.mean())) for m in self.compute)
+
+    @property
+    def identical(self) -> bool:
+        """True when every worker has the same compute-time model."""
+        first = self.compute[0]
+        return all(m is first or describe(m) == describe(first) for m in self.compute)
+
+    def groups(self) -> list[tuple[int, Any]]:
+        """Runs of consecutive workers with the same model, as ``(count, model)`` pairs."""
+        out: list[tuple[int, Any]] = []
+        for m in self.compute:
+            if out and (out[-1][1] is m or describe(out[-1][1]) == describe(m)):
+                out[-1] = (out[-1][0] + 1, out[-1][1])
+            else:
+                out.append((1, m))
+        return out
+
+    def replace(self, **changes: Any) -> System:
+        """A copy with some fields changed (``n`` may change when there is one model for all workers)."""
+        n = changes.get("n", self.n)
+        compute = changes.get("compute")
+        if compute is None:
+            if n != self.n and not self.identical:
+                raise invalid("n", n, f"{self.n} (heterogeneous workers: give compute= for the new n)")
+            compute = self.compute[0] if self.identical else self.compute
+        return System(
+            n=n,
+            K=changes.get("K", self.K),
+            compute=compute,
+            uplink=changes.get("uplink", self.uplink),
+            downlink=changes.get("downlink", self.downlink),
+            protocol=changes.get("protocol", self.protocol),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description that records everything needed to rebuild the system."""
+        return {
+            "protocol": self.protocol,
+            "n": self.n,
+            "K": self.K,
+            "tc": self.tc,
+            "uplink": self.uplink if isinstance(self.uplink, float) else describe(self.uplink),
+            "downlink": self.downlink if isinstance(self.downlink, float) else describe(self.downlink),
+            "compute": [f"{c}*{describe(m)}" for c, m in self.groups()],
+        }
+
+    def __repr__(self) -> str:
+        d = self.to_dict()
+        return (
+            f"System(n={d['n']}, K={d['K']}, uplink={d['uplink']!r}, downlink={d['downlink']!r}, "
+            f"compute={' + '.join(d['compute'])!r}, protocol={d['protocol']!r})"
+        )
+
+
+def _mean(delay: Any) -> float:
+    return delay if isinstance(delay, float) else float(delay.mean())
