@@ -282,7 +282,9 @@ def parse_model(text: str) -> tuple[int, Any]:
 def _parse_with_quoted_strings(text: str, original: str) -> ast.AST:
     """Retry parsing with every ``key=value`` value that is not a number put in quotes."""
     head, _, rest = text.partition("(")
-    body = rest.rsplit(")", 1)[0]
+    if not rest.endswith(")"):
+        raise invalid("compute", original, "a model like 'expon(loc=1, scale=1.5)' or '3*deterministic(value=2)'")
+    body = rest[:-1]
     parts = []
     for item in body.split(","):
         key, eq, value = item.partition("=")

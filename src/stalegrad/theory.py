@@ -178,7 +178,8 @@ def _renewal_lattice(model: Any, t: float) -> float:
 
 
 def _lattice_estimate(model: Any, t: float, J: int) -> float:
-    """Round compute times to the nearest multiple of ``h = t/J``; count renewals, half weight at ``t``."""
+    """``m(t) = F(t) + E[sum_k F(t - S_k)]``, the renewal measure of the ``S_k`` from compute times rounded to
+    the nearest multiple of ``h = t/J`` and ``F`` exact (so the last renewal before ``t`` is not rounded)."""
     h = t / J
     edges = (np.arange(J + 1) + 0.5) * h
     cdf = np.asarray(model.cdf(edges), dtype=float)
@@ -186,7 +187,8 @@ def _lattice_estimate(model: Any, t: float, J: int) -> float:
     f[0] = cdf[0]
     f[1:] = np.diff(cdf)
     u = _renewal_masses(f)
-    return float(u[:J].sum() + 0.5 * u[J])
+    tail = np.asarray(model.cdf(t - np.arange(J + 1) * h), dtype=float)
+    return float(model.cdf(t) + np.dot(u, tail))
 
 
 def _renewal_masses(f: np.ndarray) -> np.ndarray:

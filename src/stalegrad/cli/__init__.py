@@ -1,0 +1,59 @@
+"""The ``stalegrad`` command: a thin root that registers one module per command.
+
+Usage errors exit 2 with one ``Error:`` line; runtime failures exit 1. Heavy libraries are imported inside the
+commands, so ``stalegrad --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from .predict import predict_command
+from .reproduce import reproduce_command
+from .simulate import simulate_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="stalegrad")
+def cli() -> None:
+    """Gradient staleness in asynchronous distributed SGD (one master, n workers, an update every K gradients).
+
+    Predict it in closed form, simulate it exactly, and reproduce the reference paper (Al-Lawati & Draper).
+    """
+
+
+cli.add_command(predict_command)
+cli.add_command(simulate_command)
+cli.add_command(reproduce_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn every expected failure into one line and an exit status."""
+    from ..errors import SpecError, StalegradError
+
+    try:
+        code = cli.main(args=argv, prog_name="stalegrad", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Error: interrupted", err=True)
+        code = 130
+    except click.UsageError as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        code = 2
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        code = exc.exit_code
+    except SpecError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        code = 2
+    except StalegradError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

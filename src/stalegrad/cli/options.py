@@ -1,0 +1,134 @@
+"""Options shared by the commands, and the turning of their text into library values."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from ..errors import SpecError, invalid
+
+
+def parse_sweep(name: str, text: str, kind: type) -> list[Any]:
+    """``"16"``, ``"10:20"`` (inclusive), ``"10:20:2"`` or ``"8,12,16"`` into a list of values."""
+    word = "an integer" if kind is int else "a number"
+    allowed = f"{word}, a range 'first:last[:step]' or a list 'a,b,c'"
+    try:
+        if ":" in text:
+            parts = [kind(p) for p in text.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            first, last = parts[0], parts[1]
+            step = parts[2] if len(parts) == 3 else kind(1)
+            if step <= 0 or last < first:
+                raise ValueError
+            count = int(math.floor((last - first) / step + 1e-9)) + 1
+            return [kind(first + k * step) for k in range(count)]
+        return [kind(p) for p in text.split(",")]
+    except ValueError:
+        raise SpecError(f"{name} must be {allowed}, got {text!r}") from None
+
+
+def compute_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--compute",
+        "compute",
+        multiple=True,
+        metavar="MODEL",
+        help="Compute-time model: a scipy.stats name with arguments, e.g. 'expon(loc=1, scale=1.5)', "
+        "'gamma(a=2, scale=1)', 'shifted_exponential(alpha=1, rate=2/3)', 'deterministic(value=2)', "
+        "'empirical(path=times.csv)'. Heterogeneous workers: repeat with counts, '3*expon(scale=1)'. "
+        "Default: the paper's shifted_exponential(alpha=1, rate=2/3).",
+    )(f)
+
+
+def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--n, --K, --tc, --uplink, --downlink, --compute (n and K accept sweeps)."""
+    f = compute_option(f)
+    f = click.option("--downlink", type=float, default=None, help="Downlink delay in seconds (default tc/2).")(f)
+    f = click.option("--uplink", type=float, default=None, help="Uplink delay in seconds (default tc/2).")(f)
+    f = click.option("--tc", "tc", default="0", show_default=True, metavar="SECONDS",
+                     help="Round-trip communication time (a value, a range a:b:step or a list).")(f)
+    f = click.option("--K", "K", required=True, metavar="K", help="Gradients per update (a value, range or list).")(f)
+    f = click.option("--n", "n", required=True, metavar="N", help="Workers (a value like 16, a range 10:20 or a list).")(f)
+    return f
+
+
+def build_systems(n: str, K: str, tc: str, uplink: float | None, downlink: float | None,
+                  compute: tuple[str, ...]) -> list[Any]:
+    """Every System of the sweep (the product of the values of n, K and tc), validated."""
+    from ..distributions import parse_model
+    from ..spec import System
+
+    ns = parse_sweep("--n", n, int)
+    Ks = parse_sweep("--K", K, int)
+    tcs = parse_sweep("--tc", tc, float)
+    texts = compute or ("shifted_exponential(alpha=1, rate=2/3)",)
+    models = [(text, *parse_model(text)) for text in texts]
+    explicit = len(models) > 1 or "*" in texts[0].split("(")[0]
+    systems = []
+    for n_, K_, tc_ in itertools.product(ns, Ks, tcs):
+        if explicit:
+            total = sum(count for _, count, _ in models)
+            if total != n_:
+                raise SpecError(f"--compute counts must add up to --n = {n_}, got {total} ({' + '.join(texts)})")
+            workers = [model for _, count, model in models for _ in range(count)]
+        else:
+            workers = models[0][2]
+        if tc_ < 0 or not math.isfinite(tc_):
+            raise invalid("--tc", tc_, "a finite number of seconds >= 0")
+        systems.append(System(n=n_, K=K_, tc=tc_, uplink=uplink, downlink=downlink, compute=workers))
+    return systems
+
+
+def emit_json(obj: Any) -> None:
+    from ..artefacts import dumps
+
+    click.echo(dumps(obj))
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress bar on stderr when stderr is a terminal; otherwise no callback at all."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        yield report
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A table on stdout (plain text when stdout is not a terminal)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), title_justify="left")
+    for c in columns:
+        table.add_column(escape(c), justify="right" if c not in ("label", "system", "compute") else "left")
+    for r in rows:
+        table.add_row(*(escape(x) for x in r))
+    Console(width=max(120, sum(len(c) + 3 for c in columns))).print(table)
+
+
+def fmt(x: float, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:.{digits}f}"
