@@ -88,7 +88,7 @@ def test_empirical_errors_name_the_file(tmp_path):
         parse_model(f"empirical(path={tmp_path / 'missing.csv'})")
     bad = tmp_path / "bad.csv"
     bad.write_text("1.0\n-2.0\n")
-    with pytest.raises(SpecError, match="bad.csv"):
+    with pytest.raises(SpecError, match=r"bad\.csv"):
         Empirical.from_file(bad)
 
 

@@ -75,10 +75,7 @@ def steady_state(run: Summary | Trace, *, warmup: int | None = None, batches: in
     total = int(counts.sum())
     mean = float(run.batch_sum.sum() / total) if total else math.nan
     nb = int(used.sum())
-    if nb >= 2:
-        ci = float(scipy.stats.t.ppf(0.975, nb - 1) * means.std(ddof=1) / math.sqrt(nb))
-    else:
-        ci = math.inf
+    ci = float(scipy.stats.t.ppf(0.975, nb - 1) * means.std(ddof=1) / math.sqrt(nb)) if nb >= 2 else math.inf
     span = run.t_end - run.t_warmup
     rate = (run.updates - run.warmup) / span if span > 0 else math.inf
     with np.errstate(invalid="ignore", divide="ignore"):

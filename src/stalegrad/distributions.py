@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from .errors import SpecError, invalid
 __all__ = [
     "Deterministic",
     "Empirical",
-    "deterministic",
     "describe",
+    "deterministic",
     "empirical",
     "parse_model",
     "shifted_exponential",
@@ -167,7 +168,7 @@ class Empirical:
         vals, counts = np.unique(self.values, return_counts=True)
         probs = counts / counts.sum()
         positive = vals[vals > 0]
-        if positive.size == 0 or probs[0] > 0.5 and vals[0] == 0:
+        if positive.size == 0 or (probs[0] > 0.5 and vals[0] == 0):
             return None
         kmax = math.floor(t / positive[0]) if vals[0] > 0 else None
         if kmax is None or kmax == 0:
@@ -210,7 +211,7 @@ def empirical(path: str | None = None, values: Any = None) -> Empirical:
     return Empirical(values)
 
 
-_OWN = {
+_OWN: dict[str, Callable[..., Any]] = {
     "shifted_exponential": shifted_exponential,
     "deterministic": deterministic,
     "empirical": empirical,
@@ -267,6 +268,7 @@ def parse_model(text: str) -> tuple[int, Any]:
     if "(" not in text:  # a bare name: expon
         text = text + "()"
     # path=times.csv is not a Python expression; quote bare paths before parsing
+    tree: ast.AST
     try:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError:
@@ -289,7 +291,7 @@ def _parse_with_quoted_strings(text: str, original: str) -> ast.AST:
     for item in body.split(","):
         key, eq, value = item.partition("=")
         value = value.strip()
-        if eq and value and not (value[0] in "'\"") and not _is_number_expr(value):
+        if eq and value and value[0] not in "'\"" and not _is_number_expr(value):
             value = repr(value)
         parts.append(f"{key.strip()}={value}" if eq else item.strip())
     try:
@@ -322,7 +324,7 @@ def make_model(name: str, args: list[Any], kwargs: dict[str, Any], text: str | N
             raise invalid(
                 "compute model name",
                 name,
-                "shifted_exponential, deterministic, empirical or a scipy.stats distribution (expon, gamma, lognorm, ...)",
+                "shifted_exponential, deterministic, empirical or a scipy.stats distribution (expon, gamma, ...)",
             )
         try:
             model = gen(*args, **kwargs)

@@ -108,7 +108,9 @@ def fig1(
     points = []
     for k, n in enumerate(ns):
         system = System(n=n, K=10, tc=1.0, compute=compute)
-        points.append(run_point(system, updates, derive_seed(seed, 1, k), f"n={n}", progress=_report(progress, f"fig1 n={n}")))
+        points.append(
+            run_point(system, updates, derive_seed(seed, 1, k), f"n={n}", progress=_report(progress, f"fig1 n={n}"))
+        )
     return points
 
 
@@ -149,19 +151,39 @@ def section4(updates: int = 200_000, seed: int = 1, progress: Report | None = No
 
 #: Run sizes: the full reproduction and a quick one (for smoke tests).
 SIZES = {
-    False: {"fig1_updates": 400_000, "fig2_replications": 2000, "section4_updates": 200_000},
+    False: {"fig1_updates": 1_000_000, "fig2_replications": 5000, "section4_updates": 1_000_000},
     True: {"fig1_updates": 20_000, "fig2_replications": 100, "section4_updates": 10_000},
 }
 
 _POINT_COLUMNS = [
-    "label", "n", "K", "tc", "seed", "staleness_mean", "staleness_ci95", "staleness_paper", "staleness_exact",
-    "exact_in_ci", "paper_in_ci", "update_rate", "update_rate_theory", "staleness_p95", "warmup_updates", "updates",
-    "gradients", "seconds",
-]  # fmt: skip
+    "label",
+    "n",
+    "K",
+    "tc",
+    "seed",
+    "staleness_mean",
+    "staleness_ci95",
+    "staleness_paper",
+    "staleness_exact",
+    "exact_in_ci",
+    "paper_in_ci",
+    "update_rate",
+    "update_rate_theory",
+    "staleness_p95",
+    "warmup_updates",
+    "updates",
+    "gradients",
+    "seconds",
+]
 
 
 def reproduce(
-    targets: Sequence[str], out: str | Path, *, seed: int | None = 1, quick: bool = False, progress: Report | None = None
+    targets: Sequence[str],
+    out: str | Path,
+    *,
+    seed: int | None = 1,
+    quick: bool = False,
+    progress: Report | None = None,
 ) -> dict[str, Any]:
     """Run the named targets (``fig1``, ``fig2``, ``section4`` or ``all``), write their files into ``out``,
     and return what was found (also written as ``out/summary.json``)."""
@@ -207,11 +229,16 @@ def reproduce(
         write_csv(
             out / "fig2.csv",
             ["update", "staleness_mean", "staleness_ci95", "staleness_paper", "staleness_exact"],
-            [[u + 1, m, c, pred.staleness_paper, pred.staleness_exact] for u, (m, c) in enumerate(zip(tr.mean, tr.ci95))],
+            [
+                [u + 1, m, c, pred.staleness_paper, pred.staleness_exact]
+                for u, (m, c) in enumerate(zip(tr.mean, tr.ci95, strict=True))
+            ],
             meta,
         )
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        transient_curve(tr, paper=pred.staleness_paper, exact=pred.staleness_exact, title="n = 10, K = 5, Tc = 1", ax=ax)
+        transient_curve(
+            tr, paper=pred.staleness_paper, exact=pred.staleness_exact, title="n = 10, K = 5, Tc = 1", ax=ax
+        )
         write_figure(fig, out / "fig2.png", {**meta, "transient": tr.to_dict(), "theory": pred.to_dict()})
         plt.close(fig)
         late = tr.mean[25:]

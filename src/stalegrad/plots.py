@@ -71,7 +71,12 @@ def residuals_vs_n(
 
 
 def transient_curve(
-    result: Transient, *, paper: float | None = None, exact: float | None = None, title: str | None = None, ax: Any = None
+    result: Transient,
+    *,
+    paper: float | None = None,
+    exact: float | None = None,
+    title: str | None = None,
+    ax: Any = None,
 ) -> Any:
     """The paper's Figure 2: mean staleness of each update, over replications, with a 95% band and the limits."""
     ax = _axes(ax)

@@ -22,7 +22,7 @@ PROTOCOLS = ("k-batch-async",)
 
 
 def _int_param(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
         raise invalid(name, value, f"an integer >= {low}")
     return int(value)
 
@@ -32,9 +32,10 @@ def _delay(name: str, value: Any) -> float | Any:
     if isinstance(value, Deterministic):
         value = value.value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if not (math.isfinite(value) and value >= 0):
+        seconds = float(value)
+        if not (math.isfinite(seconds) and seconds >= 0):
             raise invalid(name, value, "a finite number of seconds >= 0 or a distribution")
-        return float(value)
+        return seconds
     return validate_model(value, name, allow_zero_mean=True)
 
 

@@ -9,8 +9,11 @@
 
   where ``m_i`` is the renewal function of worker ``i``'s compute time, ``m(t) = sum_{k>=1} P(S_k <= t)``.
 
-The exact limit holds for deterministic delays (any split of ``Tc`` between uplink and downlink); with random
-delays the means are used and the value is an approximation.
+The exact limit holds for deterministic delays (any split of ``Tc`` between uplink and downlink) and
+non-lattice compute times (renewal theory's stationary phases). Lattice compute times -- deterministic,
+integer-valued, resampled measurements -- can keep workers in lockstep, so that arrivals coincide and the limit
+depends on the tie order: :func:`predict` then says so in ``caveat`` (simulate: the simulator is the referee).
+With random delays the means are used and the value is an approximation.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class Prediction:
     staleness_exact: float
     staleness_exact_per_worker: tuple[float, ...]
     gap: float  # staleness_paper - staleness_exact
+    caveat: str | None = None  # why the exact limit may not hold for this system
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +94,7 @@ class Prediction:
             "staleness_exact": self.staleness_exact,
             "staleness_exact_per_worker": list(self.staleness_exact_per_worker),
             "gap": self.gap,
+            "caveat": self.caveat,
         }
 
 
@@ -105,7 +110,30 @@ def predict(system: System) -> Prediction:
     per = staleness_exact_per_worker(system)
     inv = np.array([1.0 / mu for mu in system.means])
     exact = float(np.dot(inv, per) / inv.sum())
-    return Prediction(update_rate(system), paper, exact, per, paper - exact)
+    return Prediction(update_rate(system), paper, exact, per, paper - exact, caveat(system))
+
+
+def caveat(system: System) -> str | None:
+    """Why the exact limit may not hold: lattice compute times, or random delays (``None`` if neither)."""
+    notes = []
+    lattice = [i for i, m in enumerate(system.compute) if is_lattice(m)]
+    if lattice:
+        notes.append(
+            f"lattice compute times (workers {lattice[0]}..{lattice[-1]}): workers can stay in lockstep and "
+            "arrivals coincide, so the exact limit (which assumes non-lattice times) may be off; simulate"
+        )
+    if not system.deterministic_delays:
+        notes.append("random delays: the exact limit uses their means and is an approximation")
+    return "; ".join(notes) or None
+
+
+def is_lattice(model: Any) -> bool:
+    """True for compute times concentrated on a grid: deterministic, integer-valued, or resampled measurements."""
+    from .distributions import Deterministic, Empirical
+
+    return isinstance(model, (Deterministic, Empirical)) or isinstance(
+        getattr(model, "dist", None), scipy.stats.rv_discrete
+    )
 
 
 # --------------------------------------------------------------------------------------------- renewal function
@@ -159,7 +187,7 @@ def _renewal_integer(model: Any, t: float) -> float:
     """Exact renewal function of an integer-valued distribution (discrete renewal equation on the integers)."""
     J = math.floor(t)
     low = int(max(model.support()[0], 0))
-    if J < 0 or J < low:
+    if J < 0 or low > J:
         return 0.0
     f = np.asarray(model.pmf(np.arange(0, J + 1)), dtype=float)
     return float(_renewal_masses(f).sum())

@@ -120,9 +120,7 @@ class Summary:
             batch_count=np.bincount(b, minlength=batches)[:batches].astype(np.int64),
             worker_sum=np.bincount(w, weights=tp, minlength=n).astype(np.float64),
             worker_count=np.bincount(w, minlength=n).astype(np.int64),
-            transient_sum=np.bincount(upd[tr_rows] - 1, weights=tau[tr_rows], minlength=transient).astype(
-                np.float64
-            ),
+            transient_sum=np.bincount(upd[tr_rows] - 1, weights=tau[tr_rows], minlength=transient).astype(np.float64),
             t_warmup=float(trace.update_times[warmup - 1]) if warmup > 0 else 0.0,
             t_end=float(trace.update_times[-1]) if U else 0.0,
             max_staleness=int(tau[applied].max()) if applied.any() else 0,

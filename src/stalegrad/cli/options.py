@@ -27,7 +27,7 @@ def parse_sweep(name: str, text: str, kind: type) -> list[Any]:
             step = parts[2] if len(parts) == 3 else kind(1)
             if step <= 0 or last < first:
                 raise ValueError
-            count = int(math.floor((last - first) / step + 1e-9)) + 1
+            count = math.floor((last - first) / step + 1e-9) + 1
             return [kind(first + k * step) for k in range(count)]
         return [kind(p) for p in text.split(",")]
     except ValueError:
@@ -52,15 +52,24 @@ def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = compute_option(f)
     f = click.option("--downlink", type=float, default=None, help="Downlink delay in seconds (default tc/2).")(f)
     f = click.option("--uplink", type=float, default=None, help="Uplink delay in seconds (default tc/2).")(f)
-    f = click.option("--tc", "tc", default="0", show_default=True, metavar="SECONDS",
-                     help="Round-trip communication time (a value, a range a:b:step or a list).")(f)
+    f = click.option(
+        "--tc",
+        "tc",
+        default="0",
+        show_default=True,
+        metavar="SECONDS",
+        help="Round-trip communication time (a value, a range a:b:step or a list).",
+    )(f)
     f = click.option("--K", "K", required=True, metavar="K", help="Gradients per update (a value, range or list).")(f)
-    f = click.option("--n", "n", required=True, metavar="N", help="Workers (a value like 16, a range 10:20 or a list).")(f)
+    f = click.option(
+        "--n", "n", required=True, metavar="N", help="Workers (a value like 16, a range 10:20 or a list)."
+    )(f)
     return f
 
 
-def build_systems(n: str, K: str, tc: str, uplink: float | None, downlink: float | None,
-                  compute: tuple[str, ...]) -> list[Any]:
+def build_systems(
+    n: str, K: str, tc: str, uplink: float | None, downlink: float | None, compute: tuple[str, ...]
+) -> list[Any]:
     """Every System of the sweep (the product of the values of n, K and tc), validated."""
     from ..distributions import parse_model
     from ..spec import System
@@ -101,8 +110,13 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
@@ -132,3 +146,9 @@ def fmt(x: float, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
     return f"{x:.{digits}f}"
+
+
+def print_caveats(rows: list[dict[str, Any]]) -> None:
+    """One ``note:`` line per distinct caveat of the theory."""
+    for note in dict.fromkeys(r["caveat"] for r in rows if r.get("caveat")):
+        click.echo(f"note: {note}")

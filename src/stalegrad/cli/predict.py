@@ -6,14 +6,15 @@ from typing import Any
 
 import click
 
-from .options import build_systems, emit_json, fmt, print_table, system_options
+from .options import build_systems, emit_json, fmt, print_caveats, print_table, system_options
 
 
 @click.command("predict")
 @system_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a 'rows' list for a sweep).")
-def predict_command(n: str, K: str, tc: str, uplink: float | None, downlink: float | None,
-                    compute: tuple[str, ...], as_json: bool) -> None:
+def predict_command(
+    n: str, K: str, tc: str, uplink: float | None, downlink: float | None, compute: tuple[str, ...], as_json: bool
+) -> None:
     """Update rate, the paper's Theorem 2 and the exact limit of the mean staleness.
 
     \b
@@ -26,14 +27,25 @@ def predict_command(n: str, K: str, tc: str, uplink: float | None, downlink: flo
     rows: list[dict[str, Any]] = []
     for s in systems:
         p = predict(s)
-        rows.append({"system": s.to_dict(), "n": s.n, "K": s.K, "tc": s.tc, **p.to_dict(),
-                     **({} if s.deterministic_delays else {"note": "random delays: exact limit uses their means"})})
+        rows.append({"system": s.to_dict(), "n": s.n, "K": s.K, "tc": s.tc, **p.to_dict()})
     if as_json:
         emit_json(rows[0] if len(rows) == 1 else {"rows": rows})
         return
     print_table(
         "stalegrad predict (K-batch-async; limits as t -> infinity)",
         ["n", "K", "tc", "update rate /s", "E[tau] paper", "E[tau] exact", "paper - exact", "compute"],
-        [[str(r["n"]), str(r["K"]), fmt(r["tc"], 3), fmt(r["update_rate"]), fmt(r["staleness_paper"]),
-          fmt(r["staleness_exact"]), fmt(r["gap"]), " + ".join(r["system"]["compute"])] for r in rows],
+        [
+            [
+                str(r["n"]),
+                str(r["K"]),
+                fmt(r["tc"], 3),
+                fmt(r["update_rate"]),
+                fmt(r["staleness_paper"]),
+                fmt(r["staleness_exact"]),
+                fmt(r["gap"]),
+                " + ".join(r["system"]["compute"]),
+            ]
+            for r in rows
+        ],
     )
+    print_caveats(rows)

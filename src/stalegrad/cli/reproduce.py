@@ -11,8 +11,13 @@ _CHOICES = ["fig1", "fig2", "section4", "all"]
 
 @click.command("reproduce")
 @click.argument("targets", nargs=-1, type=click.Choice(_CHOICES), metavar="[fig1|fig2|section4|all]...")
-@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="Folder for the CSV, PNG and JSON files.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="Folder for the CSV, PNG and JSON files.",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="Root random seed.")
 @click.option("--quick", is_flag=True, help="Small runs (seconds), for a smoke test; numbers are less precise.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
@@ -33,24 +38,50 @@ def reproduce_command(targets: tuple[str, ...], out: str, seed: int, quick: bool
         print_table(
             "Figure 1: K = 10, Tc = 1, X = 1 + Exp(lambda = 2/3); simulation vs limits",
             ["n", "E[tau] sim", "95% CI +-", "exact", "paper", "exact in CI", "paper in CI"],
-            [[str(r["n"]), fmt(r["staleness_mean"]), fmt(r["staleness_ci95"]), fmt(r["staleness_exact"]),
-              fmt(r["staleness_paper"]), "yes" if r["exact_in_ci"] else "NO", "yes" if r["paper_in_ci"] else "no"]
-             for r in found["fig1"]],
+            [
+                [
+                    str(r["n"]),
+                    fmt(r["staleness_mean"]),
+                    fmt(r["staleness_ci95"]),
+                    fmt(r["staleness_exact"]),
+                    fmt(r["staleness_paper"]),
+                    "yes" if r["exact_in_ci"] else "NO",
+                    "yes" if r["paper_in_ci"] else "no",
+                ]
+                for r in found["fig1"]
+            ],
         )
     if "fig2" in found:
         f2 = found["fig2"]
         print_table(
             f"Figure 2: n = 10, K = 5, Tc = 1; transient over {f2['replications']} replications",
             ["tau(1)", "tau(2)", "tau(3)", "mean of updates 26-50", "exact limit", "paper limit"],
-            [[fmt(f2["first_updates"][0], 3), fmt(f2["first_updates"][1], 3), fmt(f2["first_updates"][2], 3),
-              fmt(f2["mean_updates_26_50"]), fmt(f2["staleness_exact"]), fmt(f2["staleness_paper"])]],
+            [
+                [
+                    fmt(f2["first_updates"][0], 3),
+                    fmt(f2["first_updates"][1], 3),
+                    fmt(f2["first_updates"][2], 3),
+                    fmt(f2["mean_updates_26_50"]),
+                    fmt(f2["staleness_exact"]),
+                    fmt(f2["staleness_paper"]),
+                ]
+            ],
         )
     if "section4" in found:
         print_table(
             "Section 4: equal update rate and per-update minibatch, n = 10, Tc = 0",
             ["label", "E[tau] sim", "95% CI +-", "exact", "paper", "rate sim", "rate theory"],
-            [[r["label"], fmt(r["staleness_mean"]), fmt(r["staleness_ci95"]), fmt(r["staleness_exact"]),
-              fmt(r["staleness_paper"]), fmt(r["update_rate"]), fmt(r["update_rate_theory"])]
-             for r in found["section4"]],
+            [
+                [
+                    r["label"],
+                    fmt(r["staleness_mean"]),
+                    fmt(r["staleness_ci95"]),
+                    fmt(r["staleness_exact"]),
+                    fmt(r["staleness_paper"]),
+                    fmt(r["update_rate"]),
+                    fmt(r["update_rate_theory"]),
+                ]
+                for r in found["section4"]
+            ],
         )
     click.echo(f"files written to {out}/ (CSV, PNG with a JSON of its numbers, summary.json)")

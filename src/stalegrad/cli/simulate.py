@@ -6,23 +6,51 @@ from typing import Any
 
 import click
 
-from .options import build_systems, emit_json, fmt, print_table, progress_bar, system_options
+from .options import build_systems, emit_json, fmt, print_caveats, print_table, progress_bar, system_options
 
 
 @click.command("simulate")
 @system_options
-@click.option("--updates", type=click.IntRange(min=1), default=200_000, show_default=True,
-              help="Updates to simulate (each takes K gradients).")
-@click.option("--seed", type=click.IntRange(min=0), default=None,
-              help="Random seed (default: fresh entropy, printed so the run can be repeated).")
-@click.option("--warmup", type=click.IntRange(min=0), default=None,
-              help="Updates left out of the steady-state estimate (default: a tenth of the run).")
-@click.option("--batches", type=click.IntRange(min=2), default=32, show_default=True,
-              help="Batch means for the 95% confidence interval.")
+@click.option(
+    "--updates",
+    type=click.IntRange(min=1),
+    default=200_000,
+    show_default=True,
+    help="Updates to simulate (each takes K gradients).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Random seed (default: fresh entropy, printed so the run can be repeated).",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Updates left out of the steady-state estimate (default: a tenth of the run).",
+)
+@click.option(
+    "--batches",
+    type=click.IntRange(min=2),
+    default=32,
+    show_default=True,
+    help="Batch means for the 95% confidence interval.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a 'rows' list for a sweep).")
-def simulate_command(n: str, K: str, tc: str, uplink: float | None, downlink: float | None,
-                     compute: tuple[str, ...], updates: int, seed: int | None, warmup: int | None, batches: int,
-                     as_json: bool) -> None:
+def simulate_command(
+    n: str,
+    K: str,
+    tc: str,
+    uplink: float | None,
+    downlink: float | None,
+    compute: tuple[str, ...],
+    updates: int,
+    seed: int | None,
+    warmup: int | None,
+    batches: int,
+    as_json: bool,
+) -> None:
     """Simulate the K-batch-async system and estimate its steady-state staleness (95% CI).
 
     \b
@@ -45,15 +73,43 @@ def simulate_command(n: str, K: str, tc: str, uplink: float | None, downlink: fl
             row["seed"] = point_seed
             row["root_seed"] = root
             row["system"] = system.to_dict()
+            row["caveat"] = point.prediction.caveat
             rows.append(row)
     if as_json:
         emit_json(rows[0] if len(rows) == 1 else {"rows": rows})
         return
     print_table(
         f"stalegrad simulate (seed {root}; {updates} updates each, first {rows[0]['warmup_updates']} left out)",
-        ["n", "K", "tc", "E[tau] sim", "95% CI +-", "E[tau] exact", "E[tau] paper", "p95", "max", "rate sim",
-         "rate theory", "seconds"],
-        [[str(r["n"]), str(r["K"]), fmt(r["tc"], 3), fmt(r["staleness_mean"]), fmt(r["staleness_ci95"]),
-          fmt(r["staleness_exact"]), fmt(r["staleness_paper"]), str(r["staleness_p95"]), str(r["staleness_max"]),
-          fmt(r["update_rate"]), fmt(r["update_rate_theory"]), fmt(r["seconds"], 2)] for r in rows],
+        [
+            "n",
+            "K",
+            "tc",
+            "E[tau] sim",
+            "95% CI +-",
+            "E[tau] exact",
+            "E[tau] paper",
+            "p95",
+            "max",
+            "rate sim",
+            "rate theory",
+            "seconds",
+        ],
+        [
+            [
+                str(r["n"]),
+                str(r["K"]),
+                fmt(r["tc"], 3),
+                fmt(r["staleness_mean"]),
+                fmt(r["staleness_ci95"]),
+                fmt(r["staleness_exact"]),
+                fmt(r["staleness_paper"]),
+                str(r["staleness_p95"]),
+                str(r["staleness_max"]),
+                fmt(r["update_rate"]),
+                fmt(r["update_rate_theory"]),
+                fmt(r["seconds"], 2),
+            ]
+            for r in rows
+        ],
     )
+    print_caveats(rows)

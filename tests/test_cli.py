@@ -1,0 +1,144 @@
+"""The command line: results on stdout, one-line errors with exit status 2, JSON without NaN, fast --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from stalegrad.cli import cli, main
+
+
+def run(args):
+    """Run ``main`` in a fresh interpreter, as the console script does; return (exit code, stdout, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from stalegrad.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_predict_json_has_the_papers_and_the_exact_numbers():
+    code, out, err = run(
+        [
+            "predict",
+            "--n",
+            "16",
+            "--K",
+            "10",
+            "--tc",
+            "1",
+            "--compute",
+            "shifted_exponential(alpha=1, rate=0.6667)",
+            "--json",
+        ]
+    )
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["update_rate"] == pytest.approx(16 / (10 * (1 + 1 / 0.6667)))
+    assert obj["staleness_paper"] == pytest.approx(1.6 * (1 + 2.49992500375) / 2.49992500375)
+    assert obj["staleness_exact"] == pytest.approx(obj["staleness_paper"] - 1 / (10 * 2.49992500375))
+
+
+def test_predict_sweep_prints_one_row_per_value():
+    code, out, _ = run(["predict", "--n", "10:20", "--K", "10", "--tc", "1", "--json"])
+    assert code == 0
+    rows = json.loads(out)["rows"]
+    assert [r["n"] for r in rows] == list(range(10, 21))
+    code, out, _ = run(["predict", "--n", "10:20:5", "--K", "10", "--tc", "1"])
+    assert code == 0 and "E[tau] exact" in out and out.count("expon(loc=1.0") == 3
+
+
+def test_simulate_json_has_estimate_and_theory_side_by_side():
+    code, out, err = run(
+        ["simulate", "--n", "16", "--K", "10", "--tc", "1", "--updates", "20000", "--seed", "1", "--json"]
+    )
+    assert code == 0, err
+    obj = json.loads(out)
+    for key in (
+        "staleness_mean",
+        "staleness_ci95",
+        "update_rate",
+        "gradients",
+        "seconds",
+        "staleness_exact",
+        "staleness_paper",
+        "update_rate_theory",
+        "warmup_updates",
+    ):
+        assert key in obj
+    assert obj["gradients"] == 200_000 and obj["seed"] == 1
+    assert abs(obj["staleness_mean"] - obj["staleness_exact"]) < 4 * obj["staleness_ci95"]
+    _, out2, _ = run(["simulate", "--n", "16", "--K", "10", "--tc", "1", "--updates", "20000", "--seed", "1", "--json"])
+    same = json.loads(out2)
+    assert same["staleness_mean"] == obj["staleness_mean"] and same["staleness_ci95"] == obj["staleness_ci95"]
+
+
+def test_heterogeneous_workers_with_counts():
+    code, out, err = run(
+        [
+            "simulate",
+            "--n",
+            "6",
+            "--K",
+            "3",
+            "--compute",
+            "3*expon(scale=1)",
+            "--compute",
+            "3*expon(scale=3)",
+            "--updates",
+            "5000",
+            "--seed",
+            "2",
+            "--json",
+        ]
+    )
+    assert code == 0, err
+    assert json.loads(out)["system"]["compute"] == ["3*expon(scale=1)", "3*expon(scale=3)"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "--n", "0", "--K", "1"], "n must be an integer >= 1, got 0"),
+        (["predict", "--n", "4", "--K", "x"], "--K must be an integer"),
+        (["predict", "--n", "4", "--K", "2", "--compute", "foo(a=1)"], "compute model name must be"),
+        (["predict", "--n", "4", "--K", "2", "--compute", "3*expon()"], "--compute counts must add up to --n = 4"),
+        (["predict", "--n", "4", "--K", "2", "--tc", "-1"], "--tc must be a finite number"),
+        (["simulate", "--n", "4", "--K", "2", "--updates", "0"], "'--updates'"),
+        (["simulate", "--n", "4", "--K", "2", "--bogus"], "No such option"),
+        (["simulate", "--n", "4"], "Missing option '--K'"),
+        (["reproduce", "fig9"], "'fig9' is not one of"),
+    ],
+)
+def test_user_mistakes_are_one_error_line_and_exit_2(args, message):
+    code, out, err = run(args)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_help_does_not_import_the_heavy_libraries():
+    probe = (
+        "import sys\nfrom stalegrad.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "heavy = [m for m in ('numpy', 'scipy', 'matplotlib', 'numba', 'ray') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "Usage: stalegrad" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_main_in_process_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "stalegrad, version" in capsys.readouterr().out
+    assert cli.name == "cli"
