@@ -142,3 +142,31 @@ def test_main_in_process_exit_codes(capsys):
     assert exc.value.code == 0
     assert "stalegrad, version" in capsys.readouterr().out
     assert cli.name == "cli"
+
+
+def test_simulate_plot_writes_a_png_with_its_numbers(tmp_path):
+    png = tmp_path / "hist.png"
+    code, out, err = run(
+        [
+            "simulate",
+            "--n",
+            "8",
+            "--K",
+            "4",
+            "--tc",
+            "1",
+            "--updates",
+            "5000",
+            "--seed",
+            "3",
+            "--plot",
+            str(png),
+            "--json",
+        ]
+    )
+    assert code == 0, err
+    obj = json.loads(out)
+    assert sum(obj["staleness_histogram"]) == obj["gradients_in_estimate"]
+    meta = json.loads(png.with_suffix(".json").read_text())
+    assert meta["seed"] == 3 and meta["rows"][0]["staleness_mean"] == obj["staleness_mean"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

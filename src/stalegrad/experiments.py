@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import scipy.stats
 
 from .analysis import Estimate, Transient, steady_state, transient
@@ -27,6 +28,7 @@ from .sim import simulate, simulate_summary
 from .sim.streams import derive_seed, resolve_seed
 from .spec import System
 from .theory import Prediction, predict
+from .trace import Summary
 
 __all__ = ["TARGETS", "Point", "fig1", "fig2", "reproduce", "run_point", "section4"]
 
@@ -52,6 +54,7 @@ class Point:
     prediction: Prediction
     estimate: Estimate
     seconds: float
+    summary: Summary | None = None
 
     def row(self) -> dict[str, Any]:
         e, p = self.estimate, self.prediction
@@ -91,7 +94,7 @@ def run_point(
     t0 = time.perf_counter()
     summary = simulate_summary(system, updates, seed=seed, warmup=warmup, batches=batches, progress=progress)
     seconds = time.perf_counter() - t0
-    return Point(label, system, seed, predict(system), steady_state(summary), seconds)
+    return Point(label, system, seed, predict(system), steady_state(summary), seconds, summary)
 
 
 def _report(progress: Report | None, what: str) -> Callable[[int, int], None] | None:
@@ -148,6 +151,55 @@ def section4(updates: int = 200_000, seed: int = 1, progress: Report | None = No
 
 
 # ------------------------------------------------------------------------------------------------ writing files
+
+
+def plot_points(points: Sequence[Point], path: str | Path, root_seed: int) -> Path:
+    """One simulated system: its staleness histogram with both limits marked. A sweep: mean staleness against
+    the position in the sweep (labelled by what varies), with CI bars, the paper's and the exact limit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import staleness_histogram, staleness_vs_n
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if len(points) == 1 and points[0].summary is not None:
+        p = points[0]
+        staleness_histogram(np.trim_zeros(p.summary.hist, "b"), title=_describe(p.system), ax=ax)
+        ax.axvline(
+            p.prediction.staleness_exact, color="tab:blue", label=f"exact mean {p.prediction.staleness_exact:.3f}"
+        )
+        ax.axvline(
+            p.prediction.staleness_paper,
+            color="tab:red",
+            ls="--",
+            label=f"paper mean {p.prediction.staleness_paper:.3f}",
+        )
+        ax.axvline(p.estimate.mean, color="black", ls=":", label=f"simulated mean {p.estimate.mean:.3f}")
+        ax.legend()
+    else:
+        varies = [k for k in ("n", "K", "tc") if len({getattr(p.system, k) for p in points}) > 1]
+        key = varies[0] if len(varies) == 1 else None
+        xs = [getattr(p.system, key) for p in points] if key else list(range(1, len(points) + 1))
+        staleness_vs_n(
+            xs,
+            [p.estimate.mean for p in points],
+            [p.estimate.ci95 for p in points],
+            [p.prediction.staleness_paper for p in points],
+            [p.prediction.staleness_exact for p in points],
+            ax=ax,
+        )
+        ax.set_xlabel(key or "system in the sweep")
+    meta = metadata(root_seed, {f"{k}": p.system for k, p in enumerate(points)}, rows=[p.row() for p in points])
+    out = write_figure(fig, path, meta)
+    plt.close(fig)
+    return out
+
+
+def _describe(system: System) -> str:
+    return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, {' + '.join(system.to_dict()['compute'])}"
+
 
 #: Run sizes: the full reproduction and a quick one (for smoke tests).
 SIZES = {

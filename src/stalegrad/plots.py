@@ -101,6 +101,9 @@ def staleness_histogram(hist: np.ndarray, *, title: str | None = None, ax: Any =
     ax = _axes(ax)
     total = hist.sum()
     ax.bar(np.arange(hist.size), hist / total if total else hist, color="tab:blue", width=0.8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("staleness τ")
     ax.set_ylabel("fraction of gradients")
     if title:

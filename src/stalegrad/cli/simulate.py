@@ -37,6 +37,13 @@ from .options import build_systems, emit_json, fmt, print_caveats, print_table, 
     show_default=True,
     help="Batch means for the 95% confidence interval.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a PNG (and a JSON of its numbers beside it): the staleness histogram, or for a sweep the mean "
+    "staleness against the swept value with both limits.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a 'rows' list for a sweep).")
 def simulate_command(
     n: str,
@@ -49,6 +56,7 @@ def simulate_command(
     seed: int | None,
     warmup: int | None,
     batches: int,
+    plot: str | None,
     as_json: bool,
 ) -> None:
     """Simulate the K-batch-async system and estimate its steady-state staleness (95% CI).
@@ -57,12 +65,13 @@ def simulate_command(
     stalegrad simulate --n 16 --K 10 --tc 1 --updates 200000 --seed 1 --json
     stalegrad simulate --n 6 --K 3 --compute "3*expon(scale=1)" --compute "3*expon(scale=3)"
     """
-    from ..experiments import run_point
+    from ..experiments import plot_points, run_point
     from ..sim.streams import derive_seed, resolve_seed
 
     systems = build_systems(n, K, tc, uplink, downlink, compute)
     root = resolve_seed(seed)
     rows: list[dict[str, Any]] = []
+    points = []
     with progress_bar() as report:
         for k, system in enumerate(systems):
             point_seed = root if len(systems) == 1 else derive_seed(root, k)
@@ -74,7 +83,12 @@ def simulate_command(
             row["root_seed"] = root
             row["system"] = system.to_dict()
             row["caveat"] = point.prediction.caveat
+            if point.summary is not None:
+                row["staleness_histogram"] = point.summary.hist[: point.estimate.max + 1].tolist()
             rows.append(row)
+            points.append(point)
+    if plot:
+        plot_points(points, plot, root)
     if as_json:
         emit_json(rows[0] if len(rows) == 1 else {"rows": rows})
         return
