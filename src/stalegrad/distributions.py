@@ -42,7 +42,7 @@ def shifted_exponential(alpha: float, rate: float) -> Any:
 
     Returned as the scipy frozen distribution ``expon(loc=alpha, scale=1/rate)``.
 
-    >>> shifted_exponential(alpha=1, rate=2 / 3).mean()
+    >>> float(shifted_exponential(alpha=1, rate=2 / 3).mean())
     2.5
     """
     if not (math.isfinite(alpha) and alpha >= 0):

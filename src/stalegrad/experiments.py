@@ -164,9 +164,10 @@ def plot_points(points: Sequence[Point], path: str | Path, root_seed: int) -> Pa
     from .plots import staleness_histogram, staleness_vs_n
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    if len(points) == 1 and points[0].summary is not None:
+    single = points[0].summary if len(points) == 1 else None
+    if single is not None:
         p = points[0]
-        staleness_histogram(np.trim_zeros(p.summary.hist, "b"), title=_describe(p.system), ax=ax)
+        staleness_histogram(np.trim_zeros(single.hist, "b"), title=_describe(p.system), ax=ax)
         ax.axvline(
             p.prediction.staleness_exact, color="tab:blue", label=f"exact mean {p.prediction.staleness_exact:.3f}"
         )
