@@ -273,6 +273,7 @@ def reproduce(
         ]
         staleness_vs_n(*columns, title="K = 10, Tc = 1, X = 1 + Exp(2/3)", ax=ax)
         residuals_vs_n(*columns, ax=ax2)
+        ax.set_xlabel("")
         write_figure(fig, out / "fig1.png", {**meta, "rows": rows})
         plt.close(fig)
         found["fig1"] = rows
