@@ -39,7 +39,7 @@ def referee(system: System, updates: int, seed: int) -> dict[str, list]:
     update_times = [rows[u * K - 1][0] for u in range(1, updates + 1)]
     out: dict[str, list] = {k: [] for k in ("worker", "round", "start", "arrive", "version", "update", "staleness")}
     for p, (arrive, i, r, start, _) in enumerate(rows):
-        version = sum(1 for t in update_times if t < start - down)  # newest version reached strictly before start
+        version = sum(1 for t in update_times if t + down < start)  # versions that reached it strictly before start
         update = p // K + 1
         for k, v in zip(out, (i, r, start, arrive, version, update, update - 1 - version), strict=True):
             out[k].append(v)
@@ -56,7 +56,7 @@ models = st.sampled_from(
         Empirical([0.5, 1.0, 1.5]),
     ]
 )
-delays = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0])
+delays = st.sampled_from([0.0, 0.1, 0.25, 0.3, 1 / 3, 0.5, 1.0, 2.0])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -23,11 +23,12 @@ Tricks that keep the merge chain short:
   winner's next key is one load away.
 * Indices are unsigned: numba then emits no code for negative (from-the-end) indexing.
 
-The version a round used is a per-worker pointer into the update times that only moves forward, advanced by
-counting (branch-free, several at a time, see :func:`_version`) the update times below the threshold; the buffer is
-padded with +inf. The update times of a chunk are written before its second pass: every later update time is
-``>=`` the gradient's arrival, which is not below its threshold, so the counts are the same as if they were not
-there yet. The summary sums staleness in integers (exact below 2**53, so equal to summing floats one by one).
+The version a round used is the number of versions that reached the worker strictly before the round started:
+a per-worker pointer into the reach times (update time + downlink, computed once per update, the same floats as
+the event engine's) that only moves forward, advanced by counting (branch-free, several at a time, see
+:func:`_version`) the reach times below the round's start; the buffer is padded with +inf. The reach times of a
+chunk are written before its second pass: every later one is ``>=`` the gradient's arrival + downlink, which is
+not below the round's start, so the counts are the same as if they were not there yet. The summary sums staleness in integers (exact below 2**53, so equal to summing floats one by one).
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def _merge(S, cur, lim, nxtf, lkey, lidx, wb, cb, abf, up, i, ck, cmax):
 
 @njit(cache=True, nogil=True, inline="always")
 def _version(T, v, tbase, thr, wide):
-    """Move the version pointer ``v`` forward past every update time below ``thr``.
+    """Move the version pointer ``v`` forward past every reach time below ``thr``.
 
     Counting is branch-free: first (if ``wide``) whole blocks of 8, by comparing the last time of each of the next
     8 blocks, then single times, 8 (if ``wide``) or 4 at a time; a loop repeats only when all it compared were below.
@@ -213,7 +214,7 @@ def _steady_body(S, T, vptr, wb, cb, tbase, down, K, j, je, u, r, hist, wsum, wc
         um1 = u - 1
         for jj in range(np.uint64(j), np.uint64(stop)):
             w = wb[jj]
-            v = _version(T, vptr[w], tbase, S[cb[jj] - _1] - down, wide)
+            v = _version(T, vptr[w], tbase, S[cb[jj] - _1], wide)
             vptr[w] = v
             tau = um1 - v
             if post:
@@ -250,7 +251,7 @@ def advance(
     rb: np.ndarray,  # round number of the round at index c of S is rb[worker] + c
     nxtf: np.ndarray,  # arrival time of each worker's round after its pending one
     vptr: np.ndarray,  # version used by each worker's latest round so far
-    T: np.ndarray,  # T[k - tbase] = time of update k; +inf after the newest
+    T: np.ndarray,  # T[k - tbase] = time version k reaches the workers (update time + downlink); +inf after
     lkey: np.ndarray,  # loser tree: key (int64 bits) of the loser stored at each node
     lidx: np.ndarray,  # loser tree: worker (uint64) of the loser stored at each node
     ist: np.ndarray,  # integer state: see P, NUPD, ... above
@@ -323,7 +324,7 @@ def advance(
         while g < p:
             nupd += 1
             a = abf[g - p0]
-            T[nupd - tbase] = a
+            T[nupd - tbase] = a + down
             if nupd == warm:
                 fst[0] = a
             fst[1] = a
@@ -340,7 +341,7 @@ def advance(
                     w = wb[j]
                     c = cb[j]
                     s = S[c - _1]
-                    v = _version(T, vptr[w], tbase, s - down, True)
+                    v = _version(T, vptr[w], tbase, s, True)
                     vptr[w] = v
                     tau = u - 1 - v
                     maxtau = max(maxtau, tau)

@@ -230,7 +230,8 @@ def simulate(
     outputs = tuple(cols[k] for k in COLUMNS)
     stats = (_EMPTY_I, _EMPTY_F, _EMPTY_I, _EMPTY_F, _EMPTY_I, _EMPTY_F)
     _loop(run, 0, outputs, stats, 1, 0, updates, progress, None)
-    return Trace(cols, run.T[:updates].copy(), system, seed, {"engine": "fast"})
+    K = system.K
+    return Trace(cols, cols["arrive"][K - 1 :: K].copy(), system, seed, {"engine": "fast"})
 
 
 def simulate_summary(

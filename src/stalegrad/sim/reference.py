@@ -39,7 +39,8 @@ def simulate_numpy(system: System, updates: int, *, seed: int) -> Trace:
     update = np.arange(total, dtype=np.int64) // K + 1
     update_times = arrive[K - 1 :: K].copy()
     start = start_all[order]
-    version = np.searchsorted(update_times, start - down, side="left").astype(np.int64)
+    # version v reaches the worker at update_times[v-1] + down; a round uses those that reached it strictly before
+    version = np.searchsorted(update_times + down, start, side="left").astype(np.int64)
     cols = {
         "worker": worker[order],
         "round": rnd[order],
