@@ -28,7 +28,8 @@ a per-worker pointer into the reach times (update time + downlink, computed once
 the event engine's) that only moves forward, advanced by counting (branch-free, several at a time, see
 :func:`_version`) the reach times below the round's start; the buffer is padded with +inf. The reach times of a
 chunk are written before its second pass: every later one is ``>=`` the gradient's arrival + downlink, which is
-not below the round's start, so the counts are the same as if they were not there yet. The summary sums staleness in integers (exact below 2**53, so equal to summing floats one by one).
+not below the round's start, so the counts are the same as if they were not there yet. The summary sums
+staleness in integers (exact below 2**53, so equal to summing floats one by one).
 """
 
 from __future__ import annotations
