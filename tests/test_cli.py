@@ -170,3 +170,90 @@ def test_simulate_plot_writes_a_png_with_its_numbers(tmp_path):
     meta = json.loads(png.with_suffix(".json").read_text())
     assert meta["seed"] == 3 and meta["rows"][0]["staleness_mean"] == obj["staleness_mean"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_protocols_in_predict_and_simulate():
+    code, out, err = run(
+        [
+            "predict",
+            "--n",
+            "6",
+            "--K",
+            "3",
+            "--tc",
+            "1",
+            "--compute",
+            "expon(scale=2)",
+            "--protocol",
+            "k-batch-async,k-sync,k-batch-sync",
+            "--json",
+        ]
+    )
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert [r["protocol"] for r in rows] == ["k-batch-async", "k-sync", "k-batch-sync"]
+    assert rows[1]["staleness_exact"] == 0.0 and rows[2]["update_rate"] == pytest.approx(1 / (3 / 3 + 1))
+    code, out, err = run(
+        [
+            "simulate",
+            "--n",
+            "6",
+            "--K",
+            "3",
+            "--tc",
+            "1",
+            "--protocol",
+            "k-sync",
+            "--updates",
+            "3000",
+            "--seed",
+            "1",
+            "--json",
+        ]
+    )
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["staleness_mean"] == 0.0 and obj["dropped_fraction"] > 0 and obj["wasted_fraction"] > 0
+
+
+def test_compare_runs_every_protocol_and_plots(tmp_path):
+    png = tmp_path / "cmp.png"
+    code, out, err = run(
+        [
+            "compare",
+            "--n",
+            "6",
+            "--K",
+            "3",
+            "--tc",
+            "1",
+            "--updates",
+            "3000",
+            "--seed",
+            "2",
+            "--plot",
+            str(png),
+            "--json",
+        ]
+    )
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert [r["protocol"] for r in rows] == ["k-batch-async", "k-async", "k-sync", "k-batch-sync", "sync"]
+    assert rows[-1]["K"] == 6
+    assert png.exists() and json.loads(png.with_suffix(".json").read_text())["seed"] == 2
+    code, _, err = run(["compare", "--n", "4:6", "--K", "2"])
+    assert code == 2 and "--n must be a single value for compare" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "--n", "4", "--K", "2", "--protocol", "k-fast"], "--protocol must be one of"),
+        (["predict", "--n", "4", "--K", "5", "--protocol", "k-sync"], "K must be at most n = 4 for k-sync"),
+        (["simulate", "--n", "4", "--K", "2", "--downlink", "3*expon()"], "--downlink must be one delay model"),
+        (["simulate", "--n", "4", "--K", "2", "--uplink", "nosuch()"], "compute model name must be"),
+    ],
+)
+def test_protocol_mistakes(args, message):
+    code, out, err = run(args)
+    assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1, err

@@ -179,9 +179,13 @@ def test_bad_run_arguments(kwargs, match, fig1_system):
         simulate_summary(fig1_system, updates, **args)
 
 
-def test_random_delays_are_refused_by_the_fast_path_with_a_clear_message(paper_model):
+def test_what_the_fast_path_cannot_run_goes_to_the_event_engine(paper_model):
     system = System(n=2, K=1, compute=paper_model, uplink=scipy.stats.expon(scale=0.5))
-    with pytest.raises(SpecError, match="uplink and downlink must be fixed times"):
-        simulate(system, 10, seed=0)
-    with pytest.raises(SpecError, match="engine must be 'numba' or 'numpy'"):
+    with pytest.raises(SpecError, match="uplink and downlink must be fixed times for the fast simulator"):
+        simulate(system, 10, seed=0, engine="numba")
+    assert simulate(system, 10, seed=0).meta["engine"] == "events"
+    bounded = System(n=2, K=1, compute=paper_model, staleness_bound=3)
+    with pytest.raises(SpecError, match="staleness_bound must be None for the fast simulator"):
+        simulate(bounded, 10, seed=0, engine="numpy")
+    with pytest.raises(SpecError, match="engine must be one of auto, numba, numpy, events, got 'gpu'"):
         simulate(System(n=2, K=1, compute=paper_model), 10, seed=0, engine="gpu")

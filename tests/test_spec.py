@@ -40,7 +40,11 @@ def test_heterogeneous_workers_and_k_above_n():
         ({"compute": scipy.stats.norm()}, r"compute\[0\] mean must be finite and > 0"),
         ({"compute": scipy.stats.norm(loc=5)}, r"compute\[0\] support must be times >= 0"),
         ({"compute": deterministic(0)}, r"compute\[0\] mean must be finite and > 0"),
-        ({"protocol": "k-sync"}, r"protocol must be one of k-batch-async, got 'k-sync'"),
+        ({"protocol": "k-bogus"}, r"protocol must be one of k-batch-async, k-async, .*, got 'k-bogus'"),
+        ({"protocol": "k-sync", "K": 5}, r"K must be at most n = 4 for k-sync"),
+        ({"protocol": "sync", "K": 2}, r"K must be n = 4 for the sync protocol"),
+        ({"protocol": "k-sync", "staleness_bound": 2}, r"staleness_bound must be None for k-sync"),
+        ({"staleness_bound": -1}, r"staleness_bound must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_input_is_one_clear_message(kwargs, match):

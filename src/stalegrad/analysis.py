@@ -40,6 +40,8 @@ class Estimate:
     p99: int
     max: int
     worker_means: tuple[float, ...]
+    dropped_fraction: float = 0.0  # of the gradients that reached the master
+    wasted_fraction: float = 0.0  # of the compute time (cancelled rounds)
 
     def covers(self, value: float, rel: float = 0.0) -> bool:
         """True when ``value`` lies within the 95% CI, or within ``rel`` relative distance of the mean."""
@@ -59,6 +61,8 @@ class Estimate:
             "batches": self.batches,
             "gradients_in_estimate": self.gradients,
             "worker_means": list(self.worker_means),
+            "dropped_fraction": self.dropped_fraction,
+            "wasted_fraction": self.wasted_fraction,
         }
 
 
@@ -93,6 +97,8 @@ def steady_state(run: Summary | Trace, *, warmup: int | None = None, batches: in
         p99=quantile(run.hist, 0.99),
         max=int(np.flatnonzero(run.hist)[-1]) if run.hist.any() else 0,
         worker_means=tuple(float(x) for x in wm),
+        dropped_fraction=run.dropped / (run.gradients + run.dropped) if run.gradients + run.dropped else 0.0,
+        wasted_fraction=run.wasted_fraction,
     )
 
 

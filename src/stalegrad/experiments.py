@@ -198,6 +198,51 @@ def plot_points(points: Sequence[Point], path: str | Path, root_seed: int) -> Pa
     return out
 
 
+def plot_protocols(points: Sequence[Point], path: str | Path, root_seed: int) -> Path:
+    """Protocols side by side: update rate (simulated, theory where known) and staleness (mean with 95% CI, p95),
+    with the wasted and dropped fractions written on the bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [p.system.protocol for p in points]
+    x = np.arange(len(points))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    ax1.bar(x, [p.estimate.update_rate for p in points], color="tab:blue", label="simulated")
+    ax1.plot(x, [p.prediction.update_rate for p in points], "k_", ms=28, mew=2, label="theory")
+    for k, p in enumerate(points):
+        ax1.annotate(
+            f"wasted {100 * p.estimate.wasted_fraction:.0f}%\ndropped {100 * p.estimate.dropped_fraction:.0f}%",
+            (k, p.estimate.update_rate),
+            ha="center",
+            va="bottom",
+            fontsize="x-small",
+        )
+    ax1.set_ylabel("updates per second")
+    ax1.legend(fontsize="small")
+    ax2.bar(
+        x,
+        [p.estimate.mean for p in points],
+        yerr=[p.estimate.ci95 for p in points],
+        color="tab:orange",
+        capsize=3,
+        label="mean (95% CI)",
+    )
+    ax2.plot(x, [p.estimate.p95 for p in points], "kv", label="95th percentile")
+    ax2.plot(x, [p.prediction.staleness_exact for p in points], "k_", ms=28, mew=2, label="exact limit")
+    ax2.set_ylabel("staleness τ")
+    ax2.legend(fontsize="small")
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, names, rotation=20)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(_describe(points[0].system).replace(f"n = {points[0].system.n}, K", f"n = {points[0].system.n}, K"))
+    meta = metadata(root_seed, {p.system.protocol: p.system for p in points}, rows=[p.row() for p in points])
+    out = write_figure(fig, path, meta)
+    plt.close(fig)
+    return out
+
+
 def _describe(system: System) -> str:
     return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, {' + '.join(system.to_dict()['compute'])}"
 

@@ -15,10 +15,18 @@ from typing import Any
 from .distributions import Deterministic, describe, validate_model
 from .errors import invalid
 
-__all__ = ["PROTOCOLS", "System"]
+__all__ = ["ASYNC_PROTOCOLS", "PROTOCOLS", "System"]
 
-#: Protocols this version simulates. ``k-batch-async`` is the paper's: workers never wait.
-PROTOCOLS = ("k-batch-async",)
+#: Protocols, with what they do (Dutta et al. 2018, "Slow and stale gradients can win the race").
+PROTOCOLS = {
+    "k-batch-async": "the paper's: an update after K gradients from any workers; workers never wait",
+    "k-async": "an update after K gradients from distinct workers; only those K get the new version and restart",
+    "k-sync": "all on the current version; the first K of n gradients make the update; the rest are cancelled",
+    "k-batch-sync": "all on the current version; the first K gradients from any workers; the rest are cancelled",
+    "sync": "fully synchronous: every worker's gradient on the current version (k-sync with K = n)",
+}
+#: Protocols whose workers compute on stale versions (a staleness bound applies to them).
+ASYNC_PROTOCOLS = ("k-batch-async", "k-async")
 
 
 def _int_param(name: str, value: Any, low: int) -> int:
@@ -51,6 +59,8 @@ class System:
     tc : round-trip communication time; each direction defaults to ``tc / 2``.
     uplink, downlink : per-direction delay (seconds, or a distribution) overriding ``tc / 2``.
     protocol : one of :data:`PROTOCOLS`.
+    staleness_bound : for the asynchronous protocols, the master drops (and counts) gradients whose staleness
+        would exceed this bound; ``None`` for no bound.
 
     >>> from stalegrad.distributions import shifted_exponential
     >>> s = System(n=16, K=10, tc=1, compute=shifted_exponential(alpha=1, rate=2/3))
@@ -64,6 +74,7 @@ class System:
     uplink: Any
     downlink: Any
     protocol: str
+    staleness_bound: int | None
 
     def __init__(
         self,
@@ -74,6 +85,7 @@ class System:
         uplink: Any = None,
         downlink: Any = None,
         protocol: str = "k-batch-async",
+        staleness_bound: int | None = None,
     ) -> None:
         n = _int_param("n", n, 1)
         K = _int_param("K", K, 1)
@@ -93,12 +105,23 @@ class System:
                 checked[id(model)] = validate_model(model, f"compute[{i}]")
         if protocol not in PROTOCOLS:
             raise invalid("protocol", protocol, f"one of {', '.join(PROTOCOLS)}")
+        if protocol in ("k-async", "k-sync") and n < K:
+            raise invalid("K", K, f"at most n = {n} for {protocol} (K distinct workers per update)")
+        if protocol == "sync" and n != K:
+            raise invalid("K", K, f"n = {n} for the sync protocol (every worker in every update)")
+        if staleness_bound is not None:
+            staleness_bound = _int_param("staleness_bound", staleness_bound, 0)
+            if protocol not in ASYNC_PROTOCOLS:
+                raise invalid(
+                    "staleness_bound", staleness_bound, f"None for {protocol} (its gradients are never stale)"
+                )
         object.__setattr__(self, "n", n)
         object.__setattr__(self, "K", K)
         object.__setattr__(self, "compute", models)
         object.__setattr__(self, "uplink", _delay("uplink", tc / 2 if uplink is None else uplink))
         object.__setattr__(self, "downlink", _delay("downlink", tc / 2 if downlink is None else downlink))
         object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "staleness_bound", staleness_bound)
 
     @property
     def tc(self) -> float:
@@ -147,12 +170,14 @@ class System:
             uplink=changes.get("uplink", self.uplink),
             downlink=changes.get("downlink", self.downlink),
             protocol=changes.get("protocol", self.protocol),
+            staleness_bound=changes.get("staleness_bound", self.staleness_bound),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description that records everything needed to rebuild the system."""
         return {
             "protocol": self.protocol,
+            "staleness_bound": self.staleness_bound,
             "n": self.n,
             "K": self.K,
             "tc": self.tc,
@@ -165,7 +190,8 @@ class System:
         d = self.to_dict()
         return (
             f"System(n={d['n']}, K={d['K']}, uplink={d['uplink']!r}, downlink={d['downlink']!r}, "
-            f"compute={' + '.join(d['compute'])!r}, protocol={d['protocol']!r})"
+            f"compute={' + '.join(d['compute'])!r}, protocol={d['protocol']!r}"
+            + (f", staleness_bound={self.staleness_bound})" if self.staleness_bound is not None else ")")
         )
 
 

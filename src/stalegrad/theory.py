@@ -38,9 +38,20 @@ __all__ = [
 ]
 
 
+SYNC_PROTOCOLS = ("k-sync", "k-batch-sync", "sync")
+
+
 def update_rate(system: System) -> float:
-    """Long-run updates per second, ``sum_i (1/mu_i) / K`` (paper's Lemma 1: ``n / (K mu)``)."""
-    return sum(1.0 / mu for mu in system.means) / system.K
+    """Long-run updates per second: ``sum_i (1/mu_i) / K`` for the paper's protocol (Lemma 1: ``n / (K mu)``);
+    the other protocols' closed forms are in :mod:`stalegrad.rates`. NaN where none is known (simulate)."""
+    if system.protocol == "k-batch-async":
+        if system.staleness_bound is not None:
+            return math.nan  # dropped gradients slow the updates by an amount no formula here gives
+        return sum(1.0 / mu for mu in system.means) / system.K
+    from .rates import protocol_update_rate
+
+    rate = protocol_update_rate(system)
+    return math.nan if rate is None else rate
 
 
 def staleness_paper(system: System) -> float:
@@ -49,6 +60,8 @@ def staleness_paper(system: System) -> float:
     For heterogeneous workers this is its natural generalisation (the exact limit when every compute time is
     exponential): ``(1/K) sum_i (Tc + mu_i) (sum_k 1/mu_k) / mu_i / sum_i (1/mu_i)``.
     """
+    if system.protocol != "k-batch-async" or system.staleness_bound is not None:
+        return math.nan  # the paper's theorem is about its own protocol
     inv = np.array([1.0 / mu for mu in system.means])
     mus = np.array(system.means)
     per_worker = (system.tc + mus) * inv.sum() / system.K
@@ -56,7 +69,19 @@ def staleness_paper(system: System) -> float:
 
 
 def staleness_exact_per_worker(system: System) -> tuple[float, ...]:
-    """Exact limit of the mean staleness of each worker's gradients, ``E[tau_i]`` (see module docstring)."""
+    """Exact limit of the mean staleness of each worker's gradients, ``E[tau_i]`` (see module docstring).
+
+    0 for the synchronous protocols (every gradient is on the current version); NaN where no limit is known.
+    """
+    if system.protocol in SYNC_PROTOCOLS:
+        return (0.0,) * system.n
+    if system.protocol == "k-async" and system.staleness_bound is None:
+        # a worker computes on the version it helped make, and its gradient joins the update after its next
+        # participation: staleness = (updates between its participations) - 1. Worker i takes part in a fraction
+        # p_i of the updates (sum p_i = K), so its mean is 1/p_i - 1, and over all gradients (n - K)/K.
+        return (system.n / system.K - 1.0,) * system.n if system.identical else (math.nan,) * system.n
+    if system.protocol != "k-batch-async" or system.staleness_bound is not None:
+        return (math.nan,) * system.n
     tc = system.tc
     mus = system.means
     inv_total = sum(1.0 / mu for mu in mus)
@@ -71,7 +96,10 @@ def staleness_exact_per_worker(system: System) -> tuple[float, ...]:
 
 
 def staleness_exact(system: System) -> float:
-    """Exact limit of the mean staleness over all gradients (rate-weighted mean of ``E[tau_i]``)."""
+    """Exact limit of the mean staleness over all gradients (rate-weighted mean of ``E[tau_i]``); for k-async
+    without a bound ``n/K - 1``, whatever the compute times and delays."""
+    if system.protocol == "k-async" and system.staleness_bound is None:
+        return system.n / system.K - 1.0
     inv = np.array([1.0 / mu for mu in system.means])
     return float(np.dot(inv, staleness_exact_per_worker(system)) / inv.sum())
 
@@ -108,22 +136,36 @@ def predict(system: System) -> Prediction:
     """
     paper = staleness_paper(system)
     per = staleness_exact_per_worker(system)
-    inv = np.array([1.0 / mu for mu in system.means])
-    exact = float(np.dot(inv, per) / inv.sum())
+    exact = staleness_exact(system)
     return Prediction(update_rate(system), paper, exact, per, paper - exact, caveat(system))
 
 
 def caveat(system: System) -> str | None:
-    """Why the exact limit may not hold: lattice compute times, or random delays (``None`` if neither)."""
+    """Why a value may be missing or inexact: the protocol, lattice compute times, random delays."""
     notes = []
+    if system.protocol == "k-async" and math.isnan(update_rate(system)):
+        notes.append("k-async: update rate in closed form only for identical exponential times and Tc = 0")
+    elif system.protocol == "k-batch-sync" and math.isnan(update_rate(system)):
+        notes.append("k-batch-sync: update rate in closed form only for exponential compute times")
+    if system.staleness_bound is not None:
+        notes.append("a staleness bound drops gradients: no closed form for the rate or staleness; simulate")
+    if system.protocol in SYNC_PROTOCOLS:
+        if not system.deterministic_delays:
+            notes.append(f"{system.protocol} with random delays: no closed-form update rate; simulate")
+        return "; ".join(notes) or None
     lattice = [i for i, m in enumerate(system.compute) if is_lattice(m)]
     if lattice:
         notes.append(
             f"lattice compute times (workers {lattice[0]}..{lattice[-1]}): workers can stay in lockstep and "
             "arrivals coincide, so the exact limit (which assumes non-lattice times) may be off; simulate"
         )
-    if not system.deterministic_delays:
-        notes.append("random delays: the exact limit uses their means and is an approximation")
+    if not isinstance(system.downlink, float):
+        notes.append(
+            "random downlink: the exact limit (with the mean round trip) overstates staleness, since a newer "
+            "version can overtake an older one; simulate"
+        )
+    elif not isinstance(system.uplink, float):
+        notes.append("random uplink: the exact limit uses its mean (held within the CI in our tests)")
     return "; ".join(notes) or None
 
 

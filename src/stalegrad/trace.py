@@ -1,9 +1,11 @@
 """The data every engine produces: a :class:`Trace` (one row per gradient) or, for long runs, a :class:`Summary`.
 
-A Trace is columnar. Row ``r`` is one gradient: the worker that computed it, its round (1-based), when the round
-started, when the gradient was sent and when it arrived at the master, the version it was computed on, the update
-that applied it (1-based; ``-1`` if it was dropped) and its staleness ``tau = (update - 1) - version``. Rows are in
-the order the master took the gradients. ``update_times[u - 1]`` is the time of update ``u``.
+A Trace is columnar. Row ``r`` is one gradient that reached the master: the worker that computed it, its round
+(1-based), when the round started, when the gradient was sent and when it arrived at the master, the version it
+was computed on, the update that applied it (1-based; ``-1`` if it was dropped), its staleness
+``tau = (update - 1) - version`` (for a dropped gradient: the staleness it had when it arrived) and why it was
+dropped (:data:`APPLIED` if it was not). Rows are in the order the master took the gradients.
+``update_times[u - 1]`` is the time of update ``u``.
 
 A Summary is what a long simulation keeps instead of the rows: a staleness histogram, batch sums for confidence
 intervals, per-worker sums and the transient (sum of staleness per update index), after a warm-up of ``warmup``
@@ -19,7 +21,12 @@ import numpy as np
 
 from .spec import System
 
-__all__ = ["COLUMNS", "Summary", "Trace"]
+__all__ = ["APPLIED", "COLUMNS", "DROP_REASONS", "LATE", "STALE", "Summary", "Trace"]
+
+#: ``dropped`` codes: applied, dropped for staleness above the bound, dropped because its version was superseded
+#: (synchronous protocols take only gradients of the current version).
+APPLIED, STALE, LATE = 0, 1, 2
+DROP_REASONS = {APPLIED: "applied", STALE: "staleness above the bound", LATE: "computed on a superseded version"}
 
 #: Trace columns and their dtypes.
 COLUMNS = {
@@ -31,6 +38,7 @@ COLUMNS = {
     "version": np.int64,
     "update": np.int64,
     "staleness": np.int64,
+    "dropped": np.int8,
 }
 
 
@@ -45,6 +53,8 @@ class Trace:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if "dropped" not in self.columns and "worker" in self.columns:  # engines that never drop may omit it
+            self.columns["dropped"] = np.zeros(len(self.columns["worker"]), dtype=np.int8)
         lengths = {k: len(v) for k, v in self.columns.items()}
         if set(lengths) != set(COLUMNS) or len(set(lengths.values())) > 1:
             raise ValueError(f"a Trace needs the columns {list(COLUMNS)} of equal length, got {lengths}")
@@ -59,6 +69,11 @@ class Trace:
     def updates(self) -> int:
         """Number of updates applied."""
         return len(self.update_times)
+
+    def dropped_counts(self) -> dict[str, int]:
+        """Dropped gradients by reason (reasons with none are left out)."""
+        counts = np.bincount(self.columns["dropped"], minlength=len(DROP_REASONS))
+        return {DROP_REASONS[k]: int(c) for k, c in enumerate(counts) if k != APPLIED and c}
 
     def equals(self, other: Trace) -> bool:
         """Exact equality of every column and every update time (bit for bit)."""
@@ -94,6 +109,8 @@ class Summary:
     t_warmup: float  # time of update ``warmup`` (0 if warmup == 0)
     t_end: float  # time of the last update
     max_staleness: int  # over all gradients, warm-up included
+    dropped: int = 0  # gradients that reached the master and were dropped
+    wasted_fraction: float = 0.0  # compute time of cancelled rounds / all compute time
 
     @classmethod
     def from_trace(cls, trace: Trace, warmup: int, batches: int, transient: int = 0) -> Summary:
@@ -124,6 +141,8 @@ class Summary:
             t_warmup=float(trace.update_times[warmup - 1]) if warmup > 0 else 0.0,
             t_end=float(trace.update_times[-1]) if U else 0.0,
             max_staleness=int(tau[applied].max()) if applied.any() else 0,
+            dropped=int((upd < 1).sum()),
+            wasted_fraction=float(trace.meta.get("wasted_fraction", 0.0)),
         )
 
     def same_numbers(self, other: Summary) -> bool:
@@ -131,7 +150,8 @@ class Summary:
         h1, h2 = np.trim_zeros(self.hist, "b"), np.trim_zeros(other.hist, "b")
         arrays = ("batch_sum", "batch_count", "worker_sum", "worker_count", "transient_sum")
         return (
-            np.array_equal(h1, h2)
+            self.dropped == other.dropped
+            and np.array_equal(h1, h2)
             and all(np.array_equal(getattr(self, a), getattr(other, a)) for a in arrays)
             and (self.updates, self.warmup, self.gradients, self.t_warmup, self.t_end, self.max_staleness)
             == (other.updates, other.warmup, other.gradients, other.t_warmup, other.t_end, other.max_staleness)

@@ -11,6 +11,7 @@ import sys
 import click
 
 from .. import __version__
+from .compare import compare_command
 from .predict import predict_command
 from .reproduce import reproduce_command
 from .simulate import simulate_command
@@ -27,6 +28,7 @@ def cli() -> None:
 
 cli.add_command(predict_command)
 cli.add_command(simulate_command)
+cli.add_command(compare_command)
 cli.add_command(reproduce_command)
 
 

@@ -48,10 +48,35 @@ def compute_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--n, --K, --tc, --uplink, --downlink, --compute (n and K accept sweeps)."""
+    """--n, --K, --tc, --uplink, --downlink, --compute, --protocol, --staleness-bound (n, K, tc accept sweeps)."""
+    f = click.option(
+        "--staleness-bound",
+        "staleness_bound",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Asynchronous protocols: the master drops (and counts) gradients with staleness above this.",
+    )(f)
+    f = click.option(
+        "--protocol",
+        default="k-batch-async",
+        show_default=True,
+        metavar="NAME",
+        help="k-batch-async (the paper's), k-async, k-sync, k-batch-sync or sync; several, comma-separated, "
+        "to compare them.",
+    )(f)
     f = compute_option(f)
-    f = click.option("--downlink", type=float, default=None, help="Downlink delay in seconds (default tc/2).")(f)
-    f = click.option("--uplink", type=float, default=None, help="Uplink delay in seconds (default tc/2).")(f)
+    f = click.option(
+        "--downlink",
+        default=None,
+        metavar="DELAY",
+        help="Downlink delay: seconds, or a model like --compute (default tc/2).",
+    )(f)
+    f = click.option(
+        "--uplink",
+        default=None,
+        metavar="DELAY",
+        help="Uplink delay: seconds, or a model like --compute (default tc/2).",
+    )(f)
     f = click.option(
         "--tc",
         "tc",
@@ -67,13 +92,41 @@ def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def build_systems(
-    n: str, K: str, tc: str, uplink: float | None, downlink: float | None, compute: tuple[str, ...]
-) -> list[Any]:
-    """Every System of the sweep (the product of the values of n, K and tc), validated."""
+def parse_delay(name: str, text: str | None) -> Any:
+    """A delay option: ``None`` (tc/2), a number of seconds, or a model in the --compute syntax."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
     from ..distributions import parse_model
-    from ..spec import System
 
+    count, model = parse_model(text)
+    if count != 1:
+        raise SpecError(f"{name} must be one delay model without a count, got {text!r}")
+    return model
+
+
+def build_systems(
+    n: str,
+    K: str,
+    tc: str,
+    uplink: str | None,
+    downlink: str | None,
+    compute: tuple[str, ...],
+    protocol: str = "k-batch-async",
+    staleness_bound: int | None = None,
+) -> list[Any]:
+    """Every System of the sweep (the product of the protocols and the values of n, K and tc), validated."""
+    from ..distributions import parse_model
+    from ..spec import PROTOCOLS, System
+
+    protocols = [p.strip() for p in protocol.split(",") if p.strip()]
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise invalid("--protocol", p, f"one of {', '.join(PROTOCOLS)} (comma-separated for several)")
+    up, down = parse_delay("--uplink", uplink), parse_delay("--downlink", downlink)
     ns = parse_sweep("--n", n, int)
     Ks = parse_sweep("--K", K, int)
     tcs = parse_sweep("--tc", tc, float)
@@ -81,7 +134,7 @@ def build_systems(
     models = [(text, *parse_model(text)) for text in texts]
     explicit = len(models) > 1 or "*" in texts[0].split("(")[0]
     systems = []
-    for n_, K_, tc_ in itertools.product(ns, Ks, tcs):
+    for proto, n_, K_, tc_ in itertools.product(protocols, ns, Ks, tcs):
         if explicit:
             total = sum(count for _, count, _ in models)
             if total != n_:
@@ -91,7 +144,10 @@ def build_systems(
             workers = models[0][2]
         if tc_ < 0 or not math.isfinite(tc_):
             raise invalid("--tc", tc_, "a finite number of seconds >= 0")
-        systems.append(System(n=n_, K=K_, tc=tc_, uplink=uplink, downlink=downlink, compute=workers))
+        bound = staleness_bound if proto in ("k-batch-async", "k-async") else None
+        systems.append(
+            System(n=n_, K=K_, tc=tc_, uplink=up, downlink=down, compute=workers, protocol=proto, staleness_bound=bound)
+        )
     return systems
 
 

@@ -12,30 +12,30 @@ from .options import build_systems, emit_json, fmt, print_caveats, print_table, 
 @click.command("predict")
 @system_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a 'rows' list for a sweep).")
-def predict_command(
-    n: str, K: str, tc: str, uplink: float | None, downlink: float | None, compute: tuple[str, ...], as_json: bool
-) -> None:
+def predict_command(as_json: bool, **options: Any) -> None:
     """Update rate, the paper's Theorem 2 and the exact limit of the mean staleness.
 
     \b
     stalegrad predict --n 16 --K 10 --tc 1 --compute "shifted_exponential(alpha=1, rate=2/3)"
     stalegrad predict --n 10:20 --K 10 --tc 1 --json
+    stalegrad predict --n 8 --K 4 --tc 1 --protocol k-batch-async,k-sync,k-batch-sync
     """
     from ..theory import predict
 
-    systems = build_systems(n, K, tc, uplink, downlink, compute)
+    systems = build_systems(**options)
     rows: list[dict[str, Any]] = []
     for s in systems:
         p = predict(s)
-        rows.append({"system": s.to_dict(), "n": s.n, "K": s.K, "tc": s.tc, **p.to_dict()})
+        rows.append({"system": s.to_dict(), "protocol": s.protocol, "n": s.n, "K": s.K, "tc": s.tc, **p.to_dict()})
     if as_json:
         emit_json(rows[0] if len(rows) == 1 else {"rows": rows})
         return
     print_table(
-        "stalegrad predict (K-batch-async; limits as t -> infinity)",
-        ["n", "K", "tc", "update rate /s", "E[tau] paper", "E[tau] exact", "paper - exact", "compute"],
+        "stalegrad predict (limits as t -> infinity)",
+        ["protocol", "n", "K", "tc", "update rate /s", "E[tau] paper", "E[tau] exact", "paper - exact", "compute"],
         [
             [
+                r["protocol"],
                 str(r["n"]),
                 str(r["K"]),
                 fmt(r["tc"], 3),

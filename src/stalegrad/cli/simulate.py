@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -9,84 +10,91 @@ import click
 from .options import build_systems, emit_json, fmt, print_caveats, print_table, progress_bar, system_options
 
 
-@click.command("simulate")
-@system_options
-@click.option(
-    "--updates",
-    type=click.IntRange(min=1),
-    default=200_000,
-    show_default=True,
-    help="Updates to simulate (each takes K gradients).",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Random seed (default: fresh entropy, printed so the run can be repeated).",
-)
-@click.option(
-    "--warmup",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Updates left out of the steady-state estimate (default: a tenth of the run).",
-)
-@click.option(
-    "--batches",
-    type=click.IntRange(min=2),
-    default=32,
-    show_default=True,
-    help="Batch means for the 95% confidence interval.",
-)
-@click.option(
-    "--plot",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write a PNG (and a JSON of its numbers beside it): the staleness histogram, or for a sweep the mean "
-    "staleness against the swept value with both limits.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a 'rows' list for a sweep).")
-def simulate_command(
-    n: str,
-    K: str,
-    tc: str,
-    uplink: float | None,
-    downlink: float | None,
-    compute: tuple[str, ...],
-    updates: int,
-    seed: int | None,
-    warmup: int | None,
-    batches: int,
-    plot: str | None,
-    as_json: bool,
-) -> None:
-    """Simulate the K-batch-async system and estimate its steady-state staleness (95% CI).
+def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--updates, --seed, --warmup, --batches, --plot, --json (shared with ``compare``)."""
+    f = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a 'rows' list for a sweep).")(f)
+    f = click.option(
+        "--plot",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Write a PNG (and a JSON of its numbers beside it).",
+    )(f)
+    f = click.option(
+        "--batches",
+        type=click.IntRange(min=2),
+        default=32,
+        show_default=True,
+        help="Batch means for the 95% confidence interval.",
+    )(f)
+    f = click.option(
+        "--warmup",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Updates left out of the steady-state estimate (default: a tenth of the run).",
+    )(f)
+    f = click.option(
+        "--seed",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Random seed (default: fresh entropy, printed so the run can be repeated).",
+    )(f)
+    f = click.option(
+        "--updates",
+        type=click.IntRange(min=1),
+        default=200_000,
+        show_default=True,
+        help="Updates to simulate (each takes K gradients).",
+    )(f)
+    return f
 
-    \b
-    stalegrad simulate --n 16 --K 10 --tc 1 --updates 200000 --seed 1 --json
-    stalegrad simulate --n 6 --K 3 --compute "3*expon(scale=1)" --compute "3*expon(scale=3)"
-    """
-    from ..experiments import plot_points, run_point
+
+def simulate_rows(
+    options: dict[str, Any], updates: int, seed: int | None, warmup: int | None, batches: int
+) -> tuple[list[dict[str, Any]], list[Any], int]:
+    """Simulate every system of the options' sweep; return the result rows, the points and the root seed."""
+    from ..experiments import run_point
     from ..sim.streams import derive_seed, resolve_seed
 
-    systems = build_systems(n, K, tc, uplink, downlink, compute)
+    systems = build_systems(**options)
     root = resolve_seed(seed)
     rows: list[dict[str, Any]] = []
     points = []
     with progress_bar() as report:
         for k, system in enumerate(systems):
             point_seed = root if len(systems) == 1 else derive_seed(root, k)
-            cb = None if report is None else (lambda d, t, what=f"n={system.n} K={system.K}": report(what, d, t))
+            what = f"{system.protocol} n={system.n} K={system.K}"
+            cb = None if report is None else (lambda d, t, what=what: report(what, d, t))
             point = run_point(system, updates, point_seed, warmup=warmup, batches=batches, progress=cb)
             row = point.row()
             row.update(point.estimate.to_dict())
-            row["seed"] = point_seed
-            row["root_seed"] = root
-            row["system"] = system.to_dict()
+            row.update(seed=point_seed, root_seed=root, system=system.to_dict(), protocol=system.protocol)
             row["caveat"] = point.prediction.caveat
             if point.summary is not None:
                 row["staleness_histogram"] = point.summary.hist[: point.estimate.max + 1].tolist()
             rows.append(row)
             points.append(point)
+    return rows, points, root
+
+
+@click.command("simulate")
+@system_options
+@run_options
+def simulate_command(
+    updates: int, seed: int | None, warmup: int | None, batches: int, plot: str | None, as_json: bool, **options: Any
+) -> None:
+    """Simulate the system and estimate its steady-state staleness (95% CI), with the theory beside.
+
+    The paper's protocol with fixed delays runs on the fast simulator; other protocols, random delays and a
+    staleness bound run on the event engine.
+
+    \b
+    stalegrad simulate --n 16 --K 10 --tc 1 --updates 200000 --seed 1 --json
+    stalegrad simulate --n 6 --K 3 --compute "3*expon(scale=1)" --compute "3*expon(scale=3)"
+    stalegrad simulate --n 8 --K 4 --uplink 0.5 --downlink "expon(scale=0.5)" --plot hist.png
+    """
+    from ..experiments import plot_points
+
+    rows, points, root = simulate_rows(options, updates, seed, warmup, batches)
     if plot:
         plot_points(points, plot, root)
     if as_json:
@@ -95,6 +103,7 @@ def simulate_command(
     print_table(
         f"stalegrad simulate (seed {root}; {updates} updates each, first {rows[0]['warmup_updates']} left out)",
         [
+            "protocol",
             "n",
             "K",
             "tc",
@@ -110,6 +119,7 @@ def simulate_command(
         ],
         [
             [
+                r["protocol"],
                 str(r["n"]),
                 str(r["K"]),
                 fmt(r["tc"], 3),

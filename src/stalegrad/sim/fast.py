@@ -27,18 +27,27 @@ Progress = Callable[[int, int], None]
 
 
 def check_run(system: System, updates: int) -> None:
-    """Validate what every engine of this protocol needs."""
+    """Validate what every engine needs."""
     if not isinstance(system, System):
         raise invalid("system", type(system).__name__, "a stalegrad.System")
     if isinstance(updates, bool) or not isinstance(updates, (int, np.integer)) or updates < 1:
         raise invalid("updates", updates, "an integer >= 1")
+
+
+def fast_path_refusal(system: System) -> str | None:
+    """Why the fast simulator cannot run ``system`` (``None`` if it can): it covers the paper's protocol with
+    fixed delays and no staleness bound, where workers never wait; the event engine covers the rest."""
     if system.protocol != "k-batch-async":
-        raise invalid("protocol", system.protocol, "k-batch-async for the fast simulator")
+        return f"protocol must be k-batch-async for the fast simulator, got {system.protocol!r}"
     if not system.deterministic_delays:
-        raise SpecError(
-            "uplink and downlink must be fixed times for the fast simulator, got "
-            f"uplink={system.to_dict()['uplink']!r}, downlink={system.to_dict()['downlink']!r}"
-        )
+        d = system.to_dict()
+        return f"uplink and downlink must be fixed times for the fast simulator, got {d['uplink']!r}, {d['downlink']!r}"
+    if system.staleness_bound is not None:
+        return f"staleness_bound must be None for the fast simulator, got {system.staleness_bound}"
+    return None
+
+
+ENGINES = ("auto", "numba", "numpy", "events")
 
 
 class _Run:
@@ -193,6 +202,8 @@ class _Run:
         )
 
 
+#: the columns the kernel writes, in its argument order
+_KERNEL_COLUMNS = ("worker", "round", "start", "sent", "arrive", "version", "update", "staleness")
 _EMPTY_F = np.zeros(0)
 _EMPTY_I = np.zeros(0, dtype=np.int64)
 
@@ -202,13 +213,14 @@ def simulate(
     updates: int,
     *,
     seed: int | None = None,
-    engine: str = "numba",
+    engine: str = "auto",
     progress: Progress | None = None,
 ) -> Trace:
-    """Simulate ``updates`` updates and return every gradient as a Trace (``updates * K`` rows).
+    """Simulate until ``updates`` updates and return every gradient that reached the master as a Trace.
 
-    ``engine="numpy"`` runs the plain numpy implementation (:mod:`stalegrad.sim.reference`), which gives the
-    identical Trace and exists to check the compiled one.
+    Engines: ``"numba"`` (the fast simulator), ``"numpy"`` (its plain numpy twin, which gives the identical Trace
+    and exists to check it), ``"events"`` (the event engine, :mod:`stalegrad.sim.events`: every protocol, random
+    delays, a staleness bound), and ``"auto"``: the fast simulator when it applies, else the event engine.
 
     >>> from stalegrad.distributions import shifted_exponential
     >>> system = System(n=10, K=5, tc=0, compute=shifted_exponential(alpha=1, rate=2/3))
@@ -218,16 +230,26 @@ def simulate(
     """
     check_run(system, updates)
     seed = resolve_seed(seed)
+    if engine not in ENGINES:
+        raise invalid("engine", engine, f"one of {', '.join(ENGINES)}")
+    refusal = fast_path_refusal(system)
+    if engine == "auto":
+        engine = "events" if refusal else "numba"
+    if engine == "events":
+        from .events import simulate_events
+
+        return simulate_events(system, updates, seed=seed)
+    if refusal:
+        raise SpecError(refusal)
     if engine == "numpy":
         from .reference import simulate_numpy
 
         return simulate_numpy(system, updates, seed=seed)
-    if engine != "numba":
-        raise invalid("engine", engine, "'numba' or 'numpy'")
     run = _Run(system, updates, seed, t_capacity=updates)
     total = run.total
     cols = {k: np.empty(total, dtype=dt) for k, dt in COLUMNS.items()}
-    outputs = tuple(cols[k] for k in COLUMNS)
+    cols["dropped"][:] = 0  # this protocol drops nothing
+    outputs = tuple(cols[k] for k in _KERNEL_COLUMNS)
     stats = (_EMPTY_I, _EMPTY_F, _EMPTY_I, _EMPTY_F, _EMPTY_I, _EMPTY_F)
     _loop(run, 0, outputs, stats, 1, 0, updates, progress, None)
     K = system.K
@@ -259,6 +281,9 @@ def simulate_summary(
     if isinstance(transient, bool) or not isinstance(transient, (int, np.integer)) or transient < 0:
         raise invalid("transient", transient, "an integer >= 0")
     transient = min(int(transient), updates)
+    if fast_path_refusal(system):  # the event engine keeps the rows; reduce them to the same statistics
+        trace = simulate(system, updates, seed=seed, engine="events")
+        return Summary.from_trace(trace, warm, batches, transient)
     n = system.n
     run = _Run(system, updates, seed, t_capacity=int(min(updates, 4 * run_block(system) + 1024)))
     hist = np.zeros(64, dtype=np.int64)
