@@ -135,11 +135,23 @@ def main(argv: list[str] | None = None) -> int:
     simpy_rate = Gs / t_simpy_run
     t_simpy = G / simpy_rate
 
+    # the reference event engine on the SimPy run's size (the same model, any protocol; clarity first)
+    t_events_run, events_trace = best_of(SIMPY_REPS, lambda: simulate(system, Gs // system.K, seed=1, engine="events"))
+    events_rate = Gs / t_events_run
+    events_per_second = events_trace.meta["events"] / t_events_run
+    t_events = G / events_rate
+
     rows = [
         ("numpy draw of the compute times (b)", t_draw, f"best of {sizes['draw_reps']}"),
         ("stalegrad simulate_summary", t_sum, f"best of {sizes['summary_reps']}, warm"),
         ("stalegrad simulate (trace)", t_trace, f"best of {sizes['trace_reps']}, warm"),
         ("SimPy model (a)", t_simpy, f"extrapolated from {Gs:.0e} gradients in {t_simpy_run:.2f} s, best of 2"),
+        (
+            "stalegrad event engine",
+            t_events,
+            f"extrapolated from {Gs:.0e} gradients in {t_events_run:.2f} s, best of 2; "
+            f"{events_per_second:.3e} events/s",
+        ),
     ]
     print(f"{'':38s}{'seconds':>10s}{'gradients/s':>14s}  note")
     for name, t, note in rows:
@@ -156,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_trace_vs_simpy": t_simpy / t_trace,
         "summary_over_draw": t_sum / t_draw,
         "trace_over_draw": t_trace / t_draw,
+        "events_vs_simpy": events_rate / simpy_rate,
     }
     checks = {
         "speedup_summary_vs_simpy": ratios["speedup_summary_vs_simpy"] >= SPEEDUP_TARGET,
         "speedup_trace_vs_simpy": ratios["speedup_trace_vs_simpy"] >= SPEEDUP_TARGET,
         "summary_over_draw": ratios["summary_over_draw"] <= DRAW_TARGET,
         "trace_over_draw": ratios["trace_over_draw"] <= DRAW_TARGET,
+        "events_vs_simpy": ratios["events_vs_simpy"] >= 1.0,
     }
     print(
         f"ratio speedup vs SimPy, simulate_summary : {ratios['speedup_summary_vs_simpy']:8.1f}x  "
@@ -178,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ratio time / draw time, simulate (trace) : {ratios['trace_over_draw']:8.2f}x  "
         f"(target <= {DRAW_TARGET:g}x)  {verdict(checks['trace_over_draw'])}"
+    )
+    print(
+        f"ratio event engine / SimPy, gradients/s  : {ratios['events_vs_simpy']:8.2f}x  "
+        f"(target >= 1x)  {verdict(checks['events_vs_simpy'])}"
     )
     if args.quick:
         print("(--quick: sizes too small for the targets to be meaningful)")
@@ -205,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                     "simulate_summary": G / t_sum,
                     "simulate_trace": G / t_trace,
                     "simpy": simpy_rate,
+                    "event_engine": events_rate,
                 },
+                "event_engine_events_per_second": events_per_second,
                 "mean_staleness": {"stalegrad": tau_fast, "simpy": tau_simpy},
                 "ratios": ratios,
                 "targets": {"speedup_vs_simpy_min": SPEEDUP_TARGET, "time_over_draw_max": DRAW_TARGET},
