@@ -208,3 +208,11 @@ def test_k_async_staleness_is_n_over_k_minus_one_whatever_the_times(system):
     mean, se = staleness_mean_and_se(system, updates=20_000)
     assert abs(mean - (system.n / system.K - 1)) < 4 * se + 1e-9
     assert predict(system).staleness_exact == pytest.approx(system.n / system.K - 1)
+
+
+def test_event_engine_reports_progress_to_the_end():
+    seen = []
+    system = System(n=6, K=3, tc=1.0, compute=SEXP, protocol="k-sync")
+    simulate(system, 30_000, seed=1, progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) > 2 and seen[-1] == (90_000, 90_000)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

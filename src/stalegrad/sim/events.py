@@ -61,6 +61,10 @@ class EventLoop:
         self.events += 1
         handler(*args)
 
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
     def run(self, done: Callable[[], bool]) -> None:
         while self._queue and not done():
             self.step()
@@ -211,10 +215,17 @@ class _Run:
 
     # --------------------------------------------------------------------------------------------- running
 
-    def run(self) -> Trace:
+    def run(self, progress: Callable[[int, int], None] | None = None) -> Trace:
         for i in range(self.system.n):
             self.start(i, 0)
-        self.loop.run(lambda: self.version >= self.updates)
+        total = self.updates * self.K
+        if progress is None:
+            self.loop.run(lambda: self.version >= self.updates)
+        else:  # report about every 2**16 events
+            while self.version < self.updates and self.loop.pending:
+                stop = self.loop.events + (1 << 16)
+                self.loop.run(lambda stop=stop: self.version >= self.updates or self.loop.events >= stop)
+                progress(self.version * self.K, total)
         cols = {k: np.asarray(v, dtype=COLUMNS[k]) for k, v in self.rows.items()}
         compute = sum(w.compute for w in self.workers)
         cancelled = sum(w.cancelled for w in self.workers)
@@ -235,11 +246,13 @@ def _delay(delay: Any, seq: np.random.SeedSequence) -> Callable[[], float]:
     return _Draws(delay, np.random.default_rng(seq)).next
 
 
-def simulate_events(system: System, updates: int, *, seed: int) -> Trace:
+def simulate_events(
+    system: System, updates: int, *, seed: int, progress: Callable[[int, int], None] | None = None
+) -> Trace:
     """Simulate ``updates`` updates of any protocol with the event engine (see the module docstring).
 
     The Trace has a row for every gradient that reached the master up to the last update (dropped ones with
     ``update == -1`` and their reason); ``trace.meta`` holds the number of events and the wasted (cancelled)
     compute time.
     """
-    return _Run(system, updates, seed).run()
+    return _Run(system, updates, seed).run(progress)

@@ -238,7 +238,7 @@ def simulate(
     if engine == "events":
         from .events import simulate_events
 
-        return simulate_events(system, updates, seed=seed)
+        return simulate_events(system, updates, seed=seed, progress=progress)
     if refusal:
         raise SpecError(refusal)
     if engine == "numpy":
@@ -282,7 +282,7 @@ def simulate_summary(
         raise invalid("transient", transient, "an integer >= 0")
     transient = min(int(transient), updates)
     if fast_path_refusal(system):  # the event engine keeps the rows; reduce them to the same statistics
-        trace = simulate(system, updates, seed=seed, engine="events")
+        trace = simulate(system, updates, seed=seed, engine="events", progress=progress)
         return Summary.from_trace(trace, warm, batches, transient)
     n = system.n
     run = _Run(system, updates, seed, t_capacity=int(min(updates, 4 * run_block(system) + 1024)))
