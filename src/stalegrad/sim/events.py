@@ -207,6 +207,9 @@ class _Run:
             w.busy = False  # its pending finish is ignored
             self.start(i, w.reached)
 
+    def _until(self, events: int) -> Callable[[], bool]:
+        return lambda: self.version >= self.updates or self.loop.events >= events
+
     def _record(self, *values: Any) -> None:
         t = self.loop.now
         i, rnd, start, sent, version, update, tau, reason = values
@@ -223,8 +226,7 @@ class _Run:
             self.loop.run(lambda: self.version >= self.updates)
         else:  # report about every 2**16 events
             while self.version < self.updates and self.loop.pending:
-                stop = self.loop.events + (1 << 16)
-                self.loop.run(lambda stop=stop: self.version >= self.updates or self.loop.events >= stop)
+                self.loop.run(self._until(self.loop.events + (1 << 16)))
                 progress(self.version * self.K, total)
         cols = {k: np.asarray(v, dtype=COLUMNS[k]) for k, v in self.rows.items()}
         compute = sum(w.compute for w in self.workers)
