@@ -227,33 +227,17 @@ def replay(
         def run(upd: np.ndarray, ver: np.ndarray, steps: np.ndarray, idx: Any, pos: int) -> int:
             return _span_python(problem, b, rng, correction, ring, acc, ist, upd, ver, steps, pos, every, U, aggregate)
 
-    done = 0
-    for upd, ver, tau, _ in _blocks(trace, block):
-        if upd.size == 0:
-            continue
-        if upd[0] < ist[PEND] or np.any(upd[1:] < upd[:-1]):
-            raise SpecError("trace rows must be in the order the master took them (updates nondecreasing)")
-        steps = np.asarray(policy_fn(float(step), tau, n), dtype=float)
-        if steps.shape != upd.shape or not np.all(np.isfinite(steps)) or steps.min() < 0:
-            raise invalid("policy", policy, "a function returning one finite step >= 0 per gradient")
-        idx = draw(upd.size)
-        pos = 0
-        while pos < upd.size:
-            pos = run(upd, ver, steps, idx, pos)
-            if ist[RECORDED] > 0:
-                keep(int(ist[RECORDED]))
-        done += upd.size
-        if progress is not None:
-            progress(done, applied)
-    last = int(ist[LAST])
-    if ist[COUNT] > 0:  # the last update of the trace
-        _finalize(ring, acc, int(ist[PEND]), int(ist[COUNT]), aggregate)
-        last = int(ist[PEND])
-    while last < U:  # updates at the end that applied no gradient
-        ring[(last + 1) % S] = ring[last % S]
-        last += 1
-    if U > 0 and rec_u[-1] != U:
-        keep(U)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported by its error, inf or NaN
+        _drive(trace, block, policy, policy_fn, step, n, draw, run, keep, ist, applied, progress)
+        last = int(ist[LAST])
+        if ist[COUNT] > 0:  # the last update of the trace
+            _finalize(ring, acc, int(ist[PEND]), int(ist[COUNT]), aggregate)
+            last = int(ist[PEND])
+        while last < U:  # updates at the end that applied no gradient
+            ring[(last + 1) % S] = ring[last % S]
+            last += 1
+        if U > 0 and rec_u[-1] != U:
+            keep(U)
     meta = {
         "problem": repr(problem),
         "b": int(b),
@@ -333,3 +317,38 @@ def _span_python(
         count += 1
     ist[PEND], ist[COUNT], ist[LAST] = pend, count, last
     return upd.size
+
+
+def _drive(
+    trace: Trace,
+    block: int,
+    policy: Any,
+    policy_fn: StepSize,
+    step: float,
+    n: int,
+    draw: Callable[[int], np.ndarray],
+    run: Callable[..., int],
+    keep: Callable[[int], None],
+    ist: np.ndarray,
+    applied: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Feed the trace block by block to the engine's ``run``, recording where it stops."""
+    done = 0
+    for upd, ver, tau, _ in _blocks(trace, block):
+        if upd.size == 0:
+            continue
+        if upd[0] < ist[PEND] or np.any(upd[1:] < upd[:-1]):
+            raise SpecError("trace rows must be in the order the master took them (updates nondecreasing)")
+        steps = np.asarray(policy_fn(float(step), tau, n), dtype=float)
+        if steps.shape != upd.shape or not np.all(np.isfinite(steps)) or steps.min() < 0:
+            raise invalid("policy", policy, "a function returning one finite step >= 0 per gradient")
+        idx = draw(upd.size)
+        pos = 0
+        while pos < upd.size:
+            pos = run(upd, ver, steps, idx, pos)
+            if ist[RECORDED] > 0:
+                keep(int(ist[RECORDED]))
+        done += upd.size
+        if progress is not None:
+            progress(done, applied)
