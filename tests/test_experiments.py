@@ -24,7 +24,10 @@ def test_all_files_are_written_with_metadata(quick_results):
     out, _ = quick_results
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
-        ["fig1.csv", "fig1.png", "fig1.json", "fig2.csv", "fig2.png", "fig2.json", "section4.csv", "summary.json"]
+        [
+            *["fig1.csv", "fig1.png", "fig1.json", "fig2.csv", "fig2.png", "fig2.json", "section4.csv", "summary.json"],
+            *["fig3.csv", "fig3.png", "fig3.json"],
+        ]
     )
     first = (out / "fig1.csv").read_text().splitlines()[0]
     meta = json.loads(first.removeprefix("# stalegrad-metadata: "))
@@ -64,7 +67,7 @@ def test_no_temporary_files_are_left(quick_results):
 
 
 def test_unknown_target_is_refused():
-    with pytest.raises(SpecError, match="target must be one of fig1, fig2, section4 or all"):
+    with pytest.raises(SpecError, match="target must be one of fig1, fig2, section4, fig3 or all"):
         reproduce(["fig7"], "unused")
 
 

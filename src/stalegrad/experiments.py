@@ -5,12 +5,15 @@
 * ``fig2`` -- the transient: mean staleness of each of the first 50 updates (n = 10, K = 5), over replications.
 * ``section4`` -- the two cases with equal update rate and per-update minibatch: Case 1 (K = 10, mean compute 2)
   and Case 2 (K = 1, mean compute 20), n = 10, Tc = 0; staleness 1 and 10.
+* ``fig3`` -- the same two cases training a linear regression by SGD replayed along their simulated timelines:
+  error against time over seeds (Case 1 learns faster in the same time).
 
 :func:`reproduce` runs any of them and writes CSV, PNG and JSON files with their metadata.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,10 +33,10 @@ from .spec import System
 from .theory import Prediction, predict
 from .trace import Summary
 
-__all__ = ["TARGETS", "Point", "fig1", "fig2", "reproduce", "run_point", "section4"]
+__all__ = ["TARGETS", "Fig3", "Point", "fig1", "fig2", "fig3", "reproduce", "run_point", "section4"]
 
 #: What ``reproduce`` knows, in the order ``all`` runs them.
-TARGETS = ("fig1", "fig2", "section4")
+TARGETS = ("fig1", "fig2", "section4", "fig3")
 
 #: Progress callback: (what, done, total).
 Report = Callable[[str, int, int], None]
@@ -150,6 +153,105 @@ def section4(updates: int = 200_000, seed: int = 1, progress: Report | None = No
     ]
 
 
+#: Figure 3's training problem and step (the paper does not give them): least squares, 20 unknowns, 2000 samples,
+#: noise 0.5, constant step 0.1, gradients of an update averaged (both cases then take 10 samples per update).
+FIG3_PROBLEM: dict[str, Any] = {"dim": 20, "samples": 2000, "noise": 0.5, "seed": 0}
+FIG3_STEP = 0.1
+#: the target error of "time to target": this fraction of the initial error
+FIG3_TARGET = 0.01
+
+
+def fig3_cases() -> list[tuple[str, int, System]]:
+    """Section 4's cases with compute time linked to the minibatch: per-sample time ``Exp(mean 2)`` scaled by
+    ``b`` (Case 1: b = 1, K = 10, mean 2; Case 2: b = 10, K = 1, mean 20), n = 10, Tc = 0."""
+    from .distributions import scaled
+
+    per_sample = scipy.stats.expon(scale=2.0)
+    return [
+        ("case 1 (b=1, K=10, μ=2)", 1, System(n=10, K=10, tc=0.0, compute=scaled(per_sample, 1))),
+        ("case 2 (b=10, K=1, μ=20)", 10, System(n=10, K=1, tc=0.0, compute=scaled(per_sample, 10))),
+    ]
+
+
+@dataclass(frozen=True)
+class Fig3:
+    """Figure 3: per case, the replays over seeds and their band on a common time grid; per seed, the margins."""
+
+    labels: list[str]
+    systems: list[System]
+    bands: list[Any]  # stalegrad.train.curves.Band, one per case
+    target: float
+    rows: list[dict[str, Any]]  # one per seed
+
+    def summary(self) -> dict[str, Any]:
+        time_ratio = [r["time_ratio"] for r in self.rows]
+        late_ratio = [r["late_error_ratio"] for r in self.rows]
+        return {
+            "seeds": len(self.rows),
+            "ordering_holds": sum(r["ordering_holds"] for r in self.rows),
+            "target_error": self.target,
+            "time_ratio_min": min(time_ratio),
+            "time_ratio_geomean": float(np.exp(np.mean(np.log(time_ratio)))),
+            "late_error_ratio_min": min(late_ratio),
+            "late_error_ratio_geomean": float(np.exp(np.mean(np.log(late_ratio)))),
+            "fraction_below_min": min(r["fraction_below"] for r in self.rows),
+            "horizon": float(self.bands[0].grid[-1]),
+            "problem": FIG3_PROBLEM,
+            "step": FIG3_STEP,
+            "rows": self.rows,
+        }
+
+
+def fig3(updates: int = 1000, seeds: int = 5, seed: int = 1, progress: Report | None = None) -> Fig3:
+    """Figure 3: Case 1 against Case 2 training :data:`FIG3_PROBLEM` for ``updates`` updates, over ``seeds``
+    seeds (each seed: a simulated timeline and minibatches per case).
+
+    Per seed, on the grid ``[0, T]`` with ``T`` the earliest last-update time of the seed's two runs: the time
+    each case first reaches :data:`FIG3_TARGET` times the initial error, the geometric mean error over the last
+    tenth of ``[0, T]``, and the fraction of the grid where Case 1's error is below Case 2's. The ordering holds
+    when Case 1 reaches the target sooner *and* ends lower.
+    """
+    from .train import LinearRegression, replay
+    from .train.curves import band
+
+    problem = LinearRegression(**FIG3_PROBLEM)
+    cases = fig3_cases()
+    runs: list[list[Any]] = [[] for _ in cases]
+    for r in range(seeds):
+        for c, (_, b, system) in enumerate(cases):
+            trace = simulate(system, updates, seed=derive_seed(seed, 4, r, c, 0))
+            runs[c].append(replay(trace, problem, b=b, step=FIG3_STEP, seed=derive_seed(seed, 4, r, c, 1)))
+        if progress is not None:
+            progress("fig3 seeds", r + 1, seeds)
+    horizon = min(float(res.times[-1]) for case in runs for res in case)
+    grid = np.linspace(0.0, horizon, 401)
+    late = grid >= 0.9 * horizon
+    target = FIG3_TARGET * float(runs[0][0].errors[0])
+    rows = []
+    for r in range(seeds):
+        one, two = runs[0][r], runs[1][r]
+        e1, e2 = one.error_at(grid), two.error_at(grid)
+        t1, t2 = one.time_to(target), two.time_to(target)
+        l1 = float(np.exp(np.mean(np.log(e1[late]))))
+        l2 = float(np.exp(np.mean(np.log(e2[late]))))
+        rows.append(
+            {
+                "seed_index": r,
+                "time_to_target_case1": t1,
+                "time_to_target_case2": t2,
+                "time_ratio": (t2 if t2 is not None else math.inf) / t1 if t1 else math.nan,
+                "late_error_case1": l1,
+                "late_error_case2": l2,
+                "late_error_ratio": l2 / l1,
+                "fraction_below": float(np.mean(e1[1:] < e2[1:])),
+                "staleness_case1": one.mean_staleness,
+                "staleness_case2": two.mean_staleness,
+                "ordering_holds": t1 is not None and (t2 is None or t1 < t2) and l1 < l2,
+            }
+        )
+    return Fig3([c[0] for c in cases], [c[2] for c in cases], [band(case, grid) for case in runs], target, rows)
+
+
 # ------------------------------------------------------------------------------------------------ writing files
 
 
@@ -249,8 +351,20 @@ def _describe(system: System) -> str:
 
 #: Run sizes: the full reproduction and a quick one (for smoke tests).
 SIZES = {
-    False: {"fig1_updates": 1_000_000, "fig2_replications": 5000, "section4_updates": 1_000_000},
-    True: {"fig1_updates": 20_000, "fig2_replications": 100, "section4_updates": 10_000},
+    False: {
+        "fig1_updates": 1_000_000,
+        "fig2_replications": 5000,
+        "section4_updates": 1_000_000,
+        "fig3_updates": 1000,
+        "fig3_seeds": 5,
+    },
+    True: {
+        "fig1_updates": 20_000,
+        "fig2_replications": 100,
+        "section4_updates": 10_000,
+        "fig3_updates": 300,
+        "fig3_seeds": 3,
+    },
 }
 
 _POINT_COLUMNS = [
@@ -354,5 +468,45 @@ def reproduce(
         meta = metadata(seed, {p.label: p.system for p in points}, target="section4", sizes=sizes)
         write_csv(out / "section4.csv", _POINT_COLUMNS, [[r[c] for c in _POINT_COLUMNS] for r in rows], meta)
         found["section4"] = rows
+    if "fig3" in wanted:
+        found["fig3"] = _write_fig3(fig3(sizes["fig3_updates"], sizes["fig3_seeds"], seed, progress), out, seed, sizes)
     write_json(out / "summary.json", {"metadata": metadata(seed, target=wanted), **found})
     return found
+
+
+def _write_fig3(result: Fig3, out: Path, seed: int, sizes: dict[str, Any]) -> dict[str, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import error_vs_time
+
+    summary = result.summary()
+    meta = metadata(seed, dict(zip(result.labels, result.systems, strict=True)), target="fig3", sizes=sizes, **summary)
+    header, columns = ["time"], [result.bands[0].grid]
+    for k, b in enumerate(result.bands, start=1):
+        header += [f"case{k}_error_geomean", f"case{k}_error_lo95", f"case{k}_error_hi95"]
+        columns += [b.mean, b.lo, b.hi]
+        header += [f"case{k}_error_seed{r}" for r in range(b.seeds)]
+        columns += list(b.errors)
+    write_csv(out / "fig3.csv", header, np.column_stack(columns).tolist(), meta)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for k, (label, b, color) in enumerate(zip(result.labels, result.bands, ("tab:blue", "tab:red"), strict=False)):
+        tau = np.mean([r[f"staleness_case{k + 1}"] for r in result.rows])
+        error_vs_time(b.grid, b.mean, lo=b.lo, hi=b.hi, label=f"{label}, mean τ = {tau:.2f}", color=color, ax=ax)
+    ax.axhline(result.target, color="gray", ls=":", lw=1, label=f"target ({FIG3_TARGET:g} x initial error)")
+    p = FIG3_PROBLEM
+    ax.set_title(
+        f"least squares d = {p['dim']}, {p['samples']} samples, noise {p['noise']}, step {FIG3_STEP}; "
+        f"n = 10, Tc = 0; {result.bands[0].seeds} seeds",
+        fontsize="small",
+    )
+    ax.legend(fontsize="small")
+    write_figure(
+        fig,
+        out / "fig3.png",
+        {**meta, "bands": {lab: b.to_dict() for lab, b in zip(result.labels, result.bands, strict=True)}},
+    )
+    plt.close(fig)
+    return summary

@@ -12,7 +12,7 @@ import numpy as np
 
 from .analysis import Transient
 
-__all__ = ["residuals_vs_n", "staleness_histogram", "staleness_vs_n", "transient_curve"]
+__all__ = ["error_vs_time", "residuals_vs_n", "staleness_histogram", "staleness_vs_n", "transient_curve"]
 
 
 def _axes(ax: Any) -> Any:
@@ -109,4 +109,27 @@ def staleness_histogram(hist: np.ndarray, *, title: str | None = None, ax: Any =
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+def error_vs_time(
+    times: Sequence[float] | np.ndarray,
+    errors: Sequence[float] | np.ndarray,
+    *,
+    lo: Sequence[float] | np.ndarray | None = None,
+    hi: Sequence[float] | np.ndarray | None = None,
+    label: str | None = None,
+    color: str | None = None,
+    ax: Any = None,
+) -> Any:
+    """Training error against wall-clock time (log scale), as a step curve, with an optional band ``lo..hi``.
+    Call it once per configuration on the same axes to compare them (the paper's Figure 3)."""
+    ax = _axes(ax)
+    (line,) = ax.step(times, errors, where="post", color=color, lw=1.4, label=label)
+    if lo is not None and hi is not None:
+        ax.fill_between(times, lo, hi, step="post", color=line.get_color(), alpha=0.25, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("wall-clock time (s)")
+    ax.set_ylabel("error  F(w) − min F")
+    ax.grid(alpha=0.3, which="both")
     return ax

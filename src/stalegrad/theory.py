@@ -171,8 +171,10 @@ def caveat(system: System) -> str | None:
 
 def is_lattice(model: Any) -> bool:
     """True for compute times concentrated on a grid: deterministic, integer-valued, or resampled measurements."""
-    from .distributions import Deterministic, Empirical
+    from .distributions import Deterministic, Empirical, Scaled
 
+    if isinstance(model, Scaled):
+        return is_lattice(model.base)
     return isinstance(model, (Deterministic, Empirical)) or isinstance(
         getattr(model, "dist", None), scipy.stats.rv_discrete
     )

@@ -15,6 +15,7 @@ from .compare import compare_command
 from .predict import predict_command
 from .reproduce import reproduce_command
 from .simulate import simulate_command
+from .train import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -30,6 +31,7 @@ cli.add_command(predict_command)
 cli.add_command(simulate_command)
 cli.add_command(compare_command)
 cli.add_command(reproduce_command)
+cli.add_command(train_command)
 
 
 def main(argv: list[str] | None = None) -> None:

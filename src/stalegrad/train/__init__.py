@@ -2,6 +2,31 @@
 
 from __future__ import annotations
 
-from .problems import LinearRegression, Problem
+from .policies import (
+    POLICIES,
+    chain,
+    constant,
+    delay_adaptive,
+    delay_compensation,
+    get_policy,
+    staleness_aware,
+)
+from .problems import FunctionProblem, LinearModel, LinearRegression, LogisticRegression, Problem
+from .replay import ReplayResult, replay
 
-__all__ = ["LinearRegression", "Problem"]
+__all__ = [
+    "POLICIES",
+    "FunctionProblem",
+    "LinearModel",
+    "LinearRegression",
+    "LogisticRegression",
+    "Problem",
+    "ReplayResult",
+    "chain",
+    "constant",
+    "delay_adaptive",
+    "delay_compensation",
+    "get_policy",
+    "replay",
+    "staleness_aware",
+]

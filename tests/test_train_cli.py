@@ -1,0 +1,63 @@
+"""``stalegrad train``: error-vs-time files with metadata, several configurations in one plot, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+
+def run(args):
+    proc = subprocess.run(
+        [sys.executable, "-c", "from stalegrad.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_train_writes_curves_for_every_configuration(tmp_path):
+    args = ["train", "--n", "10", "--K", "10,1", "--b", "1,10", "--compute", "expon(scale=2)", "--updates", "300"]
+    code, out, err = run([*args, "--seed", "3", "--out", str(tmp_path), "--json"])
+    assert code == 0, err
+    obj = json.loads(out)
+    labels = [r["label"] for r in obj["rows"]]
+    assert labels == [f"n=10 K={K} b={b} tc=0 constant" for K in (10, 1) for b in (1, 10)]
+    assert obj["target"] == pytest.approx(0.01 * obj["rows"][0]["initial_error"])
+    lines = (tmp_path / "train.csv").read_text().splitlines()
+    meta = json.loads(lines[0].removeprefix("# stalegrad-metadata: "))
+    assert meta["seed"] == 3 and meta["systems"]["n=10 K=1 b=10 tc=0 constant"]["compute"] == [
+        "10*expon(loc=0.0, scale=20.0)"  # compute time scaled by b
+    ]
+    rows = list(csv.DictReader(lines[1:]))
+    assert {r["label"] for r in rows} == set(labels) and rows[0]["update"] == "0"
+    assert json.loads(Image.open(tmp_path / "train.png").text["Description"])["seed"] == 3
+    code2, out2, _ = run([*args, "--seed", "3", "--json"])
+    assert code2 == 0 and json.loads(out2)["rows"] == obj["rows"]  # same seed, same curves
+
+
+def test_train_table_and_policies():
+    args = ["train", "--problem", "logreg", "--n", "4", "--K", "1", "--b", "8", "--updates", "200", "--seed", "1"]
+    code, out, err = run([*args, "--step", "0.5", "--policy", "constant,staleness-aware,delay-adaptive"])
+    assert code == 0, err
+    assert "time to target" in out and out.count("n=4 K=1 b=8") == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--problem", "svm"], "--problem must be one of linreg, logreg or module:attribute, got 'svm'"),
+        (["--policy", "adam"], "policy must be one of constant, staleness-aware, delay-adaptive"),
+        (["--b", "0"], "--b must be integers >= 1"),
+        (["--b", "x"], "--b must be an integer"),
+    ],
+)
+def test_train_usage_errors_are_one_line(args, message):
+    code, out, err = run(["train", "--n", "2", "--K", "1", "--updates", "10", *args])
+    assert code == 2 and out == ""
+    assert err.strip().startswith("Error:") and message in err and len(err.strip().splitlines()) == 1
