@@ -61,3 +61,12 @@ def test_train_usage_errors_are_one_line(args, message):
     code, out, err = run(["train", "--n", "2", "--K", "1", "--updates", "10", *args])
     assert code == 2 and out == ""
     assert err.strip().startswith("Error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_along_other_protocols():
+    args = ["train", "--n", "6", "--K", "3", "--b", "2", "--compute", "expon(scale=2)", "--updates", "300"]
+    code, out, err = run([*args, "--protocol", "k-sync,k-batch-async", "--seed", "1", "--json"])
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert [r["label"].split()[0] for r in rows] == ["k-sync", "k-batch-async"]
+    assert rows[0]["mean_staleness"] == 0.0 and rows[1]["mean_staleness"] > 1.0

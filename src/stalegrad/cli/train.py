@@ -111,7 +111,6 @@ def train_command(
     from ..distributions import scaled
     from ..sim import simulate
     from ..sim.streams import derive_seed, resolve_seed
-    from ..spec import System
     from ..train import delay_compensation, get_policy, replay
 
     bs = parse_sweep("--b", b, int)
@@ -128,13 +127,10 @@ def train_command(
     results = []
     with progress_bar() as report:
         for k, (base, b_, pol) in enumerate(configs):
-            system = base
-            if scale_compute:
-                system = System(
-                    n=base.n, K=base.K, compute=[scaled(m, b_) for m in base.compute], uplink=base.uplink,
-                    downlink=base.downlink,
-                )  # fmt: skip
+            system = base.replace(compute=[scaled(m, b_) for m in base.compute]) if scale_compute else base
             label = f"n={system.n} K={system.K} b={b_} tc={system.tc:g} {pol}" + ("" if dc is None else f" dc={dc:g}")
+            if system.protocol != "k-batch-async" or len({s.protocol for s in systems}) > 1:
+                label = f"{system.protocol} {label}"
             cb = None if report is None else (lambda d, t, what=label: report(what, d, t))
             trace = simulate(system, updates, seed=derive_seed(root, k, 0))
             res = replay(
