@@ -13,6 +13,7 @@ import click
 from .. import __version__
 from .predict import predict_command
 from .reproduce import reproduce_command
+from .run import run_command
 from .simulate import simulate_command
 
 
@@ -21,13 +22,15 @@ from .simulate import simulate_command
 def cli() -> None:
     """Gradient staleness in asynchronous distributed SGD (one master, n workers, an update every K gradients).
 
-    Predict it in closed form, simulate it exactly, and reproduce the reference paper (Al-Lawati & Draper).
+    Predict it in closed form, simulate it exactly, reproduce the reference paper (Al-Lawati & Draper), and run
+    it for real on Ray.
     """
 
 
 cli.add_command(predict_command)
 cli.add_command(simulate_command)
 cli.add_command(reproduce_command)
+cli.add_command(run_command)
 
 
 def main(argv: list[str] | None = None) -> None:

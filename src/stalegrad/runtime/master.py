@@ -196,6 +196,7 @@ class Master:
         self.drawn = [0] * self.n  # versions whose reach time is drawn, per worker
         self.current = [0] * self.n  # the version each worker uses
         self.live: set[int] = set()
+        self.received = [0] * self.n  # highest round received per worker (taken, or waiting for its uplink delay)
         self.delays: list[float] = []  # every downlink delay drawn (real seconds)
         self._done = asyncio.Event()
 
@@ -220,7 +221,9 @@ class Master:
         self.drawn[worker] = v
         self.current[worker] = v
         self.live.add(worker)
-        return {"round": self.core.rounds.next_round(worker), "version": v, "refs": [self.refs[v]]}
+        # above every round taken and every round still travelling (a dead incarnation's last gradients)
+        first = max(self.core.rounds.next_round(worker), self.received[worker] + 1)
+        return {"round": first, "version": v, "refs": [self.refs[v]]}
 
     async def detach(self, worker: int) -> None:
         """A worker died: its versions need no longer be kept."""
@@ -236,6 +239,7 @@ class Master:
         its object reference in a list if it is not the one the worker has.
         """
         wait = deliver_at - time.time()
+        self.received[worker] = max(self.received[worker], rnd)
         args = (worker, rnd, start, sent, version, grad)
         if wait > 0:
             asyncio.get_running_loop().call_later(wait, self._take, *args)
