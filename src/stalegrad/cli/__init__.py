@@ -14,6 +14,7 @@ from .. import __version__
 from .compare import compare_command
 from .predict import predict_command
 from .reproduce import reproduce_command
+from .run import run_command
 from .simulate import simulate_command
 from .train import train_command
 
@@ -23,7 +24,8 @@ from .train import train_command
 def cli() -> None:
     """Gradient staleness in asynchronous distributed SGD (one master, n workers, an update every K gradients).
 
-    Predict it in closed form, simulate it exactly, and reproduce the reference paper (Al-Lawati & Draper).
+    Predict it in closed form, simulate it exactly, reproduce the reference paper (Al-Lawati & Draper), and run
+    it for real on Ray.
     """
 
 
@@ -32,6 +34,7 @@ cli.add_command(simulate_command)
 cli.add_command(compare_command)
 cli.add_command(reproduce_command)
 cli.add_command(train_command)
+cli.add_command(run_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,20 @@
+"""Real asynchronous K-batch training on Ray: a master actor and ``n`` worker actors (DESIGN.md, "Runtime").
+
+Ray is imported only when a run starts (``pip install 'stalegrad[ray]'``).
+"""
+
+from __future__ import annotations
+
+from .measured import Comparison, compare, measured_system
+from .run import RunResult, RuntimeFailure, ray_session, run, start_local
+
+__all__ = [
+    "Comparison",
+    "RunResult",
+    "RuntimeFailure",
+    "compare",
+    "measured_system",
+    "ray_session",
+    "run",
+    "start_local",
+]

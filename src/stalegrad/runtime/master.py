@@ -1,0 +1,329 @@
+"""The master of a real run: holds ``w`` and its version, applies an update after every ``K`` gradients.
+
+Two layers (Ray Train's worker-group lesson: actors are plain classes, made remote only when created):
+
+* :class:`MasterCore` -- the protocol, with no Ray and no clock: K-batch accumulation, at-most-once application
+  keyed by ``(worker, round)`` (:class:`AppliedRounds`), one Trace row per gradient taken, the update times, and
+  a count of every gradient not applied, by reason. Tested directly.
+* :class:`Master` -- the actor around it (asyncio): a gradient is taken when its uplink delay has passed
+  (``deliver_at``, real seconds); every new version is put once in the object store, and each worker is given the
+  newest version that reached it (its downlink delay after the update) in the reply to its gradient.
+
+A gradient computed on ``w_v`` and applied in update ``u`` has staleness ``tau = (u - 1) - v`` (DESIGN.md), and
+``w_u = w_{u-1} - lr * (g_1 + ... + g_K) / K``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DROP_REASONS", "AppliedRounds", "Master", "MasterCore"]
+
+#: Why a gradient that reached the master was not applied.
+DROP_REASONS = (
+    "duplicate",  # the same (worker, round) was taken before (a retried or replayed call)
+    "after_end",  # arrived after the run had all its updates (or its partial batch was left at the end)
+    "bad_version",  # computed on a version the master never published (a bug or a stale worker after a resume)
+)
+
+
+class AppliedRounds:
+    """The rounds taken from each worker: a watermark (every round up to it taken) plus the rounds above it.
+
+    With fixed delays a worker's gradients arrive in round order and the set above the watermark stays empty;
+    with random uplink delays they may overtake each other, and a round is still taken at most once.
+
+    >>> r = AppliedRounds(2)
+    >>> r.take(0, 1), r.take(0, 3), r.take(0, 1), r.take(0, 2), r.watermark(0)
+    (True, True, False, True, 3)
+    """
+
+    def __init__(self, n: int, watermarks: list[int] | None = None) -> None:
+        self._low = list(watermarks) if watermarks is not None else [0] * n
+        self._above: list[set[int]] = [set() for _ in range(n)]
+
+    def take(self, worker: int, rnd: int) -> bool:
+        """Mark round ``rnd`` of ``worker`` as taken; False if it already was."""
+        if rnd <= self._low[worker] or rnd in self._above[worker]:
+            return False
+        above = self._above[worker]
+        above.add(rnd)
+        low = self._low[worker]
+        while low + 1 in above:
+            low += 1
+            above.remove(low)
+        self._low[worker] = low
+        return True
+
+    def watermark(self, worker: int) -> int:
+        """Every round of ``worker`` up to this one has been taken."""
+        return self._low[worker]
+
+    def next_round(self, worker: int) -> int:
+        """The first round a (re)started worker may use: above every round taken."""
+        above = self._above[worker]
+        return max(self._low[worker], max(above) if above else 0) + 1
+
+
+class MasterCore:
+    """The K-batch protocol on plain values. Times are whatever the caller gives (the actor: real seconds)."""
+
+    def __init__(
+        self,
+        n: int,
+        K: int,
+        w0: np.ndarray,
+        lr: float,
+        updates: int,
+        *,
+        version: int = 0,
+        t0: float = 0.0,
+    ) -> None:
+        self.n = n
+        self.K = K
+        self.lr = float(lr)
+        self.target = int(updates)  # the run stops after this update
+        self.w = np.array(w0, dtype=np.float64)
+        self.version = int(version)
+        self.rounds = AppliedRounds(n)
+        self.rows: dict[str, list[Any]] = {k: [] for k in ("worker", "round", "start", "sent", "arrive", "version")}
+        self.row_update: list[int] = []
+        self.update_times: list[float] = []  # update_times[u - 1 - first] = time of update u
+        self.first = self.version  # updates before this one were made by an earlier run (resume)
+        self.t0 = t0
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self.staleness_sum = 0
+        self._batch = np.zeros_like(self.w)
+        self._pending: list[int] = []  # rows of the gradients in the current batch
+
+    @property
+    def done(self) -> bool:
+        return self.version >= self.target
+
+    @property
+    def applied(self) -> int:
+        """Gradients applied so far (in this run)."""
+        return len(self.row_update) - len(self._pending)
+
+    def receive(
+        self, worker: int, rnd: int, start: float, sent: float, arrive: float, version: int, grad: np.ndarray
+    ) -> bool:
+        """Take one gradient; True when it completed a batch and an update was applied (``self.version`` is new)."""
+        if self.done:
+            self.dropped["after_end"] += 1
+            return False
+        if not 0 <= version <= self.version:
+            self.dropped["bad_version"] += 1
+            return False
+        if not self.rounds.take(worker, rnd):
+            self.dropped["duplicate"] += 1
+            return False
+        for key, value in zip(self.rows, (worker, rnd, start, sent, arrive, version), strict=True):
+            self.rows[key].append(value)
+        self._pending.append(len(self.row_update))
+        self.row_update.append(-1)
+        self._batch += grad
+        if len(self._pending) < self.K:
+            return False
+        self.w = self.w - (self.lr / self.K) * self._batch
+        self._batch[:] = 0.0
+        self.version += 1
+        for r in self._pending:
+            self.row_update[r] = self.version
+            self.staleness_sum += self.version - 1 - self.rows["version"][r]
+        self._pending.clear()
+        self.update_times.append(arrive)
+        return True
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The Trace columns of the gradients applied (rows in the order the master took them)."""
+        from ..trace import COLUMNS
+
+        keep = np.array(self.row_update, dtype=np.int64) >= 1
+        cols = {k: np.asarray(v, dtype=COLUMNS[k])[keep] for k, v in self.rows.items()}
+        cols["update"] = np.array(self.row_update, dtype=np.int64)[keep]
+        cols["staleness"] = cols["update"] - 1 - cols["version"]
+        cols["dropped"] = np.zeros(len(cols["update"]), dtype=COLUMNS["dropped"])  # rows: applied gradients only
+        return {k: cols[k] for k in COLUMNS}
+
+    def leftover(self) -> int:
+        """Gradients of the partial batch at the end (taken, never applied)."""
+        return len(self._pending)
+
+
+class Master:
+    """The master actor (asyncio: one event loop, so the protocol runs one gradient at a time).
+
+    The broadcast: each new version is put once in the object store. A worker learns of the versions in the reply
+    to its gradient (:meth:`submit`), which it awaits before its next round: the reply names the newest version
+    that *reached* it strictly before that round started, the instant the gradient was sent. Version ``v``, made
+    at real time ``T_v``, reaches worker ``i`` at ``T_v + d_{i,v} * time_unit``, ``d`` drawn from the worker's
+    downlink stream (:func:`~stalegrad.runtime.worker.worker_streams`) -- every version made before that instant is
+    known to the master when the reply is made, so the rule is applied exactly, with no extra message per version.
+    (A push of every version to every worker costs ``n`` actor calls per update at the master.)
+
+    ``problem`` gives ``w_0`` and, every ``error_every`` updates, the error of the new ``w`` (0: never).
+    """
+
+    def __init__(
+        self,
+        problem: Any,
+        system: Any,
+        lr: float,
+        updates: int,
+        seed: int,
+        time_unit: float | None,
+        error_every: int = 1,
+    ) -> None:
+        import ray
+
+        self.problem = problem
+        self.n = system.n
+        self.core = MasterCore(system.n, system.K, problem.init(), lr, updates)
+        self.system = system
+        self.seed = seed
+        self.unit = time_unit
+        self.error_every = int(error_every)
+        self.errors: list[tuple[int, float, float]] = []  # (version, real time, error)
+        self.t0 = time.time()
+        self.refs: dict[int, Any] = {0: ray.put(self.core.w)}  # one put per version
+        self.made: dict[int, float] = {0: self.t0}  # real time each version was made
+        self.downlink: list[Any] = [None] * self.n  # per worker: its downlink draws (None: no delay)
+        self.pending: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]  # (reach, version) to come
+        self.drawn = [0] * self.n  # versions whose reach time is drawn, per worker
+        self.current = [0] * self.n  # the version each worker uses
+        self.live: set[int] = set()
+        self.received = [0] * self.n  # highest round received per worker (taken, or waiting for its uplink delay)
+        self.delays: list[float] = []  # every downlink delay drawn (real seconds)
+        self._done = asyncio.Event()
+
+    async def start(self, t0: float) -> None:
+        """Set the time origin: version 0 exists from ``t0``."""
+        self.t0 = t0
+        self.made[0] = t0
+        self.core.t0 = t0
+        if self.error_every:
+            self.errors.append((self.core.version, t0, float(self.problem.error(self.core.w))))
+
+    async def register(self, worker: int, incarnation: int = 0) -> dict[str, Any]:
+        """A (re)started worker: its first round and the newest version (which it uses from now on)."""
+        from .worker import Times, worker_streams
+
+        inject = self.unit is not None
+        self.downlink[worker] = (
+            Times(self.system.downlink, worker_streams(self.seed, self.n, worker, incarnation)[2]) if inject else None
+        )
+        v = self.core.version
+        self.pending[worker] = []
+        self.drawn[worker] = v
+        self.current[worker] = v
+        self.live.add(worker)
+        # above every round taken and every round still travelling (a dead incarnation's last gradients)
+        first = max(self.core.rounds.next_round(worker), self.received[worker] + 1)
+        return {"round": first, "version": v, "refs": [self.refs[v]]}
+
+    async def detach(self, worker: int) -> None:
+        """A worker died: its versions need no longer be kept."""
+        self.live.discard(worker)
+        self._prune()
+
+    async def submit(
+        self, worker: int, rnd: int, start: float, sent: float, version: int, grad: np.ndarray, deliver_at: float
+    ) -> tuple[int, list[Any] | None]:
+        """A gradient from ``worker``, taken once its uplink delay has passed (real time ``deliver_at``).
+
+        Returns the version the worker's next round uses (the newest that reached it strictly before ``sent``), and
+        its object reference in a list if it is not the one the worker has.
+        """
+        wait = deliver_at - time.time()
+        self.received[worker] = max(self.received[worker], rnd)
+        args = (worker, rnd, start, sent, version, grad)
+        if wait > 0:
+            asyncio.get_running_loop().call_later(wait, self._take, *args)
+        else:
+            self._take(*args)
+        v = self._newest(worker, sent)
+        if v == version:
+            return v, None
+        return v, [self.refs[v]]
+
+    def _take(self, worker: int, rnd: int, start: float, sent: float, version: int, grad: np.ndarray) -> None:
+        import ray
+
+        arrive = time.time()
+        core = self.core
+        if not core.receive(worker, rnd, start, sent, arrive, version, grad):
+            return
+        self.made[core.version] = arrive
+        if self.error_every and core.version % self.error_every == 0:
+            self.errors.append((core.version, arrive, float(self.problem.error(core.w))))
+        if core.done:
+            self._done.set()
+        self.refs[core.version] = ray.put(core.w)
+
+    def _newest(self, worker: int, before: float) -> int:
+        """The newest version that reached ``worker`` strictly before real time ``before`` (draws as needed)."""
+        pending = self.pending[worker]
+        draws = self.downlink[worker]
+        for v in range(self.drawn[worker] + 1, self.core.version + 1):
+            d = draws.next() * self.unit if draws is not None else 0.0
+            self.delays.append(d)
+            pending.append((self.made[v] + d, v))
+        self.drawn[worker] = self.core.version
+        best = self.current[worker]
+        for reach, v in pending:
+            if reach < before and v > best:
+                best = v
+        if best != self.current[worker]:
+            self.pending[worker] = [(r, v) for r, v in pending if v > best]
+            self.current[worker] = best
+            self._prune()
+        return best
+
+    def _prune(self) -> None:
+        """Forget the object references no live worker can use any more (older than every worker's version)."""
+        low = min((self.current[i] for i in self.live), default=self.core.version)
+        for v in [v for v in self.refs if v < low]:
+            del self.refs[v]
+
+    async def status(self) -> dict[str, Any]:
+        """Progress: updates made, gradients applied, their staleness sum, drops, whether the run is done."""
+        core = self.core
+        return {
+            "updates": core.version - core.first,
+            "version": core.version,
+            "gradients": core.applied,
+            "staleness_sum": core.staleness_sum,
+            "dropped": dict(core.dropped),
+            "done": core.done,
+            "time": time.time(),
+        }
+
+    async def wait_done(self) -> None:
+        """Returns when the run has all its updates."""
+        await self._done.wait()
+
+    async def ping(self) -> float:
+        """A no-op call (Ray's call latency is measured with it); returns the master's clock."""
+        return time.time()
+
+    async def result(self) -> dict[str, Any]:
+        """Everything the run recorded (times in real seconds)."""
+        core = self.core
+        dropped = dict(core.dropped)
+        dropped["after_end"] += core.leftover()
+        return {
+            "columns": core.columns(),
+            "update_times": np.array(core.update_times),
+            "w": core.w.copy(),
+            "version": core.version,
+            "first": core.first,
+            "dropped": dropped,
+            "errors": np.array(self.errors, dtype=np.float64).reshape(-1, 3),
+            "downlink": np.array(self.delays),
+            "t0": self.t0,
+        }

@@ -1,0 +1,338 @@
+"""The driver of a real run: start (or join) Ray, create the master and the workers, watch, stop, collect.
+
+:func:`run` returns a :class:`RunResult` whose :class:`~stalegrad.trace.Trace` holds one row per gradient applied,
+with its real times in time units (seconds / ``time_unit``; seconds when nothing is injected) measured from the
+start of the run: the same analysis and theory comparison as for a simulation (:mod:`stalegrad.runtime.measured`).
+
+Reliability (DESIGN.md, "Runtime reliability"): the master is never restarted and its methods never retried; a
+worker that dies is detected (its ``run`` call fails), the master stops broadcasting to it and the run goes on with
+the others -- and with ``restart_workers=True`` a new incarnation of the worker is created, registers and continues
+from above the last round the master took from it, so no gradient is applied twice. Start-up cleans up after
+itself on failure; shutdown asks the workers to stop, waits, then kills.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import numbers
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import StalegradError, invalid
+from ..spec import System
+from ..trace import Trace
+
+__all__ = ["RunResult", "RuntimeFailure", "ray_session", "run", "start_local"]
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class RuntimeFailure(StalegradError):
+    """A real run could not go on (every worker died, the master died, Ray could not start)."""
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """What a real run recorded.
+
+    ``trace`` times are in time units from the start of the run; ``errors`` has one row per recorded version:
+    ``(version, time, error)``; ``downlink`` holds every measured downlink delay (time units), ``dropped`` the
+    gradients that reached the master and were not applied, by reason; ``latency`` Ray's own call latency measured
+    before the run (milliseconds).
+    """
+
+    trace: Trace
+    errors: np.ndarray
+    w: np.ndarray
+    downlink: np.ndarray
+    dropped: dict[str, int]
+    latency: dict[str, float]
+    time_unit: float | None
+    seconds: float
+    lost: tuple[tuple[int, int], ...] = ()  # (worker, update at which its death was seen)
+    restarted: tuple[tuple[int, int], ...] = ()  # (worker, update at which it was restarted)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------------- Ray itself
+
+
+def start_local(num_cpus: int | None = None) -> dict[str, Any]:
+    """Start a local Ray instance: dashboard off, every port on loopback only (DESIGN.md).
+
+    Ray binds to the machine's address unless told that it is not a cluster; ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+    is how it is told (its name notwithstanding, it applies on Linux too). Returns Ray's node address.
+    """
+    import ray
+
+    # loopback only; and the actors at normal priority (Ray starts workers at niceness 15, so that any other
+    # process on the machine delays them: the injected times would then be jittered by unrelated load)
+    settings = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_worker_niceness": "0"}
+    old = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read when ray is imported: set it for an imported ray too
+    except (ImportError, AttributeError):  # pragma: no cover - a Ray without the switch: its default applies
+        pass
+    try:
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            configure_logging=False,
+            logging_level=logging.WARNING,
+        )
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {"address": ray.util.get_node_ip_address(), "started": True}
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[dict[str, Any]]:
+    """Use the Ray instance of this process if there is one; else start a local one (``address=None``) or join
+    ``address`` (``"auto"`` or ``HOST:PORT``), and shut it down at the end."""
+    import ray
+
+    if ray.is_initialized():
+        yield {"address": ray.util.get_node_ip_address(), "started": False}
+        return
+    if address is None:
+        info = start_local(num_cpus)
+    else:
+        try:
+            ray.init(address=address, configure_logging=False, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise RuntimeFailure(f"could not join the Ray cluster at --address {address!r}: {exc}") from None
+        info = {"address": address, "started": True}
+    try:
+        yield info
+    finally:
+        ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------------ validation
+
+
+def _check(
+    system: System,
+    problem: Any,
+    updates: int,
+    time_unit: float | None,
+    lr: float,
+    batch: int,
+    kill: Mapping[int, int],
+) -> None:
+    from ..train.problems import Problem
+
+    if not isinstance(system, System):
+        raise invalid("system", type(system).__name__, "a stalegrad.System")
+    if system.protocol != "k-batch-async":
+        raise invalid("protocol", system.protocol, "k-batch-async for a real run")
+    if not isinstance(problem, Problem):
+        raise invalid("problem", type(problem).__name__, "a stalegrad.train.Problem (init, gradient, loss, error)")
+    if isinstance(updates, bool) or not isinstance(updates, numbers.Integral) or updates < 1:
+        raise invalid("updates", updates, "an integer >= 1")
+    if time_unit is not None and (
+        isinstance(time_unit, bool)
+        or not isinstance(time_unit, numbers.Real)
+        or not (math.isfinite(time_unit) and time_unit > 0)
+    ):
+        raise invalid("time_unit", time_unit, "a number of seconds > 0, or None (inject nothing)")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
+        raise invalid("lr", lr, "a finite number > 0")
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+        raise invalid("batch", batch, "an integer >= 1")
+    for worker, at in kill.items():
+        if not (isinstance(worker, int) and 0 <= worker < system.n and isinstance(at, int) and 0 <= at < updates):
+            raise invalid("kill", {worker: at}, f"{{worker in 0..{system.n - 1}: update in 0..{updates - 1}}}")
+
+
+# -------------------------------------------------------------------------------------------------------- the run
+
+
+def run(
+    system: System,
+    problem: Any,
+    updates: int,
+    *,
+    time_unit: float | None = None,
+    lr: float = 0.05,
+    batch: int = 16,
+    seed: int | None = None,
+    address: str | None = None,
+    restart_workers: bool = False,
+    error_every: int = 1,
+    progress: Progress | None = None,
+    poll: float = 0.1,
+    stop_timeout: float = 10.0,
+    kill: Mapping[int, int] | None = None,
+) -> RunResult:
+    """Train ``problem`` with ``system.n`` worker actors and a master actor on Ray until ``updates`` updates.
+
+    ``system`` gives ``n``, ``K`` and, when ``time_unit`` (seconds) is given, the compute times and delays that are
+    injected (in time units). ``lr`` is the step size and ``batch`` the minibatch of each gradient. ``kill`` maps a
+    worker to the update at which the driver kills it (fault injection, for tests and demonstrations).
+    ``progress`` receives the master's status about every ``poll`` seconds.
+    """
+    import ray
+
+    from ..sim.streams import resolve_seed
+    from .master import Master
+    from .worker import Worker
+
+    kill = dict(kill or {})
+    _check(system, problem, updates, time_unit, lr, batch, kill)
+    seed = resolve_seed(seed)
+    n = system.n
+    with ray_session(address, None) as info:
+        remote_master = ray.remote(max_restarts=0, max_task_retries=0)(Master)
+        remote_worker = ray.remote(max_restarts=0, max_task_retries=0)(Worker)
+        master: Any = None
+        workers: dict[int, Any] = {}
+        incarnation = dict.fromkeys(range(n), 0)
+
+        def new_worker(i: int) -> Any:
+            return remote_worker.remote(i, master, problem, system, seed, batch, time_unit, incarnation[i])
+
+        try:
+            master = remote_master.remote(problem, system, lr, updates, seed, time_unit, error_every)
+            workers = {i: new_worker(i) for i in range(n)}
+            ray.get([master.__ray_ready__.remote(), *(w.__ray_ready__.remote() for w in workers.values())])
+            latency = _latency(master)
+            t0 = time.time()
+            ray.get(master.start.remote(t0))
+            runs = {w.run.remote(): i for i, w in workers.items()}
+        except BaseException:
+            _kill_all(master, workers)
+            raise
+        lost: list[tuple[int, int]] = []
+        restarted: list[tuple[int, int]] = []
+        try:
+            done = master.wait_done.remote()
+            status = ray.get(master.status.remote())
+            while True:
+                ready, _ = ray.wait([done, *runs], num_returns=1, timeout=poll)
+                if done in ready:
+                    break
+                for ref in ready:  # a worker's run ended before the run did: it died
+                    i = runs.pop(ref)
+                    lost.append((i, status["updates"]))
+                    ray.get(master.detach.remote(i))
+                    if restart_workers:
+                        incarnation[i] += 1
+                        workers[i] = new_worker(i)
+                        runs[workers[i].run.remote()] = i
+                        restarted.append((i, status["updates"]))
+                if not runs:
+                    at = status["updates"]
+                    raise RuntimeFailure(f"every worker died (lost: {lost}); the run stopped at update {at}")
+                status = ray.get(master.status.remote())
+                for i, at in list(kill.items()):
+                    if status["updates"] >= at:
+                        ray.kill(workers[i], no_restart=True)
+                        del kill[i]
+                if progress is not None:
+                    progress(status)
+            seconds = time.time() - t0
+            if progress is not None:
+                progress(ray.get(master.status.remote()))
+            _stop_workers(workers, runs, stop_timeout)
+            out = ray.get(master.result.remote())
+        except ray.exceptions.RayActorError as exc:
+            raise RuntimeFailure(f"the master died: {exc}") from None
+        finally:
+            _kill_all(master, workers)
+    unit = time_unit or 1.0
+    t0 = out["t0"]
+    cols = out["columns"]
+    for k in ("start", "sent", "arrive"):
+        cols[k] = (cols[k] - t0) / unit
+    downlink = out["downlink"] / unit
+    errors = out["errors"].copy()
+    errors[:, 1] = (errors[:, 1] - t0) / unit
+    meta = {
+        "engine": "ray",
+        "time_unit": time_unit,
+        "lr": lr,
+        "batch": batch,
+        "problem": repr(problem),
+        "ray": ray.__version__,
+        "address": info["address"],
+        "configured": system.to_dict() if time_unit is not None else None,
+    }
+    trace_system = system
+    if time_unit is None:
+        from .measured import measured_system
+
+        trace_system = measured_system(cols, downlink, system.K, n)
+    trace = Trace(cols, (out["update_times"] - t0) / unit, trace_system, seed, meta)
+    return RunResult(
+        trace=trace,
+        errors=errors,
+        w=out["w"],
+        downlink=downlink,
+        dropped=out["dropped"],
+        latency=latency,
+        time_unit=time_unit,
+        seconds=seconds,
+        lost=tuple(lost),
+        restarted=tuple(restarted),
+        meta=meta,
+    )
+
+
+def _latency(master: Any, calls: int = 50) -> dict[str, float]:
+    """Ray's own latency before the run: a no-op actor call, and a put then get of a small array (ms)."""
+    import ray
+
+    ray.get(master.ping.remote())
+    call = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        ray.get(master.ping.remote())
+        call.append((time.perf_counter() - t) * 1e3)
+    put = []
+    w = np.zeros(1024)
+    for _ in range(calls):
+        t = time.perf_counter()
+        ray.get(ray.put(w))
+        put.append((time.perf_counter() - t) * 1e3)
+    return {
+        "call_ms_median": statistics.median(call),
+        "call_ms_p90": float(np.percentile(call, 90)),
+        "put_get_ms_median": statistics.median(put),
+    }
+
+
+def _stop_workers(workers: dict[int, Any], runs: dict[Any, int], timeout: float) -> None:
+    """Ask every running worker to stop and wait up to ``timeout`` seconds for their runs to end (the caller then
+    kills every actor, stopped or not)."""
+    import ray
+
+    for i in runs.values():
+        workers[i].stop.remote()
+    ray.wait(list(runs), num_returns=len(runs), timeout=timeout)
+
+
+def _kill_all(master: Any, workers: dict[int, Any]) -> None:
+    import ray
+
+    for handle in [*workers.values(), master]:
+        if handle is None:
+            continue
+        with contextlib.suppress(Exception):  # already dead, or Ray is going down
+            ray.kill(handle, no_restart=True)

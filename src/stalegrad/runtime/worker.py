@@ -1,0 +1,129 @@
+"""A worker of a real run: computes gradients round after round, never waiting, on the newest version it has.
+
+Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
+
+1. it starts at the instant round ``j - 1`` was sent, and uses the newest version that *reached* the worker
+   strictly before that instant -- the master names it in its reply to round ``j - 1``'s gradient
+   (:class:`~stalegrad.runtime.master.Master`), and the worker fetches it from the object store if it is new;
+2. it computes a real gradient of the problem on that version (a minibatch drawn from the worker's own stream);
+3. with injected times, it then sleeps until ``start + X * time_unit`` (``X`` drawn from its compute-time model:
+   the round takes ``X`` time units unless the real work takes longer), and sends the gradient with
+   ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later).
+
+Random streams: worker ``i`` uses ``SeedSequence(seed).spawn(n)[i].spawn(4)`` -- compute times, uplink and
+downlink delays (drawn by the master), and minibatches; the compute-time stream is the simulator's
+(:class:`~stalegrad.sim.streams.ComputeStreams`) for the same seed. A restarted worker (incarnation ``r > 0``) uses
+``SeedSequence(seed, spawn_key=(i, 4 + r))``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+
+from ..spec import System
+
+__all__ = ["Times", "Worker", "worker_streams"]
+
+_BLOCK = 256
+
+
+def worker_streams(seed: int, n: int, index: int, incarnation: int = 0) -> list[np.random.SeedSequence]:
+    """The four seed sequences of worker ``index``: compute, uplink, downlink, minibatch."""
+    if incarnation == 0:
+        root = np.random.SeedSequence(seed).spawn(n)[index]
+    else:
+        root = np.random.SeedSequence(seed, spawn_key=(index, 4 + incarnation))
+    return root.spawn(4)
+
+
+class Times:
+    """Draws of one model (a fixed number, or a scipy-like distribution), in blocks.
+
+    >>> Times(0.5, np.random.SeedSequence(0)).next()
+    0.5
+    """
+
+    def __init__(self, model: Any, seq: np.random.SeedSequence) -> None:
+        self.fixed = float(model) if isinstance(model, (int, float)) else None
+        self.model = model
+        self.rng = np.random.default_rng(seq)
+        self.block = np.zeros(0)
+        self.pos = 0
+
+    def next(self) -> float:
+        if self.fixed is not None:
+            return self.fixed
+        if self.pos == self.block.size:
+            self.block = np.maximum(np.asarray(self.model.rvs(size=_BLOCK, random_state=self.rng), dtype=float), 0.0)
+            self.pos = 0
+        self.pos += 1
+        return float(self.block[self.pos - 1])
+
+
+class Worker:
+    """The worker actor (asyncio, so that :meth:`stop` is handled while it sleeps).
+
+    ``system`` gives the injected compute times and uplink delays (in time units of ``time_unit`` seconds); with
+    ``time_unit=None`` nothing is injected and a round takes what the gradient really takes.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        master: Any,
+        problem: Any,
+        system: System,
+        seed: int,
+        batch: int,
+        time_unit: float | None,
+        incarnation: int = 0,
+    ) -> None:
+        self.index = index
+        self.master = master
+        self.problem = problem
+        self.batch = int(batch)
+        self.unit = time_unit
+        self.incarnation = incarnation
+        seqs = worker_streams(seed, system.n, index, incarnation)
+        inject = time_unit is not None
+        self.compute = Times(system.compute[index], seqs[0]) if inject else None
+        self.uplink = Times(system.uplink, seqs[1]) if inject else None
+        self.rng = np.random.default_rng(seqs[3])
+        self.rounds = 0
+        self._stop = False
+
+    async def run(self) -> dict[str, Any]:
+        """Compute and send gradients until :meth:`stop`; returns the number of rounds sent."""
+        info = await self.master.register.remote(self.index, self.incarnation)
+        rnd = int(info["round"])
+        version, ref = int(info["version"]), info["refs"][0]
+        have = -1
+        w: Any = None
+        start = time.time()
+        unit = self.unit or 0.0
+        while not self._stop:
+            if have != version:
+                w = await ref
+                have = version
+            grad = self.problem.gradient(w, self.batch, self.rng)
+            if self.compute is not None:
+                wait = start + self.compute.next() * unit - time.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            sent = time.time()
+            up = self.uplink.next() * unit if self.uplink is not None else 0.0
+            new, refs = await self.master.submit.remote(self.index, rnd, start, sent, version, grad, sent + up)
+            if refs is not None:
+                version, ref = int(new), refs[0]
+            self.rounds += 1
+            rnd += 1
+            start = sent
+        return {"index": self.index, "rounds": self.rounds}
+
+    async def stop(self) -> None:
+        """Ask the loop to end after the current round."""
+        self._stop = True
