@@ -257,3 +257,34 @@ def test_compare_runs_every_protocol_and_plots(tmp_path):
 def test_protocol_mistakes(args, message):
     code, out, err = run(args)
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_simulate_saves_a_trace_that_train_replays(tmp_path):
+    path = tmp_path / "trace.parquet"
+    code, out, err = run(
+        [
+            "simulate",
+            "--n",
+            "6",
+            "--K",
+            "3",
+            "--tc",
+            "1",
+            "--updates",
+            "800",
+            "--seed",
+            "5",
+            "--trace-out",
+            str(path),
+            "--json",
+        ]
+    )
+    assert code == 0, err
+    code, out2, err = run(["train", "--trace", str(path), "--b", "4", "--seed", "1", "--json"])
+    assert code == 0, err
+    row = json.loads(out2)["rows"][0]
+    assert row["label"] == "trace.parquet b=4 constant" and row["updates"] == 800
+    assert row["mean_staleness"] == pytest.approx(json.loads(out)["staleness_mean"], rel=0.2)
+    assert row["final_error"] < row["initial_error"] / 10
+    code, _, err = run(["simulate", "--n", "4:6", "--K", "2", "--trace-out", str(path)])
+    assert code == 2 and "--trace-out saves one system's Trace" in err

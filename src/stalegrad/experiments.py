@@ -31,7 +31,7 @@ from .sim import simulate, simulate_summary
 from .sim.streams import derive_seed, resolve_seed
 from .spec import System
 from .theory import Prediction, predict
-from .trace import Summary
+from .trace import Summary, Trace
 
 __all__ = ["TARGETS", "Fig3", "Point", "fig1", "fig2", "fig3", "reproduce", "run_point", "section4"]
 
@@ -58,6 +58,7 @@ class Point:
     estimate: Estimate
     seconds: float
     summary: Summary | None = None
+    trace: Trace | None = None  # kept only when asked for
 
     def row(self) -> dict[str, Any]:
         e, p = self.estimate, self.prediction
@@ -92,12 +93,20 @@ def run_point(
     warmup: int | None = None,
     batches: int = 32,
     progress: Callable[[int, int], None] | None = None,
+    keep_trace: bool = False,
 ) -> Point:
-    """Simulate ``system`` (streamed) and put the estimate beside the theory."""
+    """Simulate ``system`` and put the estimate beside the theory: streamed, or keeping the whole Trace (the
+    same numbers: the Summary of a Trace equals the streamed one)."""
     t0 = time.perf_counter()
-    summary = simulate_summary(system, updates, seed=seed, warmup=warmup, batches=batches, progress=progress)
+    trace = None
+    if keep_trace:
+        trace = simulate(system, updates, seed=seed, progress=progress)
+        warm = updates // 10 if warmup is None else warmup
+        summary = Summary.from_trace(trace, warm, batches)
+    else:
+        summary = simulate_summary(system, updates, seed=seed, warmup=warmup, batches=batches, progress=progress)
     seconds = time.perf_counter() - t0
-    return Point(label, system, seed, predict(system), steady_state(summary), seconds, summary)
+    return Point(label, system, seed, predict(system), steady_state(summary), seconds, summary, trace)
 
 
 def _report(progress: Report | None, what: str) -> Callable[[int, int], None] | None:

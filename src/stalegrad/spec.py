@@ -173,6 +173,33 @@ class System:
             staleness_bound=changes.get("staleness_bound", self.staleness_bound),
         )
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> System:
+        """Rebuild a System from :meth:`to_dict`'s output (models in the ``--compute`` text form)."""
+        from .distributions import parse_model
+        from .errors import SpecError
+
+        try:
+            workers = []
+            for text in d["compute"]:
+                count, model = parse_model(text)
+                workers += [model] * count
+
+            def delay(value: Any) -> Any:
+                return float(value) if isinstance(value, (int, float)) else parse_model(str(value))[1]
+
+            return cls(
+                n=int(d["n"]),
+                K=int(d["K"]),
+                compute=workers,
+                uplink=delay(d["uplink"]),
+                downlink=delay(d["downlink"]),
+                protocol=d.get("protocol", "k-batch-async"),
+                staleness_bound=d.get("staleness_bound"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise SpecError(f"system description must have n, K, compute, uplink and downlink, got {d!r}") from exc
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description that records everything needed to rebuild the system."""
         return {

@@ -14,7 +14,14 @@ from .simulate import run_options, simulate_rows
 @system_options
 @run_options
 def compare_command(
-    updates: int, seed: int | None, warmup: int | None, batches: int, plot: str | None, as_json: bool, **options: Any
+    updates: int,
+    seed: int | None,
+    warmup: int | None,
+    batches: int,
+    plot: str | None,
+    trace_out: str | None,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Compare protocols on one system: update rate, staleness, wasted and dropped work.
 
@@ -35,6 +42,8 @@ def compare_command(
     for name in ("n", "K", "tc"):
         if len(parse_sweep(f"--{name}", options[name], float)) != 1:
             raise SpecError(f"--{name} must be a single value for compare (one system), got {options[name]!r}")
+    if trace_out is not None:
+        raise SpecError("--trace-out saves one system's Trace: use simulate --protocol NAME --trace-out FILE")
     root = resolve_seed(seed)
     rows, points = [], []
     for proto in options["protocol"].split(","):

@@ -85,9 +85,9 @@ def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="SECONDS",
         help="Round-trip communication time (a value, a range a:b:step or a list).",
     )(f)
-    f = click.option("--K", "K", required=True, metavar="K", help="Gradients per update (a value, range or list).")(f)
+    f = click.option("--K", "K", default=None, metavar="K", help="Gradients per update (a value, range or list).")(f)
     f = click.option(
-        "--n", "n", required=True, metavar="N", help="Workers (a value like 16, a range 10:20 or a list)."
+        "--n", "n", default=None, metavar="N", help="Workers (a value like 16, a range 10:20 or a list). Required."
     )(f)
     return f
 
@@ -109,8 +109,8 @@ def parse_delay(name: str, text: str | None) -> Any:
 
 
 def build_systems(
-    n: str,
-    K: str,
+    n: str | None,
+    K: str | None,
     tc: str,
     uplink: str | None,
     downlink: str | None,
@@ -126,6 +126,8 @@ def build_systems(
     for p in protocols:
         if p not in PROTOCOLS:
             raise invalid("--protocol", p, f"one of {', '.join(PROTOCOLS)} (comma-separated for several)")
+    if n is None or K is None:
+        raise click.UsageError(f"Missing option '{'--n' if n is None else '--K'}'.")
     up, down = parse_delay("--uplink", uplink), parse_delay("--downlink", downlink)
     ns = parse_sweep("--n", n, int)
     Ks = parse_sweep("--K", K, int)

@@ -14,6 +14,13 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--updates, --seed, --warmup, --batches, --plot, --json (shared with ``compare``)."""
     f = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a 'rows' list for a sweep).")(f)
     f = click.option(
+        "--trace-out",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Also save every gradient (the Trace) to this .csv or .parquet file (one system only); "
+        "`stalegrad train --trace FILE` replays SGD along it.",
+    )(f)
+    f = click.option(
         "--plot",
         type=click.Path(dir_okay=False),
         default=None,
@@ -49,13 +56,26 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def simulate_rows(
-    options: dict[str, Any], updates: int, seed: int | None, warmup: int | None, batches: int
+    options: dict[str, Any],
+    updates: int,
+    seed: int | None,
+    warmup: int | None,
+    batches: int,
+    trace_out: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[Any], int]:
     """Simulate every system of the options' sweep; return the result rows, the points and the root seed."""
     from ..experiments import run_point
     from ..sim.streams import derive_seed, resolve_seed
 
     systems = build_systems(**options)
+    if trace_out is not None and len(systems) != 1:
+        from ..errors import SpecError
+
+        raise SpecError(f"--trace-out saves one system's Trace, but the options describe {len(systems)} systems")
+    if trace_out is not None and not trace_out.endswith((".csv", ".parquet")):
+        from ..errors import invalid
+
+        raise invalid("--trace-out", trace_out, "a file name ending in .csv or .parquet")
     root = resolve_seed(seed)
     rows: list[dict[str, Any]] = []
     points = []
@@ -64,7 +84,13 @@ def simulate_rows(
             point_seed = root if len(systems) == 1 else derive_seed(root, k)
             what = f"{system.protocol} n={system.n} K={system.K}"
             cb = None if report is None else (lambda d, t, what=what: report(what, d, t))
-            point = run_point(system, updates, point_seed, warmup=warmup, batches=batches, progress=cb)
+            point = run_point(
+                system, updates, point_seed, warmup=warmup, batches=batches, progress=cb, keep_trace=bool(trace_out)
+            )
+            if trace_out is not None and point.trace is not None:
+                from ..artefacts import write_trace
+
+                write_trace(point.trace, trace_out)
             row = point.row()
             row.update(point.estimate.to_dict())
             row.update(seed=point_seed, root_seed=root, system=system.to_dict(), protocol=system.protocol)
@@ -80,7 +106,14 @@ def simulate_rows(
 @system_options
 @run_options
 def simulate_command(
-    updates: int, seed: int | None, warmup: int | None, batches: int, plot: str | None, as_json: bool, **options: Any
+    updates: int,
+    seed: int | None,
+    warmup: int | None,
+    batches: int,
+    plot: str | None,
+    trace_out: str | None,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Simulate the system and estimate its steady-state staleness (95% CI), with the theory beside.
 
@@ -94,7 +127,7 @@ def simulate_command(
     """
     from ..experiments import plot_points
 
-    rows, points, root = simulate_rows(options, updates, seed, warmup, batches)
+    rows, points, root = simulate_rows(options, updates, seed, warmup, batches, trace_out)
     if plot:
         plot_points(points, plot, root)
     if as_json:

@@ -44,6 +44,15 @@ def _problem(name: str, dim: int, samples: int, noise: float, l2: float) -> Any:
     "module:attribute naming your own Problem (or a function returning one).",
 )
 @system_options
+@click.option(
+    "--trace",
+    "traces",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Replay along a saved Trace (.csv or .parquet, from `simulate --trace-out` or `run --out`) instead of "
+    "simulating; repeat for several. The system options are then not used.",
+)
 @click.option("--b", "b", default="1", show_default=True, help="Minibatch per gradient (a value or a list 1,10).")
 @click.option(
     "--scale-compute/--no-scale-compute",
@@ -99,6 +108,7 @@ def train_command(
     seed: int | None,
     out: str | None,
     as_json: bool,
+    traces: tuple[str, ...],
     **protocol_options: Any,
 ) -> None:
     """Replay SGD along simulated timelines: every configuration (the product of n, K, tc, b and --policy)
@@ -119,20 +129,34 @@ def train_command(
     policies = [p.strip() for p in policy.split(",")]
     for p in policies:
         get_policy(p)
-    systems = build_systems(n, K, tc, uplink, downlink, compute, **protocol_options)
+    if traces:
+        from ..artefacts import read_trace
+
+        if n is not None or K is not None:
+            raise SpecError("--trace replays saved traces: leave out --n and --K (the traces record their systems)")
+        sources: list[Any] = [(Path(p).name, read_trace(p)) for p in traces]
+    else:
+        sources = build_systems(n, K, tc, uplink, downlink, compute, **protocol_options)
     prob = _problem(problem, dim, samples, noise, l2)
     correction = None if dc is None else delay_compensation(dc)
     root = resolve_seed(seed)
-    configs = list(itertools.product(systems, bs, policies))
+    configs = list(itertools.product(sources, bs, policies))
     results = []
     with progress_bar() as report:
-        for k, (base, b_, pol) in enumerate(configs):
-            system = base.replace(compute=[scaled(m, b_) for m in base.compute]) if scale_compute else base
-            label = f"n={system.n} K={system.K} b={b_} tc={system.tc:g} {pol}" + ("" if dc is None else f" dc={dc:g}")
-            if system.protocol != "k-batch-async" or len({s.protocol for s in systems}) > 1:
-                label = f"{system.protocol} {label}"
+        for k, (source, b_, pol) in enumerate(configs):
+            extra = "" if dc is None else f" dc={dc:g}"
+            if traces:
+                name, trace = source
+                system = trace.system
+                label = f"{name} b={b_} {pol}{extra}"
+            else:
+                base = source
+                system = base.replace(compute=[scaled(m, b_) for m in base.compute]) if scale_compute else base
+                label = f"n={system.n} K={system.K} b={b_} tc={system.tc:g} {pol}{extra}"
+                if system.protocol != "k-batch-async" or len({s.protocol for s in sources}) > 1:
+                    label = f"{system.protocol} {label}"
+                trace = simulate(system, updates, seed=derive_seed(root, k, 0))
             cb = None if report is None else (lambda d, t, what=label: report(what, d, t))
-            trace = simulate(system, updates, seed=derive_seed(root, k, 0))
             res = replay(
                 trace, prob, b=b_, step=step, policy=pol, correction=correction, aggregate=aggregate,
                 seed=derive_seed(root, k, 1), progress=cb,
