@@ -239,3 +239,63 @@ def test_cli_run_rejects_bad_arguments_with_one_line(args, match):
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("Error:") and match in proc.stderr and proc.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint, resume
+
+
+class Stop(Exception):
+    """Raised by a progress callback: the driver's loop ends there, as on Ctrl-C."""
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path):
+    from stalegrad.runtime import run
+    from stalegrad.runtime.checkpoint import load_checkpoint
+
+    system = System(n=4, K=2, tc=1, compute=PAPER)
+    updates, every = 200, 40
+
+    def stop(status):
+        if status["updates"] >= 130:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(system, LinearRegression(), updates, time_unit=0.01, seed=3, checkpoint_dir=tmp_path,
+            checkpoint_every=every, progress=stop)  # fmt: skip
+    before = load_checkpoint(tmp_path)
+    v = before.version
+    assert v % every == 0 and every <= v < updates, "the last checkpoint before the stop is in force"
+    result = run(system, LinearRegression(), updates, time_unit=0.01, resume=tmp_path)
+    check_trace(result, updates, 2)  # updates 1..200, K rows each, no (worker, round) twice
+    t = result.trace
+    assert result.meta["resumed_from"] == v and t.seed == 3
+    # the old trace, untouched, then the new rows
+    old = slice(0, v * 2)
+    assert all(np.array_equal(t[k][old], before.columns[k]) for k in COLUMNS)
+    assert np.array_equal(t.update_times[:v], before.update_times)
+    new = t["update"] > v
+    assert np.array_equal(np.flatnonzero(new), np.arange(v * 2, updates * 2))
+    # versions go on from the checkpoint's: no resumed gradient was computed on a version before it
+    assert t["version"][new].min() == v and t["start"][new].min() >= before.time
+    for w in range(4):  # every worker's rounds go on above the rounds taken before
+        assert t["round"][new & (t["worker"] == w)].min() > t["round"][old][before.columns["worker"] == w].max()
+    assert np.array_equal(result.errors[:, 0], np.arange(updates + 1)), "one error per version, none twice"
+    after = load_checkpoint(tmp_path)
+    assert after.version == updates and after.incarnations == [1, 1, 1, 1]
+    assert all(np.array_equal(after.columns[k], t[k]) for k in COLUMNS)
+
+    # the command line goes on from there (its arguments from the checkpoint), to 240 updates
+    proc = subprocess.run(
+        [sys.executable, "-c", "from stalegrad.cli import main; main()", "run", "--resume", str(tmp_path),
+         "--updates", "240", "--json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    assert obj["updates"] == 240 and obj["gradients"] == 480 and obj["resumed_from"] == updates
+    assert obj["seed"] == 3 and obj["n"] == 4 and obj["dropped"]["duplicate"] == 0
+    final = load_checkpoint(tmp_path)
+    assert final.version == 240 and np.array_equal(np.unique(final.columns["update"]), np.arange(1, 241))
+    lines = (tmp_path / "trace.csv").read_text().splitlines()
+    assert len(lines) == 2 + 480
