@@ -6,8 +6,9 @@ Two layers (Ray Train's worker-group lesson: actors are plain classes, made remo
   keyed by ``(worker, round)`` (:class:`AppliedRounds`), one Trace row per gradient taken, the update times, and
   a count of every gradient not applied, by reason. Tested directly.
 * :class:`Master` -- the actor around it (asyncio): a gradient is taken when its uplink delay has passed
-  (``deliver_at``, real seconds); every new version is put once in the object store, and each worker is given the
-  newest version that reached it (its downlink delay after the update) in the reply to its gradient.
+  (``deliver_at``, real seconds); each worker is given the newest version that reached it (its downlink delay
+  after the update) in the reply to its gradient -- a small ``w`` inside the reply, a large one put once in the
+  object store and sent by reference.
 
 A gradient computed on ``w_v`` and applied in update ``u`` has staleness ``tau = (u - 1) - v`` (DESIGN.md), and
 ``w_u = w_{u-1} - lr * (g_1 + ... + g_K) / K``.
@@ -21,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DROP_REASONS", "AppliedRounds", "Master", "MasterCore"]
+__all__ = ["DROP_REASONS", "INLINE_BYTES", "AppliedRounds", "Master", "MasterCore"]
+
+#: A version of ``w`` up to this size is sent inside the master's replies; a larger one is put in the object store
+#: once and its reference sent (Ray's own threshold for returning task results inline, ``max_direct_call_object_size``).
+INLINE_BYTES = 100 * 1024
 
 #: Why a gradient that reached the master was not applied.
 DROP_REASONS = (
@@ -165,7 +170,8 @@ class MasterCore:
 class Master:
     """The master actor (asyncio: one event loop, so the protocol runs one gradient at a time).
 
-    The broadcast: each new version is put once in the object store. A worker learns of the versions in the reply
+    The broadcast: a small ``w`` (up to :data:`INLINE_BYTES`) travels inside the replies; a larger one is put once
+    per version in the object store and its reference travels instead. A worker learns of the versions in the reply
     to its gradient (:meth:`submit`), which it awaits before its next round: the reply names the newest version
     that *reached* it strictly before that round started, the instant the gradient was sent. Version ``v``, made
     at real time ``T_v``, reaches worker ``i`` at ``T_v + d_{i,v} * time_unit``, ``d`` drawn from the worker's
@@ -195,7 +201,6 @@ class Master:
         checkpoint_every: int = 0,
         resume: dict[str, Any] | None = None,
     ) -> None:
-        import ray
 
         self.problem = problem
         self.n = system.n
@@ -217,7 +222,9 @@ class Master:
         self.errors: list[tuple[int, float, float]] = []  # (version, real time, error)
         self.t0 = time.time()
         v0 = self.core.version
-        self.refs: dict[int, Any] = {v0: ray.put(self.core.w)}  # one put per version
+        # a small w travels inside the reply (as Ray sends small task returns); a large one is put once per version
+        self.inline = self.core.w.nbytes <= INLINE_BYTES
+        self.refs: dict[int, Any] = {v0: self._publish(self.core.w)}
         self.made: dict[int, float] = {v0: self.t0}  # real time each version was made
         self.downlink: list[Any] = [None] * self.n  # per worker: its downlink draws (None: no delay)
         self.pending: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]  # (reach, version) to come
@@ -279,8 +286,6 @@ class Master:
         return v, [self.refs[v]]
 
     def _take(self, worker: int, rnd: int, start: float, sent: float, version: int, grad: np.ndarray) -> None:
-        import ray
-
         arrive = time.time()
         core = self.core
         if not core.receive(worker, rnd, start, sent, arrive, version, grad):
@@ -302,7 +307,14 @@ class Master:
             }
         if core.done:
             self._done.set()
-        self.refs[core.version] = ray.put(core.w)
+        self.refs[core.version] = self._publish(core.w)
+
+    def _publish(self, w: np.ndarray) -> Any:
+        """What a worker is given for a version: ``w`` itself (never changed in place: each update makes a new
+        array) or its object reference."""
+        import ray
+
+        return w if self.inline else ray.put(w)
 
     async def checkpoint(self) -> dict[str, Any] | None:
         """The newest snapshot not handed out yet, with the rows, update times, errors and downlink delays recorded
