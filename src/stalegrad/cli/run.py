@@ -241,6 +241,10 @@ def run_command(
         f"{lat['put_get_ms_median']:.2f} ms; error {summary['error_first']:.4g} -> {summary['error_last']:.4g}; "
         f"dropped {result.dropped}"
     )
+    if summary["resumed_from"] is not None:
+        click.echo(f"resumed from the checkpoint at update {summary['resumed_from']} (the table covers the whole run)")
+    if summary["checkpoint"] is not None:
+        click.echo(f"checkpoints in {summary['checkpoint']} (continue with: stalegrad run --resume {out})")
     if result.lost:
         click.echo(f"workers lost (worker, at update): {list(result.lost)}; restarted: {list(result.restarted)}")
     click.echo(f"note: {comp.caveat}")
