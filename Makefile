@@ -28,6 +28,7 @@ test: lint
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_sim.py
 	$(BIN)/python bench/bench_replay.py
+	$(BIN)/python bench/bench_runtime.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -239,3 +239,142 @@ def test_cli_run_rejects_bad_arguments_with_one_line(args, match):
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("Error:") and match in proc.stderr and proc.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint, resume
+
+
+class Stop(Exception):
+    """Raised by a progress callback: the driver's loop ends there, as on Ctrl-C."""
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path):
+    from stalegrad.runtime import run
+    from stalegrad.runtime.checkpoint import load_checkpoint
+
+    system = System(n=4, K=2, tc=1, compute=PAPER)
+    updates, every = 200, 40
+
+    def stop(status):
+        if status["updates"] >= 130:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(system, LinearRegression(), updates, time_unit=0.01, seed=3, checkpoint_dir=tmp_path,
+            checkpoint_every=every, progress=stop)  # fmt: skip
+    before = load_checkpoint(tmp_path)
+    v = before.version
+    assert v % every == 0 and every <= v < updates, "the last checkpoint before the stop is in force"
+    result = run(system, LinearRegression(), updates, time_unit=0.01, resume=tmp_path)
+    check_trace(result, updates, 2)  # updates 1..200, K rows each, no (worker, round) twice
+    t = result.trace
+    assert result.meta["resumed_from"] == v and t.seed == 3
+    # the old trace, untouched, then the new rows
+    old = slice(0, v * 2)
+    assert all(np.array_equal(t[k][old], before.columns[k]) for k in COLUMNS)
+    assert np.array_equal(t.update_times[:v], before.update_times)
+    new = t["update"] > v
+    assert np.array_equal(np.flatnonzero(new), np.arange(v * 2, updates * 2))
+    # versions go on from the checkpoint's: no resumed gradient was computed on a version before it
+    assert t["version"][new].min() == v and t["start"][new].min() >= before.time
+    for w in range(4):  # every worker's rounds go on above the rounds taken before
+        assert t["round"][new & (t["worker"] == w)].min() > t["round"][old][before.columns["worker"] == w].max()
+    assert np.array_equal(result.errors[:, 0], np.arange(updates + 1)), "one error per version, none twice"
+    after = load_checkpoint(tmp_path)
+    assert after.version == updates and after.incarnations == [1, 1, 1, 1]
+    assert all(np.array_equal(after.columns[k], t[k]) for k in COLUMNS)
+
+    # the command line goes on from there (its arguments from the checkpoint), to 240 updates
+    proc = subprocess.run(
+        [sys.executable, "-c", "from stalegrad.cli import main; main()", "run", "--resume", str(tmp_path),
+         "--updates", "240", "--json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    assert obj["updates"] == 240 and obj["gradients"] == 480 and obj["resumed_from"] == updates
+    assert obj["seed"] == 3 and obj["n"] == 4 and obj["dropped"]["duplicate"] == 0
+    final = load_checkpoint(tmp_path)
+    assert final.version == 240 and np.array_equal(np.unique(final.columns["update"]), np.arange(1, 241))
+    lines = (tmp_path / "trace.csv").read_text().splitlines()
+    assert len(lines) == 2 + 480
+
+
+# ------------------------------------------------------------------------------------------- real run vs replay
+
+
+@pytest.mark.slow
+def test_the_real_runs_error_falls_as_sgd_replayed_along_its_own_trace(local_ray):
+    """The real run against ``stalegrad.train.replay`` along the run's own Trace (same problem, step and b).
+
+    The replay applies the same gradients (same versions, same updates) with its own minibatches, so the real run is
+    one more draw from the distribution of the replays: we compare distributions, not bits. Two statistics of a
+    curve: the mean log error over updates 1..100 (the descent) and over 201..300 (the noise floor). Over 40 replay
+    seeds they have a mean ``m`` and a standard deviation ``s``; the real run's must lie within
+    ``4 s sqrt(1 + 1/40)`` of ``m`` (a prediction interval: for a new draw the ratio follows Student's t with 39
+    degrees of freedom, beyond 4 with probability 2.7e-4; for either statistic, about once in 1800 runs).
+    The same test rejects SGD with twice the step along the same trace (a master that forgot to average its K
+    gradients), so it can fail.
+
+    And bit for bit: SGD along the Trace with each worker's own minibatch stream (drawn in round order) gives the
+    real run's errors and final ``w`` exactly.
+    """
+    from stalegrad.runtime import run
+    from stalegrad.train import replay
+
+    problem, lr, b, updates, seeds = LinearRegression(), 0.05, 16, 300, 40
+    result = run(System(n=4, K=2, tc=1, compute=PAPER), problem, updates, time_unit=0.01, seed=4, lr=lr, batch=b)
+    check_trace(result, updates, 2)
+    assert np.array_equal(result.errors[:, 0], np.arange(updates + 1))
+    phases = {"descent": slice(1, 101), "floor": slice(201, 301)}
+
+    def stats(errors):
+        return {name: float(np.mean(np.log(errors[span]))) for name, span in phases.items()}
+
+    def curves(step):
+        out = [replay(result.trace, problem, b=b, step=step, seed=s, record=updates) for s in range(seeds)]
+        assert all(np.array_equal(r.updates, np.arange(updates + 1)) for r in out)  # every update, matched times
+        return [stats(r.errors) for r in out]
+
+    def outside(real, reps):
+        """The statistics of ``real`` outside the replays' prediction band, as z-scores."""
+        bad = {}
+        for name in phases:
+            x = np.array([r[name] for r in reps])
+            z = (real[name] - x.mean()) / (x.std(ddof=1) * np.sqrt(1 + 1 / seeds))
+            if abs(z) > 4:
+                bad[name] = round(float(z), 2)
+        return bad
+
+    reps = curves(lr)
+    real = stats(result.errors[:, 2])
+    print(f"\nreal {real}; replays { ({k: np.mean([r[k] for r in reps]) for k in phases}) }")
+    assert outside(real, reps) == {}
+    assert result.errors[0, 2] == problem.error(problem.init())
+    assert outside(stats(replay(result.trace, problem, b=b, step=2 * lr, seed=99, record=updates).errors), reps)
+
+    errors, w = sgd_with_the_workers_streams(result.trace, problem, lr, b, seed=4)
+    np.testing.assert_allclose(errors, result.errors[:, 2], rtol=1e-9)
+    np.testing.assert_allclose(w, result.w, rtol=1e-9, atol=1e-12)
+
+
+def sgd_with_the_workers_streams(trace, problem, lr, b, seed):
+    """SGD along ``trace`` with the minibatches the real workers drew (one per round, each worker's own stream)."""
+    n, K = trace.system.n, trace.system.K
+    idx = {}
+    for i in range(n):
+        rng = np.random.default_rng(worker_streams(seed, n, i)[3])
+        rows = np.flatnonzero(trace["worker"] == i)
+        rows = rows[np.argsort(trace["round"][rows])]
+        assert np.array_equal(trace["round"][rows], np.arange(1, rows.size + 1)), "no round skipped"
+        for j in rows:
+            idx[j] = rng.integers(0, problem.X.shape[0], size=b)
+    ws = [problem.init()]
+    for u in range(1, trace.updates + 1):
+        batch = np.zeros_like(ws[0])
+        for j in np.flatnonzero(trace["update"] == u):  # in the order the master took them
+            X, y = problem.X[idx[j]], problem.y[idx[j]]
+            batch += X.T @ (X @ ws[trace["version"][j]] - y) / b
+        ws.append(ws[-1] - (lr / K) * batch)
+    return np.array([problem.error(w) for w in ws]), ws[-1]

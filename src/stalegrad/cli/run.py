@@ -53,14 +53,30 @@ def make_problem(name: str) -> Any:
     "--out",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write trace.csv, errors.csv and run.json here.",
+    help="Write trace.csv, errors.csv and run.json here (and the checkpoints, with --checkpoint-every).",
+)
+@click.option(
+    "--checkpoint-every",
+    "checkpoint_every",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Checkpoint w, the rounds taken and the trace into --out every N updates and at the end (0: never).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Continue the stopped run checkpointed in DIR, to its --updates (or the new --updates), with its "
+    "arguments; the trace goes on with no gap and no duplicate.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def run_command(
     ctx: click.Context,
-    n: str,
-    K: str,
+    n: str | None,
+    K: str | None,
     tc: str,
     uplink: str | None,
     downlink: str | None,
@@ -76,6 +92,8 @@ def run_command(
     address: str | None,
     restart_workers: bool,
     out: str | None,
+    checkpoint_every: int | None,
+    resume: str | None,
     as_json: bool,
 ) -> None:
     """Train on Ray with a master and n worker actors; print measured staleness beside the exact prediction
@@ -83,10 +101,27 @@ def run_command(
 
     \b
     stalegrad run --n 4 --K 2 --problem linreg --updates 500 --tc 1 \\
-        --compute "shifted_exponential(alpha=1, rate=0.6667)" --time-unit 0.02 --out results/run
+        --compute "shifted_exponential(alpha=1, rate=0.6667)" --time-unit 0.02 \\
+        --out results/run --checkpoint-every 100
+    stalegrad run --resume results/run                # after a stop: on to update 500
+    stalegrad run --resume results/run --updates 800  # or further
     """
     from ..errors import SpecError, invalid
 
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+    if resume is not None:
+        n, K, tc, uplink, downlink, compute, problem, lr, batch, time_unit, seed, updates = _resumed(
+            resume, given, n, K, tc, uplink, downlink, compute, problem, lr, batch, time_unit, seed, updates
+        )
+        out = out or resume
+    elif n is None or K is None:
+        raise SpecError("--n and --K are needed (or --resume DIR, which takes them from its checkpoint)")
+    if checkpoint_every and out is None:
+        raise invalid("--checkpoint-every", checkpoint_every, "0 unless --out DIR says where to write checkpoints")
+    if checkpoint_every and resume is None and out is not None and (Path(out) / "checkpoint.json").is_file():
+        raise invalid("--out", out, "a folder without a checkpoint (--resume DIR continues that one)")
     if protocol != "k-batch-async" or staleness_bound is not None:
         raise SpecError(
             f"--protocol must be k-batch-async for a real run (the runtime implements the paper's protocol), "
@@ -97,13 +132,9 @@ def run_command(
         raise SpecError(f"--n, --K and --tc must be single values for a run, got {len(systems)} systems")
     system = systems[0]
     if time_unit is None:
-        given = [
-            f"--{name}"
-            for name in ("compute", "tc", "uplink", "downlink")
-            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-        ]
-        if given:
-            raise SpecError(f"{', '.join(given)} are injected times: they need --time-unit SECONDS > 0")
+        injected = [f"--{name}" for name in ("compute", "tc", "uplink", "downlink") if given(name)]
+        if injected:
+            raise SpecError(f"{', '.join(injected)} are injected times: they need --time-unit SECONDS > 0")
     elif not (math.isfinite(time_unit) and time_unit > 0):
         raise invalid("--time-unit", time_unit, "a number of seconds > 0")
     if not (math.isfinite(lr) and lr > 0):
@@ -130,6 +161,9 @@ def run_command(
             address=address,
             restart_workers=restart_workers,
             progress=report,
+            checkpoint_dir=out if (checkpoint_every or resume) else None,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
         )
     comp = compare(result)
     errors = result.errors
@@ -149,6 +183,8 @@ def run_command(
         "dropped": result.dropped,
         "lost": [list(x) for x in result.lost],
         "restarted": [list(x) for x in result.restarted],
+        "resumed_from": result.meta["resumed_from"],
+        "checkpoint": result.meta["checkpoint"],
         "error_first": float(errors[0, 2]) if errors.size else None,
         "error_last": float(errors[-1, 2]) if errors.size else None,
         "system": result.trace.system.to_dict() if time_unit is not None else None,
@@ -205,9 +241,80 @@ def run_command(
         f"{lat['put_get_ms_median']:.2f} ms; error {summary['error_first']:.4g} -> {summary['error_last']:.4g}; "
         f"dropped {result.dropped}"
     )
+    if summary["resumed_from"] is not None:
+        click.echo(f"resumed from the checkpoint at update {summary['resumed_from']} (the table covers the whole run)")
+    if summary["checkpoint"] is not None:
+        click.echo(f"checkpoints in {summary['checkpoint']} (continue with: stalegrad run --resume {out})")
     if result.lost:
         click.echo(f"workers lost (worker, at update): {list(result.lost)}; restarted: {list(result.restarted)}")
     click.echo(f"note: {comp.caveat}")
+
+
+def _resumed(
+    folder: str,
+    given: Callable[[str], bool],
+    n: str | None,
+    K: str | None,
+    tc: str,
+    uplink: str | None,
+    downlink: str | None,
+    compute: tuple[str, ...],
+    problem: str,
+    lr: float,
+    batch: int,
+    time_unit: float | None,
+    seed: int | None,
+    updates: int,
+) -> tuple[Any, ...]:
+    """The arguments of a resumed run: the checkpoint's; an option given on the command line must agree with it."""
+    from ..errors import SpecError, invalid
+    from ..runtime.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(folder, name="--resume")
+    a = ckpt.args
+
+    def text(delay: Any) -> str:
+        return repr(delay) if isinstance(delay, float) else str(delay)
+
+    mine: dict[str, Any] = {"n": str(a["n"]), "K": str(a["K"]), "tc": "0", "uplink": text(a["uplink"])}
+    mine |= {"downlink": text(a["downlink"]), "compute": tuple(a["compute"])}
+    want = build_systems(**mine)[0].to_dict()
+    values: dict[str, Any] = {"n": n, "K": K, "tc": tc, "uplink": uplink, "downlink": downlink, "compute": compute}
+    for name, value in values.items():
+        if not given(name):
+            continue
+        trial = dict(mine, **{name: value})
+        if name == "tc":  # the round trip, split in two unless a direction is given
+            trial |= {k: values[k] if given(k) else None for k in ("uplink", "downlink")}
+        if name in ("n", "K"):
+            same = str(value).strip() == mine[name]
+        else:
+            try:
+                same = build_systems(**trial)[0].to_dict() == want
+            except SpecError:
+                same = False
+        if not same:
+            shown = list(value) if name == "compute" else value
+            raise invalid(f"--{name}", shown, f"{a[name]!r} (the checkpoint's, in '{folder}') to resume it")
+    names = [p for p in PROBLEMS if repr(make_problem(p)) == a["problem"]]
+    if not names:
+        raise SpecError(f"--resume: the checkpoint in '{folder}' trained {a['problem']}, not one of {PROBLEMS}")
+    scalars = {"problem": (problem, names[0]), "lr": (lr, a["lr"]), "batch": (batch, a["batch"])}
+    scalars |= {"time_unit": (time_unit, a["time_unit"]), "seed": (seed, a["seed"])}
+    for name, (value, theirs) in scalars.items():
+        if given(name) and value != theirs:
+            option = "--" + name.replace("_", "-")
+            raise invalid(option, value, f"{theirs!r} (the checkpoint's, in '{folder}') to resume it")
+    target = updates if given("updates") else ckpt.target
+    if target <= ckpt.version:
+        raise invalid(
+            "--updates",
+            target,
+            f"an integer > {ckpt.version}, the checkpoint's version (the run it holds is complete: "
+            "give a larger --updates to go on)",
+        )
+    system_text = (mine["n"], mine["K"], mine["tc"], mine["uplink"], mine["downlink"], mine["compute"])
+    return (*system_text, names[0], a["lr"], a["batch"], a["time_unit"], a["seed"], target)
 
 
 @contextmanager
@@ -235,6 +342,12 @@ def _progress(total: int) -> Iterator[Callable[[dict[str, Any]], None] | None]:
                 began.append(time.time())
             elapsed = max(time.time() - began[0], 1e-9)
             tau = status["staleness_sum"] / status["gradients"] if status["gradients"] else math.nan
-            bar.update(task, completed=status["updates"], rate=f"{status['updates'] / elapsed:.1f}", tau=f"{tau:.3f}")
+            rate = f"{status['updates'] / elapsed:.1f}"  # of this session (a resumed run starts above 0)
+            bar.update(task, completed=status["version"], rate=rate, tau=f"{tau:.3f}")
 
         yield report
+
+
+for _param in run_command.params:  # --n and --K come from the checkpoint with --resume (checked in the command)
+    if _param.name in ("n", "K"):
+        _param.required = False

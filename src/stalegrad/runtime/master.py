@@ -6,8 +6,9 @@ Two layers (Ray Train's worker-group lesson: actors are plain classes, made remo
   keyed by ``(worker, round)`` (:class:`AppliedRounds`), one Trace row per gradient taken, the update times, and
   a count of every gradient not applied, by reason. Tested directly.
 * :class:`Master` -- the actor around it (asyncio): a gradient is taken when its uplink delay has passed
-  (``deliver_at``, real seconds); every new version is put once in the object store, and each worker is given the
-  newest version that reached it (its downlink delay after the update) in the reply to its gradient.
+  (``deliver_at``, real seconds); each worker is given the newest version that reached it (its downlink delay
+  after the update) in the reply to its gradient -- a small ``w`` inside the reply, a large one put once in the
+  object store and sent by reference.
 
 A gradient computed on ``w_v`` and applied in update ``u`` has staleness ``tau = (u - 1) - v`` (DESIGN.md), and
 ``w_u = w_{u-1} - lr * (g_1 + ... + g_K) / K``.
@@ -21,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DROP_REASONS", "AppliedRounds", "Master", "MasterCore"]
+__all__ = ["DROP_REASONS", "INLINE_BYTES", "AppliedRounds", "Master", "MasterCore"]
+
+#: A version of ``w`` up to this size is sent inside the master's replies; a larger one is put in the object store
+#: once and its reference sent (Ray's own threshold for returning task results inline, ``max_direct_call_object_size``).
+INLINE_BYTES = 100 * 1024
 
 #: Why a gradient that reached the master was not applied.
 DROP_REASONS = (
@@ -42,9 +47,9 @@ class AppliedRounds:
     (True, True, False, True, 3)
     """
 
-    def __init__(self, n: int, watermarks: list[int] | None = None) -> None:
+    def __init__(self, n: int, watermarks: list[int] | None = None, above: list[list[int]] | None = None) -> None:
         self._low = list(watermarks) if watermarks is not None else [0] * n
-        self._above: list[set[int]] = [set() for _ in range(n)]
+        self._above: list[set[int]] = [set(a) for a in above] if above is not None else [set() for _ in range(n)]
 
     def take(self, worker: int, rnd: int) -> bool:
         """Mark round ``rnd`` of ``worker`` as taken; False if it already was."""
@@ -62,6 +67,10 @@ class AppliedRounds:
     def watermark(self, worker: int) -> int:
         """Every round of ``worker`` up to this one has been taken."""
         return self._low[worker]
+
+    def state(self) -> tuple[list[int], list[list[int]]]:
+        """The watermarks and the rounds above them (what a checkpoint records)."""
+        return list(self._low), [sorted(a) for a in self._above]
 
     def next_round(self, worker: int) -> int:
         """The first round a (re)started worker may use: above every round taken."""
@@ -82,6 +91,7 @@ class MasterCore:
         *,
         version: int = 0,
         t0: float = 0.0,
+        rounds: AppliedRounds | None = None,
     ) -> None:
         self.n = n
         self.K = K
@@ -89,7 +99,7 @@ class MasterCore:
         self.target = int(updates)  # the run stops after this update
         self.w = np.array(w0, dtype=np.float64)
         self.version = int(version)
-        self.rounds = AppliedRounds(n)
+        self.rounds = rounds if rounds is not None else AppliedRounds(n)
         self.rows: dict[str, list[Any]] = {k: [] for k in ("worker", "round", "start", "sent", "arrive", "version")}
         self.row_update: list[int] = []
         self.update_times: list[float] = []  # update_times[u - 1 - first] = time of update u
@@ -139,13 +149,15 @@ class MasterCore:
         self.update_times.append(arrive)
         return True
 
-    def columns(self) -> dict[str, np.ndarray]:
-        """The Trace columns of the gradients applied (rows in the order the master took them)."""
+    def columns(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """The Trace columns of the gradients applied (rows in the order the master took them), of the rows
+        ``start:stop`` taken."""
         from ..trace import COLUMNS
 
-        keep = np.array(self.row_update, dtype=np.int64) >= 1
-        cols = {k: np.asarray(v, dtype=COLUMNS[k])[keep] for k, v in self.rows.items()}
-        cols["update"] = np.array(self.row_update, dtype=np.int64)[keep]
+        row_update = np.array(self.row_update[start:stop], dtype=np.int64)
+        keep = row_update >= 1
+        cols = {k: np.asarray(v[start:stop], dtype=COLUMNS[k])[keep] for k, v in self.rows.items()}
+        cols["update"] = row_update[keep]
         cols["staleness"] = cols["update"] - 1 - cols["version"]
         cols["dropped"] = np.zeros(len(cols["update"]), dtype=COLUMNS["dropped"])  # rows: applied gradients only
         return {k: cols[k] for k in COLUMNS}
@@ -158,7 +170,8 @@ class MasterCore:
 class Master:
     """The master actor (asyncio: one event loop, so the protocol runs one gradient at a time).
 
-    The broadcast: each new version is put once in the object store. A worker learns of the versions in the reply
+    The broadcast: a small ``w`` (up to :data:`INLINE_BYTES`) travels inside the replies; a larger one is put once
+    per version in the object store and its reference travels instead. A worker learns of the versions in the reply
     to its gradient (:meth:`submit`), which it awaits before its next round: the reply names the newest version
     that *reached* it strictly before that round started, the instant the gradient was sent. Version ``v``, made
     at real time ``T_v``, reaches worker ``i`` at ``T_v + d_{i,v} * time_unit``, ``d`` drawn from the worker's
@@ -167,6 +180,13 @@ class Master:
     (A push of every version to every worker costs ``n`` actor calls per update at the master.)
 
     ``problem`` gives ``w_0`` and, every ``error_every`` updates, the error of the new ``w`` (0: never).
+
+    Checkpoints: every ``checkpoint_every`` updates (and at the last), right after the update -- the K-batch
+    accumulator is then empty -- the master notes a snapshot (``w``, the version, the rounds taken, how many rows,
+    update times, errors and downlink delays it has recorded); :meth:`checkpoint` hands the newest one to the driver
+    with everything recorded since the one before, and the driver writes it (:mod:`stalegrad.runtime.checkpoint`),
+    so that no file is written on the master's event loop. ``resume`` (``w``, ``version``, ``watermarks``,
+    ``above``) starts the master from a checkpoint: the version count and the rounds taken go on.
     """
 
     def __init__(
@@ -178,35 +198,49 @@ class Master:
         seed: int,
         time_unit: float | None,
         error_every: int = 1,
+        checkpoint_every: int = 0,
+        resume: dict[str, Any] | None = None,
     ) -> None:
-        import ray
 
         self.problem = problem
         self.n = system.n
-        self.core = MasterCore(system.n, system.K, problem.init(), lr, updates)
+        if resume is None:
+            self.core = MasterCore(system.n, system.K, problem.init(), lr, updates)
+        else:
+            rounds = AppliedRounds(system.n, resume["watermarks"], resume["above"])
+            self.core = MasterCore(
+                system.n, system.K, resume["w"], lr, updates, version=int(resume["version"]), rounds=rounds
+            )
+        self.resumed = resume is not None
+        self.every = int(checkpoint_every)
+        self._snapshot: dict[str, Any] | None = None
+        self._handed = {"version": self.core.version, "rows": 0, "updates": 0, "errors": 0, "delays": 0}
         self.system = system
         self.seed = seed
         self.unit = time_unit
         self.error_every = int(error_every)
         self.errors: list[tuple[int, float, float]] = []  # (version, real time, error)
         self.t0 = time.time()
-        self.refs: dict[int, Any] = {0: ray.put(self.core.w)}  # one put per version
-        self.made: dict[int, float] = {0: self.t0}  # real time each version was made
+        v0 = self.core.version
+        # a small w travels inside the reply (as Ray sends small task returns); a large one is put once per version
+        self.inline = self.core.w.nbytes <= INLINE_BYTES
+        self.refs: dict[int, Any] = {v0: self._publish(self.core.w)}
+        self.made: dict[int, float] = {v0: self.t0}  # real time each version was made
         self.downlink: list[Any] = [None] * self.n  # per worker: its downlink draws (None: no delay)
         self.pending: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]  # (reach, version) to come
-        self.drawn = [0] * self.n  # versions whose reach time is drawn, per worker
-        self.current = [0] * self.n  # the version each worker uses
+        self.drawn = [v0] * self.n  # versions whose reach time is drawn, per worker
+        self.current = [v0] * self.n  # the version each worker uses
         self.live: set[int] = set()
         self.received = [0] * self.n  # highest round received per worker (taken, or waiting for its uplink delay)
         self.delays: list[float] = []  # every downlink delay drawn (real seconds)
         self._done = asyncio.Event()
 
     async def start(self, t0: float) -> None:
-        """Set the time origin: version 0 exists from ``t0``."""
+        """Set the time origin: the first version (0, or the checkpoint's) exists from ``t0``."""
         self.t0 = t0
-        self.made[0] = t0
+        self.made[self.core.version] = t0
         self.core.t0 = t0
-        if self.error_every:
+        if self.error_every and not self.resumed:  # a resumed run's first version was recorded before
             self.errors.append((self.core.version, t0, float(self.problem.error(self.core.w))))
 
     async def register(self, worker: int, incarnation: int = 0) -> dict[str, Any]:
@@ -252,8 +286,6 @@ class Master:
         return v, [self.refs[v]]
 
     def _take(self, worker: int, rnd: int, start: float, sent: float, version: int, grad: np.ndarray) -> None:
-        import ray
-
         arrive = time.time()
         core = self.core
         if not core.receive(worker, rnd, start, sent, arrive, version, grad):
@@ -261,9 +293,45 @@ class Master:
         self.made[core.version] = arrive
         if self.error_every and core.version % self.error_every == 0:
             self.errors.append((core.version, arrive, float(self.problem.error(core.w))))
+        if self.every and (core.version % self.every == 0 or core.done):
+            rounds, above = core.rounds.state()
+            self._snapshot = {
+                "version": core.version,
+                "w": core.w.copy(),
+                "rows": len(core.row_update),  # every row taken is applied: the batch has just been emptied
+                "updates": len(core.update_times),
+                "errors": len(self.errors),
+                "delays": len(self.delays),
+                "watermarks": rounds,
+                "above": above,
+            }
         if core.done:
             self._done.set()
-        self.refs[core.version] = ray.put(core.w)
+        self.refs[core.version] = self._publish(core.w)
+
+    def _publish(self, w: np.ndarray) -> Any:
+        """What a worker is given for a version: ``w`` itself (never changed in place: each update makes a new
+        array) or its object reference."""
+        import ray
+
+        return w if self.inline else ray.put(w)
+
+    async def checkpoint(self) -> dict[str, Any] | None:
+        """The newest snapshot not handed out yet, with the rows, update times, errors and downlink delays recorded
+        since the previous one handed out (real seconds); ``None`` if there is none."""
+        snap, done = self._snapshot, self._handed
+        if snap is None or snap["version"] <= done["version"]:
+            return None
+        core = self.core
+        out = {
+            **snap,
+            "columns": core.columns(done["rows"], snap["rows"]),
+            "update_times": np.array(core.update_times[done["updates"] : snap["updates"]], dtype=np.float64),
+            "errors": np.array(self.errors[done["errors"] : snap["errors"]], dtype=np.float64).reshape(-1, 3),
+            "downlink": np.array(self.delays[done["delays"] : snap["delays"]], dtype=np.float64),
+        }
+        self._handed = {k: snap[k] for k in done}
+        return out
 
     def _newest(self, worker: int, before: float) -> int:
         """The newest version that reached ``worker`` strictly before real time ``before`` (draws as needed)."""

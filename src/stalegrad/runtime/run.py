@@ -9,6 +9,14 @@ worker that dies is detected (its ``run`` call fails), the master stops broadcas
 the others -- and with ``restart_workers=True`` a new incarnation of the worker is created, registers and continues
 from above the last round the master took from it, so no gradient is applied twice. Start-up cleans up after
 itself on failure; shutdown asks the workers to stop, waits, then kills.
+
+Checkpoints (``checkpoint_dir``, ``checkpoint_every``): the master notes a snapshot right after every
+``checkpoint_every``-th update and after the last; the driver fetches it as it polls and writes it
+(:mod:`stalegrad.runtime.checkpoint`: the part, then the manifest). ``resume=DIR`` continues the run of a checkpoint:
+same system, problem, step, minibatch, time unit and seed (checked); the version count, the rounds taken and the
+clock go on, every worker starts a fresh incarnation of its random streams, and the result's Trace is the
+checkpoint's rows followed by the new ones -- updates ``1..updates`` exactly once. Whatever the stopped run did
+after its last checkpoint is lost, not duplicated.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,6 +144,7 @@ def _check(
     lr: float,
     batch: int,
     kill: Mapping[int, int],
+    checkpoint_every: int,
 ) -> None:
     from ..train.problems import Problem
 
@@ -159,6 +169,8 @@ def _check(
     for worker, at in kill.items():
         if not (isinstance(worker, int) and 0 <= worker < system.n and isinstance(at, int) and 0 <= at < updates):
             raise invalid("kill", {worker: at}, f"{{worker in 0..{system.n - 1}: update in 0..{updates - 1}}}")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, numbers.Integral) or checkpoint_every < 0:
+        raise invalid("checkpoint_every", checkpoint_every, "an integer >= 0 (0: no checkpoint)")
 
 
 # -------------------------------------------------------------------------------------------------------- the run
@@ -180,6 +192,9 @@ def run(
     poll: float = 0.1,
     stop_timeout: float = 10.0,
     kill: Mapping[int, int] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | Path | None = None,
 ) -> RunResult:
     """Train ``problem`` with ``system.n`` worker actors and a master actor on Ray until ``updates`` updates.
 
@@ -187,29 +202,65 @@ def run(
     injected (in time units). ``lr`` is the step size and ``batch`` the minibatch of each gradient. ``kill`` maps a
     worker to the update at which the driver kills it (fault injection, for tests and demonstrations).
     ``progress`` receives the master's status about every ``poll`` seconds.
+
+    ``checkpoint_dir`` and ``checkpoint_every``: write a checkpoint there every that many updates and at the end
+    (a folder that holds none yet). ``resume``: a checkpoint folder to continue, up to ``updates`` updates in all;
+    the seed defaults to the checkpoint's, checkpoints go on into the same folder (every ``checkpoint_every``
+    updates, by default the checkpoint's own period), and the returned Trace is the whole run's.
     """
     import ray
 
     from ..sim.streams import resolve_seed
+    from .checkpoint import has_checkpoint, load_checkpoint, run_args, write_checkpoint
     from .master import Master
     from .worker import Worker
 
     kill = dict(kill or {})
-    _check(system, problem, updates, time_unit, lr, batch, kill)
+    ckpt = load_checkpoint(resume) if resume is not None else None  # fails fast, before Ray starts
+    if checkpoint_every is None:
+        checkpoint_every = int(ckpt.manifest.get("checkpoint_every", 0)) if ckpt is not None else 0
+    _check(system, problem, updates, time_unit, lr, batch, kill, checkpoint_every)
+    if ckpt is not None:
+        seed = ckpt.args["seed"] if seed is None else seed
     seed = resolve_seed(seed)
+    args = run_args(system, problem, lr, batch, time_unit, seed)
+    if ckpt is not None:
+        for name, given, theirs in ckpt.mismatches(args):
+            raise invalid(name, given, f"{theirs!r} (the checkpoint's, in '{resume}') to resume it")
+        if updates <= ckpt.version:
+            raise invalid("updates", updates, f"an integer > {ckpt.version} (the checkpoint's version) to resume it")
+        if checkpoint_dir is None:
+            checkpoint_dir = ckpt.folder
+        elif Path(checkpoint_dir).resolve() != ckpt.folder.resolve():
+            raise invalid("checkpoint_dir", str(checkpoint_dir), f"the resumed folder '{resume}' (or None)")
+    if checkpoint_every and checkpoint_dir is None:
+        raise invalid("checkpoint_every", checkpoint_every, "0 unless checkpoint_dir is given")
+    if checkpoint_every and ckpt is None and has_checkpoint(checkpoint_dir):  # type: ignore[arg-type]
+        raise invalid(
+            "checkpoint_dir", str(checkpoint_dir), "a folder without a checkpoint (resume=... continues that one)"
+        )
     n = system.n
+    unit = time_unit or 1.0
+    base = ckpt.time if ckpt is not None else 0.0  # the clock goes on from the checkpoint's last update
+    written: dict[str, Any] | None = ckpt.manifest if ckpt is not None else None
+    state = None
+    if ckpt is not None:
+        state = {"w": ckpt.w, "version": ckpt.version, "watermarks": ckpt.watermarks, "above": ckpt.above}
     with ray_session(address, None) as info:
         remote_master = ray.remote(max_restarts=0, max_task_retries=0)(Master)
         remote_worker = ray.remote(max_restarts=0, max_task_retries=0)(Worker)
         master: Any = None
         workers: dict[int, Any] = {}
-        incarnation = dict.fromkeys(range(n), 0)
+        # a resumed run's workers draw from fresh streams: never a draw of the run it continues
+        incarnation = {i: (ckpt.incarnations[i] + 1 if ckpt is not None else 0) for i in range(n)}
 
         def new_worker(i: int) -> Any:
             return remote_worker.remote(i, master, problem, system, seed, batch, time_unit, incarnation[i])
 
         try:
-            master = remote_master.remote(problem, system, lr, updates, seed, time_unit, error_every)
+            master = remote_master.remote(
+                problem, system, lr, updates, seed, time_unit, error_every, checkpoint_every, state
+            )
             workers = {i: new_worker(i) for i in range(n)}
             ray.get([master.__ray_ready__.remote(), *(w.__ray_ready__.remote() for w in workers.values())])
             latency = _latency(master)
@@ -221,6 +272,35 @@ def run(
             raise
         lost: list[tuple[int, int]] = []
         restarted: list[tuple[int, int]] = []
+
+        def save() -> None:
+            """Write the master's newest snapshot, if there is one not written yet."""
+            nonlocal written
+            snap = ray.get(master.checkpoint.remote())
+            if snap is None:
+                return
+            part = _in_units(snap, t0, unit, base)
+            try:
+                written = write_checkpoint(
+                    checkpoint_dir,  # type: ignore[arg-type]
+                    written,
+                    version=snap["version"],
+                    time=float(part["update_times"][-1]),
+                    w=snap["w"],
+                    columns=part["columns"],
+                    update_times=part["update_times"],
+                    errors=part["errors"],
+                    downlink=part["downlink"],
+                    watermarks=snap["watermarks"],
+                    above=snap["above"],
+                    incarnations=[incarnation[i] for i in range(n)],
+                    args=args,
+                    checkpoint_every=checkpoint_every,
+                    target=updates,
+                )
+            except OSError as exc:
+                raise RuntimeFailure(f"could not write the checkpoint in '{checkpoint_dir}': {exc}") from None
+
         try:
             done = master.wait_done.remote()
             status = ray.get(master.status.remote())
@@ -245,9 +325,13 @@ def run(
                     if status["updates"] >= at:
                         ray.kill(workers[i], no_restart=True)
                         del kill[i]
+                if checkpoint_every:
+                    save()
                 if progress is not None:
                     progress(status)
             seconds = time.time() - t0
+            if checkpoint_every:
+                save()  # the last update's
             if progress is not None:
                 progress(ray.get(master.status.remote()))
             _stop_workers(workers, runs, stop_timeout)
@@ -256,14 +340,13 @@ def run(
             raise RuntimeFailure(f"the master died: {exc}") from None
         finally:
             _kill_all(master, workers)
-    unit = time_unit or 1.0
-    t0 = out["t0"]
-    cols = out["columns"]
-    for k in ("start", "sent", "arrive"):
-        cols[k] = (cols[k] - t0) / unit
-    downlink = out["downlink"] / unit
-    errors = out["errors"].copy()
-    errors[:, 1] = (errors[:, 1] - t0) / unit
+    new = _in_units(out, t0, unit, base)
+    cols, update_times, errors, downlink = new["columns"], new["update_times"], new["errors"], new["downlink"]
+    if ckpt is not None:  # the whole run: the checkpoint's rows, then this session's
+        cols = {k: np.concatenate([ckpt.columns[k], cols[k]]) for k in cols}
+        update_times = np.concatenate([ckpt.update_times, update_times])
+        errors = np.concatenate([ckpt.errors, errors])
+        downlink = np.concatenate([ckpt.downlink, downlink])
     meta = {
         "engine": "ray",
         "time_unit": time_unit,
@@ -273,13 +356,15 @@ def run(
         "ray": ray.__version__,
         "address": info["address"],
         "configured": system.to_dict() if time_unit is not None else None,
+        "resumed_from": ckpt.version if ckpt is not None else None,
+        "checkpoint": str(checkpoint_dir) if checkpoint_every else None,
     }
     trace_system = system
     if time_unit is None:
         from .measured import measured_system
 
         trace_system = measured_system(cols, downlink, system.K, n)
-    trace = Trace(cols, (out["update_times"] - t0) / unit, trace_system, seed, meta)
+    trace = Trace(cols, update_times, trace_system, seed, meta)
     return RunResult(
         trace=trace,
         errors=errors,
@@ -293,6 +378,21 @@ def run(
         restarted=tuple(restarted),
         meta=meta,
     )
+
+
+def _in_units(out: Mapping[str, Any], t0: float, unit: float, base: float) -> dict[str, Any]:
+    """Real seconds of the master to time units on the run's clock (``base`` at ``t0``)."""
+    cols = dict(out["columns"])
+    for k in ("start", "sent", "arrive"):
+        cols[k] = (cols[k] - t0) / unit + base
+    errors = np.array(out["errors"], dtype=np.float64).reshape(-1, 3)
+    errors[:, 1] = (errors[:, 1] - t0) / unit + base
+    return {
+        "columns": cols,
+        "update_times": (np.asarray(out["update_times"]) - t0) / unit + base,
+        "errors": errors,
+        "downlink": np.asarray(out["downlink"]) / unit,
+    }
 
 
 def _latency(master: Any, calls: int = 50) -> dict[str, float]:

@@ -4,7 +4,7 @@ Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
 
 1. it starts at the instant round ``j - 1`` was sent, and uses the newest version that *reached* the worker
    strictly before that instant -- the master names it in its reply to round ``j - 1``'s gradient
-   (:class:`~stalegrad.runtime.master.Master`), and the worker fetches it from the object store if it is new;
+   (:class:`~stalegrad.runtime.master.Master`) and sends it if it is new (a large ``w`` by object reference);
 2. it computes a real gradient of the problem on that version (a minibatch drawn from the worker's own stream);
 3. with injected times, it then sleeps until ``start + X * time_unit`` (``X`` drawn from its compute-time model:
    the round takes ``X`` time units unless the real work takes longer), and sends the gradient with
@@ -98,6 +98,8 @@ class Worker:
 
     async def run(self) -> dict[str, Any]:
         """Compute and send gradients until :meth:`stop`; returns the number of rounds sent."""
+        import ray
+
         info = await self.master.register.remote(self.index, self.incarnation)
         rnd = int(info["round"])
         version, ref = int(info["version"]), info["refs"][0]
@@ -106,8 +108,8 @@ class Worker:
         start = time.time()
         unit = self.unit or 0.0
         while not self._stop:
-            if have != version:
-                w = await ref
+            if have != version:  # the master sends a small w itself, a large one's object reference
+                w = await ref if isinstance(ref, ray.ObjectRef) else ref
                 have = version
             grad = self.problem.gradient(w, self.batch, self.rng)
             if self.compute is not None:
