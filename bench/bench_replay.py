@@ -20,14 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import tracemalloc
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.stats
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import best_of
 from stalegrad.sim import simulate
 from stalegrad.spec import System
 from stalegrad.train import LinearRegression, replay
@@ -36,16 +38,6 @@ TARGET = 5.0
 FULL = {"updates": 100_000, "memory": (10_000, 100_000, 1_000_000)}
 QUICK = {"updates": 5_000, "memory": (1_000, 5_000)}
 RECORD = 100
-
-
-def best_of(reps: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(reps):
-        out = None
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def naive_replay(trace: Any, problem: Any, b: int, step: float, seed: int, record: int) -> list[float]:

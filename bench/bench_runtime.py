@@ -21,18 +21,19 @@ smoke test); ``--json PATH`` also writes the numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import versions
+from stalegrad.artefacts import write_json
 from stalegrad.distributions import shifted_exponential
 from stalegrad.spec import System
 from stalegrad.train import LinearRegression
@@ -112,31 +113,6 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return max(runs, key=lambda r: r["updates_per_s"])
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "ray", "stalegrad"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def write_json(path: str, data: dict[str, Any]) -> None:
-    """Write ``data`` atomically: a temporary file in the same directory, then ``os.replace``."""
-    target = Path(path).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test; ratios not meaningful)")
@@ -155,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     U = sizes["updates"]
     print(f"stalegrad runtime benchmark{' (--quick: small sizes, ratios not meaningful)' if args.quick else ''}")
     print(f"machine : {platform.platform()}, {os.cpu_count()} CPUs; Ray local instance, num_cpus=2")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions("numpy", "ray", "stalegrad").items()))
     print(f"run     : n={args.n} workers, K={args.K}, {problem!r}, minibatch {BATCH}, {U} updates, no injected times")
     print(flush=True)
     start_local(num_cpus=2)
@@ -202,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 "n": args.n,
                 "K": args.K,
                 "updates": U,
-                "versions": versions(),
+                "versions": versions("numpy", "ray", "stalegrad"),
                 "stalegrad": ours,
                 "ray_parameter_server": theirs,
                 "latency_ms": lat,

@@ -17,22 +17,18 @@ exits 0 whenever it ran. ``--quick`` uses small sizes (a smoke test; its ratios 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
-import time
-from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import best_of, cpu_model, versions
 from simpy_model import simulate_simpy
+from stalegrad.artefacts import write_json
 from stalegrad.distributions import shifted_exponential
 from stalegrad.sim import simulate, simulate_summary
 from stalegrad.spec import System
@@ -43,52 +39,6 @@ DRAW_TARGET = 3.0  # stalegrad time / draw time, at most
 FULL = {"gradients": 10**7, "simpy_gradients": 2 * 10**5, "draw_reps": 5, "summary_reps": 3, "trace_reps": 2}
 QUICK = {"gradients": 10**5, "simpy_gradients": 5 * 10**3, "draw_reps": 2, "summary_reps": 2, "trace_reps": 1}
 SIMPY_REPS = 2
-
-
-def best_of(reps: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    """The shortest wall time of ``reps`` calls, and the last result."""
-    best, out = float("inf"), None
-    for _ in range(reps):
-        out = None  # free the previous result before the next call
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "numba", "scipy", "simpy", "stalegrad"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def write_json(path: str, data: dict[str, Any]) -> None:
-    """Write ``data`` atomically: a temporary file in the same directory, then ``os.replace``."""
-    target = Path(path).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     Gs = sizes["simpy_gradients"]
     cpus = os.cpu_count()
     machine = {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": cpus}
-    vers = versions()
+    vers = versions("numpy", "numba", "scipy", "simpy", "stalegrad")
 
     print(f"stalegrad simulator benchmark{' (--quick: small sizes, ratios not meaningful)' if args.quick else ''}")
     print(f"machine : {machine['platform']}, {machine['cpu']}, {cpus} CPUs")
