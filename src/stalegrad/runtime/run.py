@@ -211,9 +211,9 @@ def run(
     import ray
 
     from ..sim.streams import resolve_seed
+    from . import master as master_module
+    from . import worker as worker_module
     from .checkpoint import has_checkpoint, load_checkpoint, run_args, write_checkpoint
-    from .master import Master
-    from .worker import Worker
 
     kill = dict(kill or {})
     ckpt = load_checkpoint(resume) if resume is not None else None  # fails fast, before Ray starts
@@ -247,8 +247,8 @@ def run(
     if ckpt is not None:
         state = {"w": ckpt.w, "version": ckpt.version, "watermarks": ckpt.watermarks, "above": ckpt.above}
     with ray_session(address, None) as info:
-        remote_master = ray.remote(max_restarts=0, max_task_retries=0)(Master)
-        remote_worker = ray.remote(max_restarts=0, max_task_retries=0)(Worker)
+        remote_master = ray.remote(**master_module.ACTOR_OPTIONS)(master_module.Master)
+        remote_worker = ray.remote(**worker_module.ACTOR_OPTIONS)(worker_module.Worker)
         master: Any = None
         workers: dict[int, Any] = {}
         # a resumed run's workers draw from fresh streams: never a draw of the run it continues
@@ -302,7 +302,7 @@ def run(
                 raise RuntimeFailure(f"could not write the checkpoint in '{checkpoint_dir}': {exc}") from None
 
         try:
-            done = master.wait_done.remote()
+            done = master.wait_done.options(concurrency_group="control").remote()
             status = ray.get(master.status.remote())
             while True:
                 ready, _ = ray.wait([done, *runs], num_returns=1, timeout=poll)

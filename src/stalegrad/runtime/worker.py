@@ -18,7 +18,7 @@ downlink delays (drawn by the master), and minibatches; the compute-time stream 
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
 from typing import Any
 
@@ -26,7 +26,11 @@ import numpy as np
 
 from ..spec import System
 
-__all__ = ["Times", "Worker", "worker_streams"]
+__all__ = ["ACTOR_OPTIONS", "Times", "Worker", "worker_streams"]
+
+#: How :class:`Worker` is made a Ray actor: never restarted by Ray (the driver restarts it, as a new incarnation),
+#: its calls never retried, and two threads, so that :meth:`Worker.stop` is taken while :meth:`Worker.run` loops.
+ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "max_concurrency": 2}
 
 _BLOCK = 256
 
@@ -65,7 +69,7 @@ class Times:
 
 
 class Worker:
-    """The worker actor (asyncio, so that :meth:`stop` is handled while it sleeps).
+    """The worker actor (threaded, :data:`ACTOR_OPTIONS`: :meth:`stop` is handled while :meth:`run` loops or sleeps).
 
     ``system`` gives the injected compute times and uplink delays (in time units of ``time_unit`` seconds); with
     ``time_unit=None`` nothing is injected and a round takes what the gradient really takes.
@@ -94,31 +98,35 @@ class Worker:
         self.uplink = Times(system.uplink, seqs[1]) if inject else None
         self.rng = np.random.default_rng(seqs[3])
         self.rounds = 0
-        self._stop = False
+        self._stop = threading.Event()
 
-    async def run(self) -> dict[str, Any]:
-        """Compute and send gradients until :meth:`stop`; returns the number of rounds sent."""
+    def run(self) -> dict[str, Any]:
+        """Compute and send gradients until :meth:`stop`; returns the number of rounds sent.
+
+        A gradient whose injected compute time is cut short by :meth:`stop` is not sent (the run is over)."""
         import ray
 
-        info = await self.master.register.remote(self.index, self.incarnation)
+        info = ray.get(self.master.register.remote(self.index, self.incarnation))
         rnd = int(info["round"])
         version, ref = int(info["version"]), info["refs"][0]
         have = -1
         w: Any = None
         start = time.time()
         unit = self.unit or 0.0
-        while not self._stop:
+        stop = self._stop
+        submit = self.master.submit
+        while not stop.is_set():
             if have != version:  # the master sends a small w itself, a large one's object reference
-                w = await ref if isinstance(ref, ray.ObjectRef) else ref
+                w = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
                 have = version
             grad = self.problem.gradient(w, self.batch, self.rng)
             if self.compute is not None:
                 wait = start + self.compute.next() * unit - time.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                if wait > 0 and stop.wait(wait):
+                    break
             sent = time.time()
             up = self.uplink.next() * unit if self.uplink is not None else 0.0
-            new, refs = await self.master.submit.remote(self.index, rnd, start, sent, version, grad, sent + up)
+            new, refs = ray.get(submit.remote(self.index, rnd, start, sent, version, grad, sent + up))
             if refs is not None:
                 version, ref = int(new), refs[0]
             self.rounds += 1
@@ -126,6 +134,6 @@ class Worker:
             start = sent
         return {"index": self.index, "rounds": self.rounds}
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         """Ask the loop to end after the current round."""
-        self._stop = True
+        self._stop.set()
