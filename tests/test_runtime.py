@@ -61,7 +61,7 @@ def test_master_core_counts_every_gradient_it_does_not_apply():
     core.receive(0, 1, 0, 1, 1, 0, g)
     core.receive(0, 1, 0, 1, 1, 0, g)  # the same (worker, round) again: a retried call
     core.receive(1, 1, 0, 1, 1, 7, g)  # a version the master never made
-    assert core.dropped == {"duplicate": 1, "after_end": 0, "bad_version": 1}
+    assert core.dropped == {"duplicate": 1, "after_end": 0, "bad_version": 1, "interrupted": 0}
     assert core.version == 0 and core.leftover() == 1
     core.receive(1, 2, 0, 1, 1, 0, g)
     core.receive(1, 3, 0, 1, 1, 0, g)  # after the last update
@@ -260,12 +260,17 @@ def test_a_stopped_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path)
         if status["updates"] >= 130:
             raise Stop
 
-    with pytest.raises(Stop):
+    with pytest.raises(Stop) as stopped:
         run(system, LinearRegression(), updates, time_unit=0.01, seed=3, checkpoint_dir=tmp_path,
             checkpoint_every=every, progress=stop)  # fmt: skip
     before = load_checkpoint(tmp_path)
     v = before.version
-    assert v % every == 0 and every <= v < updates, "the last checkpoint before the stop is in force"
+    assert 130 <= v < updates, "a final checkpoint of the state at the stop, not the periodic one before it"
+    assert f"checkpoint at update {v} in '{tmp_path}'" in stopped.value.__notes__[0]
+    last = sorted({f"part-{v // every * every:08d}.npz", f"part-{v:08d}.npz"})  # one part if v is a multiple
+    assert before.manifest["parts"][-len(last) :] == last
+    interrupted = before.counts["dropped"]["interrupted"]
+    assert 0 <= interrupted <= 1 + 4, "at most a partial batch (K - 1) and one gradient in flight per worker"
     result = run(system, LinearRegression(), updates, time_unit=0.01, resume=tmp_path)
     check_trace(result, updates, 2)  # updates 1..200, K rows each, no (worker, round) twice
     t = result.trace
@@ -281,8 +286,10 @@ def test_a_stopped_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path)
     for w in range(4):  # every worker's rounds go on above the rounds taken before
         assert t["round"][new & (t["worker"] == w)].min() > t["round"][old][before.columns["worker"] == w].max()
     assert np.array_equal(result.errors[:, 0], np.arange(updates + 1)), "one error per version, none twice"
+    assert result.dropped["interrupted"] == interrupted, "the whole run's counts, the stopped session's included"
     after = load_checkpoint(tmp_path)
     assert after.version == updates and after.incarnations == [1, 1, 1, 1]
+    assert after.counts["dropped"] == result.dropped
     assert all(np.array_equal(after.columns[k], t[k]) for k in COLUMNS)
 
     # the command line goes on from there (its arguments from the checkpoint), to 240 updates
@@ -299,6 +306,76 @@ def test_a_stopped_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path)
     assert final.version == 240 and np.array_equal(np.unique(final.columns["update"]), np.arange(1, 241))
     lines = (tmp_path / "trace.csv").read_text().splitlines()
     assert len(lines) == 2 + 480
+
+
+@pytest.mark.slow
+def test_ctrl_c_between_a_snapshot_and_its_write_loses_no_row(local_ray, tmp_path, monkeypatch):
+    """Ctrl-C after the master handed a snapshot out and before the driver wrote it: the final checkpoint covers
+    that snapshot's rows too (the master counts from the last checkpoint *written*)."""
+    from stalegrad.runtime import RunInterrupted, run
+    from stalegrad.runtime import checkpoint as ck
+
+    real, calls = ck.write_checkpoint, []
+
+    def flaky(*args, **kwargs):
+        calls.append(kwargs["version"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if Ctrl-C came right here
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ck, "write_checkpoint", flaky)
+    system = System(n=4, K=2, tc=1, compute=PAPER)
+    with pytest.raises(RunInterrupted, match=r"interrupted; checkpoint at update (\d+) in") as stopped:
+        run(system, LinearRegression(), 2000, time_unit=0.005, seed=4, checkpoint_dir=tmp_path, checkpoint_every=10)
+    v = ck.load_checkpoint(tmp_path).version  # loads: every row of updates 1..v is there, K per update
+    assert calls[0] == 10 and calls[1] >= 20 and v >= calls[1] and calls[-1] == v
+    assert f"update {v} in" in str(stopped.value)
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_a_final_checkpoint_that_resumes(tmp_path):
+    """SIGINT to ``stalegrad run``: exit 130, one line naming the checkpoint of the state at the interrupt (not the
+    periodic one before it), and ``--resume`` goes on from exactly there."""
+    import signal
+    import time
+
+    from stalegrad.runtime.checkpoint import load_checkpoint
+
+    argv = [sys.executable, "-c", "from stalegrad.cli import main; main()", "run"]
+    config = ["--n", "4", "--K", "2", "--tc", "1", "--compute", "shifted_exponential(alpha=1, rate=0.6667)",
+              "--time-unit", "0.01", "--seed", "5", "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(
+        [*argv, *config, "--updates", "100000", "--checkpoint-every", "25"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "checkpoint.json").exists():  # the run is going: its first checkpoint is written
+            assert proc.poll() is None and time.time() < deadline, "the run ended or never checkpointed"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    ckpt = load_checkpoint(tmp_path)
+    v = ckpt.version
+    assert proc.returncode == 130
+    line = f"Error: interrupted; checkpoint at update {v} in '{tmp_path}' (continue with: stalegrad run --resume"
+    assert err.strip().splitlines()[-1].startswith(line), err
+    assert v >= 25 and f"part-{v:08d}.npz" in ckpt.manifest["parts"]
+    assert not (tmp_path / "trace.csv").exists(), "an interrupted run writes no half result"
+
+    done = subprocess.run([*argv, "--resume", str(tmp_path), "--updates", str(v + 30), "--json"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    obj = json.loads(done.stdout)
+    assert obj["resumed_from"] == v and obj["updates"] == v + 30 and obj["gradients"] == 2 * (v + 30)
+    final = load_checkpoint(tmp_path)
+    assert np.array_equal(np.unique(final.columns["update"]), np.arange(1, v + 31))
+    keys = final.columns["worker"].astype(np.int64) * 10**9 + final.columns["round"]
+    assert np.unique(keys).size == keys.size, "a (worker, round) was applied twice"
+    assert obj["dropped"] == final.counts["dropped"] and obj["dropped"]["interrupted"] <= 1 + 4
 
 
 # ------------------------------------------------------------------------------------------- real run vs replay

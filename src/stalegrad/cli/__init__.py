@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="stalegrad", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Error: interrupted", err=True)
+    except click.exceptions.Abort as exc:  # click's form of Ctrl-C; a run's says where its checkpoint is
+        click.echo(f"Error: {str(exc.__cause__ or '') or 'interrupted'}", err=True)
         code = 130
     except click.UsageError as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     except StalegradError as exc:
         click.echo(f"Error: {exc}", err=True)
         code = 1
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted", err=True)
+    except KeyboardInterrupt as exc:  # a run says where its checkpoint is
+        click.echo(f"Error: {str(exc) or 'interrupted'}", err=True)
         code = 130
     sys.exit(code if isinstance(code, int) else 0)

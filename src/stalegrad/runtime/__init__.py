@@ -6,10 +6,11 @@ Ray is imported only when a run starts (``pip install 'stalegrad[ray]'``).
 from __future__ import annotations
 
 from .measured import Comparison, compare, measured_system
-from .run import RunResult, RuntimeFailure, ray_session, run, start_local
+from .run import RunInterrupted, RunResult, RuntimeFailure, ray_session, run, start_local
 
 __all__ = [
     "Comparison",
+    "RunInterrupted",
     "RunResult",
     "RuntimeFailure",
     "compare",

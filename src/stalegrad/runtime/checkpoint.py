@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import SpecError
 
-__all__ = ["FORMAT", "MANIFEST", "Checkpoint", "load_checkpoint", "run_args", "write_checkpoint"]
+__all__ = ["FORMAT", "MANIFEST", "Checkpoint", "load_checkpoint", "run_args", "write_checkpoint", "write_counts"]
 
 FORMAT = "stalegrad-checkpoint/1"
 MANIFEST = "checkpoint.json"
@@ -93,6 +93,11 @@ class Checkpoint:
         return [[int(x) for x in a] for a in self.manifest["rounds"]["above"]]
 
     @property
+    def counts(self) -> dict[str, Any]:
+        """Gradients dropped by reason, workers lost and restarted ``(worker, version)``, up to this checkpoint."""
+        return _counts(self.manifest.get("counts"))
+
+    @property
     def incarnations(self) -> list[int]:
         return [int(x) for x in self.manifest["streams"]["incarnations"]]
 
@@ -129,9 +134,11 @@ def write_checkpoint(
     args: dict[str, Any],
     checkpoint_every: int,
     target: int,
+    counts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the part of version ``version`` (the rows since ``previous``, the last manifest written), then the
-    manifest; returns the new manifest."""
+    manifest; returns the new manifest. ``counts``: the whole run's gradients dropped by reason and workers lost
+    and restarted (``(worker, version)`` pairs), so that a resumed run reports them all."""
     from .. import __version__
     from ..artefacts import write_text
     from ..trace import COLUMNS
@@ -165,10 +172,28 @@ def write_checkpoint(
         },
         "checkpoint_every": int(checkpoint_every),
         "updates": int(target),  # the run's target (a resumed run may raise it)
+        "counts": _counts(counts),
         "run": args,
     }
     _write_manifest(folder / MANIFEST, manifest)
     return manifest
+
+
+def write_counts(folder: str | Path, manifest: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite the manifest with the run's final counts (gradients dropped after the last checkpoint, at the end of
+    the run); returns the new manifest. Atomic, like every manifest write."""
+    manifest = {**manifest, "counts": _counts(counts)}
+    _write_manifest(Path(folder) / MANIFEST, manifest)
+    return manifest
+
+
+def _counts(counts: dict[str, Any] | None) -> dict[str, Any]:
+    counts = counts or {}
+    return {
+        "dropped": {str(k): int(v) for k, v in sorted(dict(counts.get("dropped", {})).items())},
+        "lost": [[int(w), int(v)] for w, v in counts.get("lost", [])],
+        "restarted": [[int(w), int(v)] for w, v in counts.get("restarted", [])],
+    }
 
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:

@@ -38,6 +38,7 @@ DROP_REASONS = (
     "duplicate",  # the same (worker, round) was taken before (a retried or replayed call)
     "after_end",  # arrived after the run had all its updates (or its partial batch was left at the end)
     "bad_version",  # computed on a version the master never published (a bug or a stale worker after a resume)
+    "interrupted",  # taken (or travelling) when the run was stopped early, after its last update: never applied
 )
 
 
@@ -223,7 +224,10 @@ class Master:
         self.resumed = resume is not None
         self.every = int(checkpoint_every)
         self._snapshot: dict[str, Any] | None = None
-        self._handed = {"version": self.core.version, "rows": 0, "updates": 0, "errors": 0, "delays": 0}
+        # what the snapshots handed out cover, by version (the run's first version: nothing)
+        self._marks = {
+            self.core.version: {"version": self.core.version, "rows": 0, "updates": 0, "errors": 0, "delays": 0}
+        }
         self.system = system
         self.seed = seed
         self.unit = time_unit
@@ -333,20 +337,31 @@ class Master:
         if self.error_every and core.version % self.error_every == 0:
             self.errors.append((core.version, arrive, float(self.problem.error(core.w))))
         if self.every and (core.version % self.every == 0 or core.done):
-            rounds, above = core.rounds.state()
-            self._snapshot = {
-                "version": core.version,
-                "w": core.w.copy(),
-                "rows": len(core.row_update),  # every row taken is applied: the batch has just been emptied
-                "updates": len(core.update_times),
-                "errors": len(self.errors),
-                "delays": len(self.delays),
-                "watermarks": rounds,
-                "above": above,
-            }
+            self._snap(final=False)
         if core.done:
             self._done.set()
         self.refs[core.version] = self._publish(core.w)
+
+    def _snap(self, final: bool) -> None:
+        """Note a snapshot of the state right after the last update. ``final``: the run is being stopped, and the
+        gradients taken since (a partial batch) or still travelling will never be applied: counted as
+        ``interrupted``."""
+        core = self.core
+        rounds, above = core.rounds.state()
+        dropped = dict(core.dropped)
+        if final:
+            dropped["interrupted"] += core.leftover() + len(self._mail)
+        self._snapshot = {
+            "version": core.version,
+            "w": core.w.copy(),
+            "rows": len(core.row_update) - core.leftover(),  # the rows applied: the partial batch comes last
+            "updates": len(core.update_times),
+            "errors": len(self.errors),
+            "delays": len(self.delays),
+            "watermarks": rounds,
+            "above": above,
+            "dropped": dropped,
+        }
 
     def _publish(self, w: np.ndarray) -> Any:
         """What a worker is given for a version: ``w`` itself (never changed in place: each update makes a new
@@ -355,26 +370,31 @@ class Master:
 
         return w if self.inline else ray.put(w)
 
-    def checkpoint(self) -> dict[str, Any] | None:
-        """The newest snapshot not handed out yet, with the rows, update times, errors and downlink delays recorded
-        since the previous one handed out (real seconds); ``None`` if there is none."""
-        with self._lock:
-            return self._checkpoint()
+    def checkpoint(self, written: int, final: bool = False) -> dict[str, Any] | None:
+        """The newest snapshot, if newer than version ``written`` (the last checkpoint the driver *wrote*: the run's
+        first version if none), with the rows, update times, errors and downlink delays recorded since that one (real
+        seconds); ``None`` if there is none. A snapshot handed out but never written (the write failed, or Ctrl-C
+        came between the two) is covered by the next.
 
-    def _checkpoint(self) -> dict[str, Any] | None:
-        snap, done = self._snapshot, self._handed
-        if snap is None or snap["version"] <= done["version"]:
-            return None
-        core = self.core
-        out = {
-            **snap,
-            "columns": core.columns(done["rows"], snap["rows"]),
-            "update_times": np.array(core.update_times[done["updates"] : snap["updates"]], dtype=np.float64),
-            "errors": np.array(self.errors[done["errors"] : snap["errors"]], dtype=np.float64).reshape(-1, 3),
-            "downlink": np.array(self.delays[done["delays"] : snap["delays"]], dtype=np.float64),
-        }
-        self._handed = {k: snap[k] for k in done}
-        return out
+        ``final=True`` (the driver is stopping the run early, e.g. on Ctrl-C): first note a snapshot of the state
+        at the last update, if it is newer than ``written``."""
+        with self._lock:
+            done = self._marks[written]
+            if final and self.core.version > written:
+                self._snap(final=True)
+            snap = self._snapshot
+            if snap is None or snap["version"] <= written:
+                return None
+            core = self.core
+            out = {
+                **snap,
+                "columns": core.columns(done["rows"], snap["rows"]),
+                "update_times": np.array(core.update_times[done["updates"] : snap["updates"]], dtype=np.float64),
+                "errors": np.array(self.errors[done["errors"] : snap["errors"]], dtype=np.float64).reshape(-1, 3),
+                "downlink": np.array(self.delays[done["delays"] : snap["delays"]], dtype=np.float64),
+            }
+            self._marks = {written: done, snap["version"]: {k: snap[k] for k in done}}
+            return out
 
     def _newest(self, worker: int, before: float) -> int:
         """The newest version that reached ``worker`` strictly before real time ``before`` (draws as needed)."""

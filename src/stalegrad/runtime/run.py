@@ -40,13 +40,17 @@ from ..errors import StalegradError, invalid
 from ..spec import System
 from ..trace import Trace
 
-__all__ = ["RunResult", "RuntimeFailure", "ray_session", "run", "start_local"]
+__all__ = ["RunInterrupted", "RunResult", "RuntimeFailure", "ray_session", "run", "start_local"]
 
 Progress = Callable[[dict[str, Any]], None]
 
 
 class RuntimeFailure(StalegradError):
     """A real run could not go on (every worker died, the master died, Ray could not start)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; the message says where its final checkpoint is (if it checkpoints)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +63,7 @@ class RunResult:
     before the run (milliseconds).
     """
 
-    trace: Trace
+    trace: Trace  # the whole run's, a resumed one's included (as are dropped, lost and restarted)
     errors: np.ndarray
     w: np.ndarray
     downlink: np.ndarray
@@ -67,8 +71,8 @@ class RunResult:
     latency: dict[str, float]
     time_unit: float | None
     seconds: float
-    lost: tuple[tuple[int, int], ...] = ()  # (worker, update at which its death was seen)
-    restarted: tuple[tuple[int, int], ...] = ()  # (worker, update at which it was restarted)
+    lost: tuple[tuple[int, int], ...] = ()  # (worker, version at which its death was seen)
+    restarted: tuple[tuple[int, int], ...] = ()  # (worker, version at which it was restarted)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -213,7 +217,7 @@ def run(
     from ..sim.streams import resolve_seed
     from . import master as master_module
     from . import worker as worker_module
-    from .checkpoint import has_checkpoint, load_checkpoint, run_args, write_checkpoint
+    from .checkpoint import has_checkpoint, load_checkpoint, run_args, write_checkpoint, write_counts
 
     kill = dict(kill or {})
     ckpt = load_checkpoint(resume) if resume is not None else None  # fails fast, before Ray starts
@@ -243,6 +247,8 @@ def run(
     unit = time_unit or 1.0
     base = ckpt.time if ckpt is not None else 0.0  # the clock goes on from the checkpoint's last update
     written: dict[str, Any] | None = ckpt.manifest if ckpt is not None else None
+    start_version = ckpt.version if ckpt is not None else 0
+    counts = ckpt.counts if ckpt is not None else {"dropped": {}, "lost": [], "restarted": []}
     state = None
     if ckpt is not None:
         state = {"w": ckpt.w, "version": ckpt.version, "watermarks": ckpt.watermarks, "above": ckpt.above}
@@ -270,13 +276,15 @@ def run(
         except BaseException:
             _kill_all(master, workers)
             raise
-        lost: list[tuple[int, int]] = []
-        restarted: list[tuple[int, int]] = []
+        lost = [(int(w), int(v)) for w, v in counts["lost"]]  # the whole run's: a resumed one goes on
+        restarted = [(int(w), int(v)) for w, v in counts["restarted"]]
 
-        def save() -> None:
-            """Write the master's newest snapshot, if there is one not written yet."""
+        def save(final: bool = False) -> None:
+            """Write the master's newest snapshot, if there is one not written yet (``final``: one of the state at
+            its last update, the run being stopped)."""
             nonlocal written
-            snap = ray.get(master.checkpoint.remote())
+            last = int(written["version"]) if written is not None else start_version
+            snap = ray.get(master.checkpoint.remote(last, final))
             if snap is None:
                 return
             part = _in_units(snap, t0, unit, base)
@@ -297,6 +305,7 @@ def run(
                     args=args,
                     checkpoint_every=checkpoint_every,
                     target=updates,
+                    counts={"dropped": _add(counts["dropped"], snap["dropped"]), "lost": lost, "restarted": restarted},
                 )
             except OSError as exc:
                 raise RuntimeFailure(f"could not write the checkpoint in '{checkpoint_dir}': {exc}") from None
@@ -310,19 +319,19 @@ def run(
                     break
                 for ref in ready:  # a worker's run ended before the run did: it died
                     i = runs.pop(ref)
-                    lost.append((i, status["updates"]))
+                    lost.append((i, status["version"]))
                     ray.get(master.detach.remote(i))
                     if restart_workers:
                         incarnation[i] += 1
                         workers[i] = new_worker(i)
                         runs[workers[i].run.remote()] = i
-                        restarted.append((i, status["updates"]))
+                        restarted.append((i, status["version"]))
                 if not runs:
-                    at = status["updates"]
+                    at = status["version"]
                     raise RuntimeFailure(f"every worker died (lost: {lost}); the run stopped at update {at}")
                 status = ray.get(master.status.remote())
                 for i, at in list(kill.items()):
-                    if status["updates"] >= at:
+                    if status["version"] >= at:
                         ray.kill(workers[i], no_restart=True)
                         del kill[i]
                 if checkpoint_every:
@@ -336,8 +345,34 @@ def run(
                 progress(ray.get(master.status.remote()))
             _stop_workers(workers, runs, stop_timeout)
             out = ray.get(master.result.remote())
+            dropped = _add(counts["dropped"], out["dropped"])
+            if checkpoint_every and written is not None:  # the drops after the last update count too
+                final = {"dropped": dropped, "lost": lost, "restarted": restarted}
+                try:
+                    written = write_counts(checkpoint_dir, written, final)  # type: ignore[arg-type]
+                except OSError as exc:
+                    raise RuntimeFailure(f"could not write the checkpoint in '{checkpoint_dir}': {exc}") from None
         except ray.exceptions.RayActorError as exc:
             raise RuntimeFailure(f"the master died: {exc}") from None
+        except BaseException as exc:  # Ctrl-C, every worker dead, a progress callback's error: checkpoint, re-raise
+            if not checkpoint_every:
+                raise
+            where = f"no checkpoint written in '{checkpoint_dir}'"
+            try:
+                save(final=True)
+                if written is not None:
+                    where = (
+                        f"checkpoint at update {written['version']} in '{checkpoint_dir}' (continue with: "
+                        f"stalegrad run --resume {checkpoint_dir})"
+                    )
+            except Exception as failed:  # the master is gone too, or the disk failed: say so, raise the first error
+                where = f"the final checkpoint could not be written ({failed}); {where}"
+            if isinstance(exc, KeyboardInterrupt):
+                raise RunInterrupted(f"interrupted; {where}") from None
+            if isinstance(exc, RuntimeFailure):
+                raise RuntimeFailure(f"{exc}; {where}") from None
+            exc.add_note(where)
+            raise
         finally:
             _kill_all(master, workers)
     new = _in_units(out, t0, unit, base)
@@ -370,7 +405,7 @@ def run(
         errors=errors,
         w=out["w"],
         downlink=downlink,
-        dropped=out["dropped"],
+        dropped=dropped,
         latency=latency,
         time_unit=time_unit,
         seconds=seconds,
@@ -378,6 +413,11 @@ def run(
         restarted=tuple(restarted),
         meta=meta,
     )
+
+
+def _add(base: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    """Counts by reason, summed (a resumed run's and the checkpoint's)."""
+    return {k: int(base.get(k, 0)) + int(more.get(k, 0)) for k in {**base, **more}}
 
 
 def _in_units(out: Mapping[str, Any], t0: float, unit: float, base: float) -> dict[str, Any]:
