@@ -182,6 +182,30 @@ def test_a_worker_that_dies_is_detected_and_the_run_goes_on(local_ray, restart):
 
 
 @pytest.mark.slow
+def test_workers_with_wrong_clocks_are_put_on_the_masters_clock(local_ray):
+    """Worker 0's clock 5 s ahead, worker 2's 3 s behind (as on other machines): each measures its offset and the
+    run is as with one clock -- without the correction worker 0's gradients would be sent 5 s after they arrive
+    and held 5 s for their uplink delay."""
+    from stalegrad.runtime import compare, run
+
+    system = System(n=4, K=2, tc=1, compute=PAPER)
+    updates = 300
+    result = run(system, LinearRegression(), updates, time_unit=0.02, seed=6, clock_skew={0: 5.0, 2: -3.0})
+    check_trace(result, updates, 2)  # among others: start <= sent <= arrive on every row
+    clocks = result.meta["clocks"]
+    for worker, skew in ((0, 5.0), (2, -3.0)):
+        c = clocks[str(worker)]
+        assert 0 < c["rtt"] < 0.05 and abs(c["offset"] + skew) <= c["rtt"] / 2, c  # Cristian's bound
+    assert clocks["1"] == clocks["3"] == {"offset": 0.0, "rtt": 0.0}, "same node, same clock: not estimated"
+    t = result.trace
+    up = t["arrive"] - t["sent"]  # the injected uplink (tc / 2 = 0.5 units) plus Ray's latency, for every worker
+    for worker in range(4):
+        assert 0.5 <= np.median(up[t["worker"] == worker]) < 0.6
+    comp = compare(result)
+    assert abs(comp.rel_diff) < 0.05 and abs(comp.update_rate / comp.update_rate_predicted - 1) < 0.05
+
+
+@pytest.mark.slow
 def test_cli_run_prints_json_and_writes_the_trace(local_ray, tmp_path):
     proc = subprocess.run(
         [

@@ -246,6 +246,8 @@ class Master:
         self.live: set[int] = set()
         self.received = [0] * self.n  # highest round received per worker (taken, or waiting for its uplink delay)
         self.delays: list[float] = []  # every downlink delay drawn (real seconds)
+        self.clocks: dict[int, dict[str, float]] = {}  # per worker: its clock's offset to the master's, and the rtt
+        self._node: str | None = None
         self._done = threading.Event()
         self._lock = threading.Condition()  # the protocol state; the delivery thread waits on it
         self._mail: list[tuple[float, int, tuple[Any, ...]]] = []  # (deliver_at, seq, gradient): the uplink heap
@@ -268,9 +270,11 @@ class Master:
         if self.error_every and not self.resumed:  # a resumed run's first version was recorded before
             self.errors.append((self.core.version, t0, float(self.problem.error(self.core.w))))
 
-    def register(self, worker: int, incarnation: int = 0) -> dict[str, Any]:
-        """A (re)started worker: its first round and the newest version (which it uses from now on)."""
+    def register(self, worker: int, incarnation: int = 0, clock: dict[str, float] | None = None) -> dict[str, Any]:
+        """A (re)started worker: its first round and the newest version (which it uses from now on). ``clock``: the
+        offset of its clock to the master's and the round trip it was measured with (seconds)."""
         with self._lock:
+            self.clocks[worker] = dict(clock or {"offset": 0.0, "rtt": 0.0})
             return self._register(worker, incarnation)
 
     def _register(self, worker: int, incarnation: int) -> dict[str, Any]:
@@ -442,9 +446,14 @@ class Master:
         """Returns when the run has all its updates (blocks: call it in the ``"control"`` concurrency group)."""
         self._done.wait()
 
-    def ping(self) -> float:
-        """A no-op call (Ray's call latency is measured with it); returns the master's clock."""
-        return time.time()
+    def ping(self) -> tuple[float, str]:
+        """A no-op call (Ray's call latency is measured with it; workers set their clocks with it): the master's
+        clock and the id of its node."""
+        if self._node is None:
+            import ray
+
+            self._node = ray.get_runtime_context().get_node_id()
+        return time.time(), self._node
 
     def result(self) -> dict[str, Any]:
         """Everything the run recorded (times in real seconds); stops the delivery thread."""
@@ -467,4 +476,5 @@ class Master:
             "errors": np.array(self.errors, dtype=np.float64).reshape(-1, 3),
             "downlink": np.array(self.delays),
             "t0": self.t0,
+            "clocks": {i: self.clocks[i] for i in sorted(self.clocks)},
         }

@@ -196,6 +196,7 @@ def run(
     poll: float = 0.1,
     stop_timeout: float = 10.0,
     kill: Mapping[int, int] | None = None,
+    clock_skew: Mapping[int, float] | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: str | Path | None = None,
@@ -204,7 +205,9 @@ def run(
 
     ``system`` gives ``n``, ``K`` and, when ``time_unit`` (seconds) is given, the compute times and delays that are
     injected (in time units). ``lr`` is the step size and ``batch`` the minibatch of each gradient. ``kill`` maps a
-    worker to the update at which the driver kills it (fault injection, for tests and demonstrations).
+    worker to the update at which the driver kills it, ``clock_skew`` a worker to an offset of its clock (seconds;
+    as on a machine with a wrong clock, which the worker measures and corrects) -- fault injection, for tests and
+    demonstrations.
     ``progress`` receives the master's status about every ``poll`` seconds.
 
     ``checkpoint_dir`` and ``checkpoint_every``: write a checkpoint there every that many updates and at the end
@@ -220,6 +223,10 @@ def run(
     from .checkpoint import has_checkpoint, load_checkpoint, run_args, write_checkpoint, write_counts
 
     kill = dict(kill or {})
+    skews = dict(clock_skew or {})
+    for worker, skew in skews.items():
+        if not (isinstance(worker, int) and 0 <= worker < system.n and isinstance(skew, numbers.Real)):
+            raise invalid("clock_skew", {worker: skew}, f"{{worker in 0..{system.n - 1}: seconds}}")
     ckpt = load_checkpoint(resume) if resume is not None else None  # fails fast, before Ray starts
     if checkpoint_every is None:
         checkpoint_every = int(ckpt.manifest.get("checkpoint_every", 0)) if ckpt is not None else 0
@@ -261,7 +268,9 @@ def run(
         incarnation = {i: (ckpt.incarnations[i] + 1 if ckpt is not None else 0) for i in range(n)}
 
         def new_worker(i: int) -> Any:
-            return remote_worker.remote(i, master, problem, system, seed, batch, time_unit, incarnation[i])
+            return remote_worker.remote(
+                i, master, problem, system, seed, batch, time_unit, incarnation[i], float(skews.get(i, 0.0))
+            )
 
         try:
             master = remote_master.remote(
@@ -270,7 +279,8 @@ def run(
             workers = {i: new_worker(i) for i in range(n)}
             ray.get([master.__ray_ready__.remote(), *(w.__ray_ready__.remote() for w in workers.values())])
             latency = _latency(master)
-            t0 = time.time()
+            t0 = ray.get(master.ping.remote())[0]  # every time of the run is on the master's clock
+            began = time.perf_counter()
             ray.get(master.start.remote(t0))
             runs = {w.run.remote(): i for i, w in workers.items()}
         except BaseException:
@@ -338,7 +348,7 @@ def run(
                     save()
                 if progress is not None:
                     progress(status)
-            seconds = time.time() - t0
+            seconds = time.perf_counter() - began
             if checkpoint_every:
                 save()  # the last update's
             if progress is not None:
@@ -393,6 +403,7 @@ def run(
         "configured": system.to_dict() if time_unit is not None else None,
         "resumed_from": ckpt.version if ckpt is not None else None,
         "checkpoint": str(checkpoint_dir) if checkpoint_every else None,
+        "clocks": {str(i): c for i, c in out["clocks"].items()},  # per worker: offset to the master's, rtt (s)
     }
     trace_system = system
     if time_unit is None:

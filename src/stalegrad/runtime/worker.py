@@ -18,6 +18,7 @@ downlink delays (drawn by the master), and minibatches; the compute-time stream 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -73,6 +74,13 @@ class Worker:
 
     ``system`` gives the injected compute times and uplink delays (in time units of ``time_unit`` seconds); with
     ``time_unit=None`` nothing is injected and a round takes what the gradient really takes.
+
+    Clocks: the times a worker sends (``start``, ``sent``, ``deliver_at``) are read on the *master's* clock. On the
+    master's node that is the same clock; on another machine the worker estimates the offset of its clock before its
+    first round (Cristian's method: the master's time in the ping of least round trip, against the midpoint of that
+    round trip; the error is at most half of that round trip) and adds it. ``clock_skew`` (seconds, for tests and
+    demonstrations) makes this worker's clock run off by that much, as on a machine with a wrong clock; the offset
+    is then estimated even on the master's node.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class Worker:
         batch: int,
         time_unit: float | None,
         incarnation: int = 0,
+        clock_skew: float = 0.0,
     ) -> None:
         self.index = index
         self.master = master
@@ -99,6 +108,26 @@ class Worker:
         self.rng = np.random.default_rng(seqs[3])
         self.rounds = 0
         self._stop = threading.Event()
+        self.skew = float(clock_skew)
+        self.offset = 0.0  # add to this worker's clock to read the master's
+        self.rtt = 0.0  # the round trip of the ping the offset is taken from (0: same node, not estimated)
+
+    def _clock(self) -> float:
+        """This worker's own clock (skewed by ``clock_skew``)."""
+        return time.time() + self.skew
+
+    def _estimate_offset(self, pings: int = 16) -> None:
+        """The master's clock minus this worker's, from the ping of least round trip (Cristian's method)."""
+        import ray
+
+        best = (math.inf, 0.0)
+        for _ in range(pings):
+            t0 = self._clock()
+            master_time, _ = ray.get(self.master.ping.remote())
+            t1 = self._clock()
+            if t1 - t0 < best[0]:
+                best = (t1 - t0, master_time - (t0 + t1) / 2)
+        self.rtt, self.offset = best
 
     def run(self) -> dict[str, Any]:
         """Compute and send gradients until :meth:`stop`; returns the number of rounds sent.
@@ -106,12 +135,21 @@ class Worker:
         A gradient whose injected compute time is cut short by :meth:`stop` is not sent (the run is over)."""
         import ray
 
-        info = ray.get(self.master.register.remote(self.index, self.incarnation))
+        _, master_node = ray.get(self.master.ping.remote())
+        if self.skew or master_node != ray.get_runtime_context().get_node_id():
+            self._estimate_offset()
+        offset, skew = self.offset, self.skew
+
+        def now() -> float:  # the master's clock
+            return time.time() + skew + offset
+
+        clock = {"offset": self.offset, "rtt": self.rtt}
+        info = ray.get(self.master.register.remote(self.index, self.incarnation, clock))
         rnd = int(info["round"])
         version, ref = int(info["version"]), info["refs"][0]
         have = -1
         w: Any = None
-        start = time.time()
+        start = now()
         unit = self.unit or 0.0
         stop = self._stop
         submit = self.master.submit
@@ -121,10 +159,10 @@ class Worker:
                 have = version
             grad = self.problem.gradient(w, self.batch, self.rng)
             if self.compute is not None:
-                wait = start + self.compute.next() * unit - time.time()
+                wait = start + self.compute.next() * unit - now()
                 if wait > 0 and stop.wait(wait):
                     break
-            sent = time.time()
+            sent = now()
             up = self.uplink.next() * unit if self.uplink is not None else 0.0
             new, refs = ray.get(submit.remote(self.index, rnd, start, sent, version, grad, sent + up))
             if refs is not None:
