@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from stalegrad.distributions import shifted_exponential
@@ -17,3 +18,47 @@ def paper_model():
 @pytest.fixture
 def fig1_system(paper_model):
     return System(n=16, K=10, tc=1, compute=paper_model)
+
+
+# ------------------------------------------------------------------------------------- real runs (Ray) helpers
+
+
+def _check_trace(result, updates, K):
+    """What every run's Trace must satisfy: K rows per update, no gradient twice, the staleness definition."""
+    t = result.trace
+    assert t.updates == updates and len(t) == updates * K
+    assert np.all(np.bincount(t["update"], minlength=updates + 1)[1:] == K)
+    assert np.array_equal(t["staleness"], t["update"] - 1 - t["version"]) and t["staleness"].min() >= 0
+    keys = t["worker"].astype(np.int64) * 10**9 + t["round"]
+    assert np.unique(keys).size == keys.size, "a (worker, round) was applied twice"
+    assert result.dropped["duplicate"] == 0 and result.dropped["bad_version"] == 0
+    assert np.all(t["sent"] >= t["start"]) and np.all(t["arrive"] >= t["sent"])
+    assert np.all(np.diff(t.update_times) >= 0)
+    for w in np.unique(t["worker"]):
+        mine = t["worker"] == w
+        order = np.argsort(t["round"][mine])
+        assert np.all(np.diff(t["start"][mine][order]) > 0)
+
+
+@pytest.fixture
+def check_trace():
+    """``check_trace(result, updates, K)``: what every real run's Trace must satisfy."""
+    return _check_trace
+
+
+def _big_quadratic(dim):
+    """``0.5 |w - c|^2`` with Gaussian gradient noise: a model too large to travel inside a reply."""
+    from stalegrad.train import FunctionProblem
+
+    c = np.linspace(-1.0, 1.0, dim)
+
+    def gradient(w, b, rng):
+        return (w - c) + rng.standard_normal(dim) / np.sqrt(b)
+
+    return FunctionProblem(gradient, lambda w: 0.5 * float((w - c) @ (w - c)), init=np.zeros(dim), name="quadratic")
+
+
+@pytest.fixture
+def big_quadratic():
+    """``big_quadratic(dim)``: a problem whose ``w`` can be made too large to travel inside a reply."""
+    return _big_quadratic

@@ -188,6 +188,8 @@ def run_command(
         "error_first": float(errors[0, 2]) if errors.size else None,
         "error_last": float(errors[-1, 2]) if errors.size else None,
         "system": result.trace.system.to_dict() if time_unit is not None else None,
+        "clocks": result.meta["clocks"],
+        "master_node": result.meta["master_node"],
     }
     if out:
         folder = Path(out)
@@ -245,6 +247,11 @@ def run_command(
         click.echo(f"resumed from the checkpoint at update {summary['resumed_from']} (the table covers the whole run)")
     if summary["checkpoint"] is not None:
         click.echo(f"checkpoints in {summary['checkpoint']} (continue with: stalegrad run --resume {out})")
+    away = {i: c for i, c in result.meta["clocks"].items() if c["rtt"] > 0}
+    if away:
+        nodes = len({c["node"] for c in result.meta["clocks"].values()} | {result.meta["master_node"]})
+        shown = ", ".join(f"{i}: {1e3 * c['offset']:+.3f} +- {5e2 * c['rtt']:.3f}" for i, c in away.items())
+        click.echo(f"{nodes} nodes; workers' clock offsets to the master's (ms, +- half the round trip): {shown}")
     if result.lost:
         click.echo(f"workers lost (worker, at update): {list(result.lost)}; restarted: {list(result.restarted)}")
     click.echo(f"note: {comp.caveat}")

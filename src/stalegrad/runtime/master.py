@@ -246,7 +246,7 @@ class Master:
         self.live: set[int] = set()
         self.received = [0] * self.n  # highest round received per worker (taken, or waiting for its uplink delay)
         self.delays: list[float] = []  # every downlink delay drawn (real seconds)
-        self.clocks: dict[int, dict[str, float]] = {}  # per worker: its clock's offset to the master's, and the rtt
+        self.clocks: dict[int, dict[str, Any]] = {}  # per worker: its clock's offset to the master's, rtt, node
         self._node: str | None = None
         self._done = threading.Event()
         self._lock = threading.Condition()  # the protocol state; the delivery thread waits on it
@@ -270,11 +270,12 @@ class Master:
         if self.error_every and not self.resumed:  # a resumed run's first version was recorded before
             self.errors.append((self.core.version, t0, float(self.problem.error(self.core.w))))
 
-    def register(self, worker: int, incarnation: int = 0, clock: dict[str, float] | None = None) -> dict[str, Any]:
+    def register(self, worker: int, incarnation: int = 0, clock: dict[str, Any] | None = None) -> dict[str, Any]:
         """A (re)started worker: its first round and the newest version (which it uses from now on). ``clock``: the
-        offset of its clock to the master's and the round trip it was measured with (seconds)."""
+        offset of its clock to the master's and the round trip it was measured with (seconds; 0 and 0 on the
+        master's node), and its node's id."""
         with self._lock:
-            self.clocks[worker] = dict(clock or {"offset": 0.0, "rtt": 0.0})
+            self.clocks[worker] = {"offset": 0.0, "rtt": 0.0, "node": None, **(clock or {})}
             return self._register(worker, incarnation)
 
     def _register(self, worker: int, incarnation: int) -> dict[str, Any]:
@@ -477,4 +478,5 @@ class Master:
             "downlink": np.array(self.delays),
             "t0": self.t0,
             "clocks": {i: self.clocks[i] for i in sorted(self.clocks)},
+            "node": self._node,
         }

@@ -403,7 +403,8 @@ def run(
         "configured": system.to_dict() if time_unit is not None else None,
         "resumed_from": ckpt.version if ckpt is not None else None,
         "checkpoint": str(checkpoint_dir) if checkpoint_every else None,
-        "clocks": {str(i): c for i, c in out["clocks"].items()},  # per worker: offset to the master's, rtt (s)
+        "clocks": {str(i): c for i, c in out["clocks"].items()},  # per worker: offset to the master's, rtt (s), node
+        "master_node": out["node"],
     }
     trace_system = system
     if time_unit is None:

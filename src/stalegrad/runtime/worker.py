@@ -30,8 +30,14 @@ from ..spec import System
 __all__ = ["ACTOR_OPTIONS", "Times", "Worker", "worker_streams"]
 
 #: How :class:`Worker` is made a Ray actor: never restarted by Ray (the driver restarts it, as a new incarnation),
-#: its calls never retried, and two threads, so that :meth:`Worker.stop` is taken while :meth:`Worker.run` loops.
-ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "max_concurrency": 2}
+#: its calls never retried, two threads (so that :meth:`Worker.stop` is taken while :meth:`Worker.run` loops), and
+#: spread over the cluster's nodes (Ray's default packs actors on the driver's node first; one node: no change).
+ACTOR_OPTIONS: dict[str, Any] = {
+    "max_restarts": 0,
+    "max_task_retries": 0,
+    "max_concurrency": 2,
+    "scheduling_strategy": "SPREAD",
+}
 
 _BLOCK = 256
 
@@ -136,14 +142,15 @@ class Worker:
         import ray
 
         _, master_node = ray.get(self.master.ping.remote())
-        if self.skew or master_node != ray.get_runtime_context().get_node_id():
+        node = ray.get_runtime_context().get_node_id()
+        if self.skew or master_node != node:
             self._estimate_offset()
         offset, skew = self.offset, self.skew
 
         def now() -> float:  # the master's clock
             return time.time() + skew + offset
 
-        clock = {"offset": self.offset, "rtt": self.rtt}
+        clock = {"offset": self.offset, "rtt": self.rtt, "node": node}
         info = ray.get(self.master.register.remote(self.index, self.incarnation, clock))
         rnd = int(info["round"])
         version, ref = int(info["version"]), info["refs"][0]
