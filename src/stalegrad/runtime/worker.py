@@ -159,7 +159,7 @@ class Worker:
         start = now()
         unit = self.unit or 0.0
         stop = self._stop
-        submit = self.master.submit
+        submit = self.master.submit.options(enable_task_events=False)  # the hot path: no event per call
         while not stop.is_set():
             if have != version:  # the master sends a small w itself, a large one's object reference
                 w = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
