@@ -191,13 +191,16 @@ def test_workers_with_wrong_clocks_are_put_on_the_masters_clock(local_ray, check
 
 
 @pytest.mark.slow
-def test_cli_run_prints_json_and_writes_the_trace(local_ray, tmp_path):
+@pytest.mark.parametrize("problem", ["linreg", "logreg"])
+def test_cli_run_prints_json_and_writes_the_trace(local_ray, tmp_path, problem):
     proc = subprocess.run(
         [
             sys.executable,
             "-c",
             "from stalegrad.cli import main; main()",
             "run",
+            "--problem",
+            problem,
             "--n",
             "2",
             "--K",
@@ -227,6 +230,7 @@ def test_cli_run_prints_json_and_writes_the_trace(local_ray, tmp_path):
     lines = (tmp_path / "trace.csv").read_text().splitlines()
     assert lines[0].startswith("# stalegrad-metadata:") and lines[1] == ",".join(COLUMNS) and len(lines) == 42
     assert json.loads((tmp_path / "run.json").read_text())["run"]["seed"] == 1
+    assert obj["problem"] == problem and obj["error_last"] < obj["error_first"]
 
 
 @pytest.mark.parametrize(

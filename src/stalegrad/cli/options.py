@@ -13,6 +13,35 @@ import click
 
 from ..errors import SpecError, invalid
 
+#: The problems known by name (``--problem``); anything else is ``module:attribute``.
+PROBLEMS = ("linreg", "logreg")
+PROBLEM_HELP = (
+    "linreg (synthetic least squares), logreg (logistic regression, scikit-learn's breast-cancer data), or "
+    "module:attribute naming your own Problem (or a function returning one)."
+)
+
+
+def load_problem(name: str, *, dim: int = 20, samples: int = 2000, noise: float = 0.5, l2: float = 1e-3) -> Any:
+    """The problem ``--problem name`` names (the data of linreg from a fixed seed, so runs and replays share it)."""
+    if name == "linreg":
+        from ..train import LinearRegression
+
+        return LinearRegression(dim=dim, samples=samples, noise=noise, seed=0)
+    if name == "logreg":
+        from ..train import LogisticRegression
+
+        return LogisticRegression(l2=l2)
+    if ":" in name:  # module:attribute, a Problem or a function returning one
+        import importlib
+
+        module, _, attr = name.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise SpecError(f"--problem {name!r} could not be loaded: {exc}") from None
+        return obj() if isinstance(obj, type) or not hasattr(obj, "gradient") else obj
+    raise SpecError(f"--problem must be one of {', '.join(PROBLEMS)} or module:attribute, got {name!r}")
+
 
 def parse_sweep(name: str, text: str, kind: type) -> list[Any]:
     """``"16"``, ``"10:20"`` (inclusive), ``"10:20:2"`` or ``"8,12,16"`` into a list of values."""

@@ -12,23 +12,12 @@ from typing import Any
 
 import click
 
-from .options import build_systems, emit_json, fmt, print_table, system_options
-
-#: Problems by name (each built with its default, fixed data seed, so that runs and replays share the data).
-PROBLEMS = ("linreg",)
-
-
-def make_problem(name: str) -> Any:
-    from ..train.problems import LinearRegression
-
-    if name == "linreg":
-        return LinearRegression()
-    raise click.BadParameter(f"must be one of {', '.join(PROBLEMS)}, got {name!r}", param_hint="--problem")
+from .options import PROBLEM_HELP, PROBLEMS, build_systems, emit_json, fmt, load_problem, print_table, system_options
 
 
 @click.command("run")
 @system_options
-@click.option("--problem", type=click.Choice(PROBLEMS), default="linreg", show_default=True, help="What to train.")
+@click.option("--problem", default="linreg", show_default=True, help=PROBLEM_HELP)
 @click.option("--updates", type=click.IntRange(min=1), default=500, show_default=True, help="Updates to make.")
 @click.option("--lr", type=float, default=0.05, show_default=True, help="Step size of every update.")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Minibatch per gradient.")
@@ -146,13 +135,14 @@ def run_command(
     from ..runtime import compare, run
     from ..sim.streams import resolve_seed
 
+    prob = load_problem(problem)  # a bad --problem fails before Ray starts
     seed = resolve_seed(seed)
     if not as_json:
         click.echo(f"seed {seed}", err=True)
     with _progress(updates) as report:
         result = run(
             system,
-            make_problem(problem),
+            prob,
             updates,
             time_unit=time_unit,
             lr=lr,
@@ -303,10 +293,19 @@ def _resumed(
         if not same:
             shown = list(value) if name == "compute" else value
             raise invalid(f"--{name}", shown, f"{a[name]!r} (the checkpoint's, in '{folder}') to resume it")
-    names = [p for p in PROBLEMS if repr(make_problem(p)) == a["problem"]]
-    if not names:
-        raise SpecError(f"--resume: the checkpoint in '{folder}' trained {a['problem']}, not one of {PROBLEMS}")
-    scalars = {"problem": (problem, names[0]), "lr": (lr, a["lr"]), "batch": (batch, a["batch"])}
+    if given("problem"):  # your own problem (module:attribute) must be named again: the checkpoint has its repr
+        if repr(load_problem(problem)) != a["problem"]:
+            raise invalid("--problem", problem, f"the problem the checkpoint in '{folder}' trained, {a['problem']}")
+        chosen = problem
+    else:
+        names = [p for p in PROBLEMS if repr(load_problem(p)) == a["problem"]]
+        if not names:
+            raise SpecError(
+                f"--problem is needed to resume the checkpoint in '{folder}': it trained {a['problem']}, not one of "
+                f"{', '.join(PROBLEMS)} (give the module:attribute that makes it)"
+            )
+        chosen = names[0]
+    scalars: dict[str, tuple[Any, Any]] = {"lr": (lr, a["lr"]), "batch": (batch, a["batch"])}
     scalars |= {"time_unit": (time_unit, a["time_unit"]), "seed": (seed, a["seed"])}
     for name, (value, theirs) in scalars.items():
         if given(name) and value != theirs:
@@ -321,7 +320,7 @@ def _resumed(
             "give a larger --updates to go on)",
         )
     system_text = (mine["n"], mine["K"], mine["tc"], mine["uplink"], mine["downlink"], mine["compute"])
-    return (*system_text, names[0], a["lr"], a["batch"], a["time_unit"], a["seed"], target)
+    return (*system_text, chosen, a["lr"], a["batch"], a["time_unit"], a["seed"], target)
 
 
 @contextmanager

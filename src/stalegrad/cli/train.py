@@ -9,30 +9,17 @@ from typing import Any
 import click
 
 from ..errors import SpecError
-from .options import build_systems, emit_json, fmt, parse_sweep, print_table, progress_bar, system_options
-
-_PROBLEMS = ("linreg", "logreg")
-
-
-def _problem(name: str, dim: int, samples: int, noise: float, l2: float) -> Any:
-    if name == "linreg":
-        from ..train import LinearRegression
-
-        return LinearRegression(dim=dim, samples=samples, noise=noise, seed=0)
-    if name == "logreg":
-        from ..train import LogisticRegression
-
-        return LogisticRegression(l2=l2)
-    if ":" in name:  # module:attribute, a Problem or a function returning one
-        import importlib
-
-        module, _, attr = name.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise SpecError(f"--problem {name!r} could not be loaded: {exc}") from None
-        return obj() if isinstance(obj, type) or not hasattr(obj, "gradient") else obj
-    raise SpecError(f"--problem must be one of {', '.join(_PROBLEMS)} or module:attribute, got {name!r}")
+from .options import (
+    PROBLEM_HELP,
+    build_systems,
+    emit_json,
+    fmt,
+    load_problem,
+    parse_sweep,
+    print_table,
+    progress_bar,
+    system_options,
+)
 
 
 @click.command("train")
@@ -40,8 +27,7 @@ def _problem(name: str, dim: int, samples: int, noise: float, l2: float) -> Any:
     "--problem",
     default="linreg",
     show_default=True,
-    help="linreg (synthetic least squares), logreg (logistic regression, scikit-learn's breast-cancer data), or "
-    "module:attribute naming your own Problem (or a function returning one).",
+    help=PROBLEM_HELP,
 )
 @system_options
 @click.option(
@@ -137,7 +123,7 @@ def train_command(
         sources: list[Any] = [(Path(p).name, read_trace(p)) for p in traces]
     else:
         sources = build_systems(n, K, tc, uplink, downlink, compute, **protocol_options)
-    prob = _problem(problem, dim, samples, noise, l2)
+    prob = load_problem(problem, dim=dim, samples=samples, noise=noise, l2=l2)
     correction = None if dc is None else delay_compensation(dc)
     root = resolve_seed(seed)
     configs = list(itertools.product(sources, bs, policies))
