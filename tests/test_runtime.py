@@ -217,6 +217,8 @@ def test_cli_run_prints_json_and_writes_the_trace(local_ray, tmp_path, problem):
             "1",
             "--out",
             str(tmp_path),
+            "--plot",
+            str(tmp_path / "fig.png"),
             "--json",
         ],
         capture_output=True,
@@ -231,6 +233,9 @@ def test_cli_run_prints_json_and_writes_the_trace(local_ray, tmp_path, problem):
     assert lines[0].startswith("# stalegrad-metadata:") and lines[1] == ",".join(COLUMNS) and len(lines) == 42
     assert json.loads((tmp_path / "run.json").read_text())["run"]["seed"] == 1
     assert obj["problem"] == problem and obj["error_last"] < obj["error_first"]
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure = json.loads((tmp_path / "fig.json").read_text())  # the figure's numbers, beside it
+    assert figure["run"]["measured"] == obj["measured"] and "measured" in figure["systems"]
 
 
 @pytest.mark.parametrize(
@@ -241,6 +246,7 @@ def test_cli_run_prints_json_and_writes_the_trace(local_ray, tmp_path, problem):
         (["--n", "2", "--K", "1", "--time-unit", "-1"], "--time-unit must be a number of seconds > 0"),
         (["--n", "2", "--K", "1", "--lr", "0"], "--lr must be a finite number > 0"),
         (["--n", "2", "--K", "1", "--problem", "mnist"], "--problem"),
+        (["--n", "2", "--K", "1", "--out", "d", "--plot", "d/run.png"], "--plot must be a file whose name and .json"),
     ],
 )
 def test_cli_run_rejects_bad_arguments_with_one_line(args, match):

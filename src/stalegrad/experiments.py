@@ -519,3 +519,45 @@ def _write_fig3(result: Fig3, out: Path, seed: int, sizes: dict[str, Any]) -> di
     )
     plt.close(fig)
     return summary
+
+
+def plot_run(result: Any, comparison: Any, path: str | Path, *, updates: int = 100_000, seed: int = 1) -> Path:
+    """A real run (:func:`stalegrad.runtime.run`) in one figure: left, its staleness distribution (after the
+    warm-up) beside that of a simulation of the system it *measured* (each worker's measured compute times as an
+    empirical law, the mean measured delays; ``updates`` updates), with the run's mean and the exact and paper
+    limits; right, its training error against time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import error_vs_time, staleness_histogram
+    from .runtime.measured import measured_system
+
+    trace = result.trace
+    system = measured_system(trace.columns, result.downlink, trace.system.K, trace.system.n)
+    sim = simulate_summary(system, updates, seed=seed)
+    keep = trace["update"] > comparison.warmup
+    real = np.bincount(trace["staleness"][keep], minlength=1)
+    width = max(real.size, np.trim_zeros(sim.hist, "b").size)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    staleness_histogram(np.pad(real, (0, width - real.size)), ax=left)
+    left.patches[0].set_label(f"run ({int(real.sum())} gradients)")
+    simulated = np.pad(sim.hist, (0, max(0, width - sim.hist.size)))[:width]
+    left.step(np.arange(width), simulated / simulated.sum(), where="mid", color="black", lw=1.2,
+              label=f"simulated, measured system ({updates} updates)")  # fmt: skip
+    left.axvline(comparison.measured, color="black", ls=":", label=f"run mean {comparison.measured:.3f}")
+    left.axvline(comparison.predicted, color="tab:blue", label=f"exact (measured) {comparison.predicted:.3f}")
+    left.axvline(comparison.predicted_paper, color="tab:red", ls="--", label=f"paper {comparison.predicted_paper:.3f}")
+    left.set_title(f"staleness, n = {trace.system.n}, K = {trace.system.K}")
+    left.legend(fontsize=8, loc="upper right")
+    errors = np.asarray(result.errors)
+    unit = "time units" if result.time_unit is not None else "s"
+    if errors.size:
+        error_vs_time(errors[:, 1], errors[:, 2], label="real run", ax=right)
+    right.set_xlabel(f"time ({unit})")
+    right.set_title("training error")
+    meta = metadata(seed, {"measured": system}, run=comparison.to_dict())
+    out = write_figure(fig, path, meta)
+    plt.close(fig)
+    return out

@@ -60,6 +60,13 @@ from .options import PROBLEM_HELP, PROBLEMS, build_systems, emit_json, fmt, load
     help="Continue the stopped run checkpointed in DIR, to its --updates (or the new --updates), with its "
     "arguments; the trace goes on with no gap and no duplicate.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a figure (PNG): the run's staleness distribution beside a simulation of the system it measured, "
+    "and its error against time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def run_command(
@@ -83,6 +90,7 @@ def run_command(
     out: str | None,
     checkpoint_every: int | None,
     resume: str | None,
+    plot: str | None,
     as_json: bool,
 ) -> None:
     """Train on Ray with a master and n worker actors; print measured staleness beside the exact prediction
@@ -135,6 +143,10 @@ def run_command(
     from ..runtime import compare, run
     from ..sim.streams import resolve_seed
 
+    if plot is not None and out is not None:
+        mine = {(Path(out) / f).resolve() for f in ("trace.csv", "errors.csv", "run.json", "checkpoint.json")}
+        if {Path(plot).resolve(), Path(plot).with_suffix(".json").resolve()} & mine:
+            raise invalid("--plot", plot, f"a file whose name and .json companion are not among --out's files ({out})")
     prob = load_problem(problem)  # a bad --problem fails before Ray starts
     seed = resolve_seed(seed)
     if not as_json:
@@ -189,6 +201,10 @@ def run_command(
         write_csv(folder / "trace.csv", names, zip(*(cols[k].tolist() for k in names), strict=True), meta)
         write_csv(folder / "errors.csv", ["version", "time", "error"], errors.tolist(), meta)
         write_json(folder / "run.json", {"metadata": meta, "run": summary})
+    if plot:
+        from ..experiments import plot_run
+
+        plot_run(result, comp, plot, seed=seed)
     if as_json:
         emit_json(summary)
         return
