@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -62,3 +65,20 @@ def _big_quadratic(dim):
 def big_quadratic():
     """``big_quadratic(dim)``: a problem whose ``w`` can be made too large to travel inside a reply."""
     return _big_quadratic
+
+
+def _cli(args):
+    """Run ``main`` in a fresh interpreter, as the console script does; return (exit code, stdout, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from stalegrad.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture
+def run_cli():
+    """``run_cli(args)``: the command line in a fresh interpreter -> (exit code, stdout, stderr)."""
+    return _cli

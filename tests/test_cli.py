@@ -11,19 +11,8 @@ import pytest
 from stalegrad.cli import cli, main
 
 
-def run(args):
-    """Run ``main`` in a fresh interpreter, as the console script does; return (exit code, stdout, stderr)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", "from stalegrad.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def test_predict_json_has_the_papers_and_the_exact_numbers():
-    code, out, err = run(
+def test_predict_json_has_the_papers_and_the_exact_numbers(run_cli):
+    code, out, err = run_cli(
         [
             "predict",
             "--n",
@@ -44,17 +33,17 @@ def test_predict_json_has_the_papers_and_the_exact_numbers():
     assert obj["staleness_exact"] == pytest.approx(obj["staleness_paper"] - 1 / (10 * 2.49992500375))
 
 
-def test_predict_sweep_prints_one_row_per_value():
-    code, out, _ = run(["predict", "--n", "10:20", "--K", "10", "--tc", "1", "--json"])
+def test_predict_sweep_prints_one_row_per_value(run_cli):
+    code, out, _ = run_cli(["predict", "--n", "10:20", "--K", "10", "--tc", "1", "--json"])
     assert code == 0
     rows = json.loads(out)["rows"]
     assert [r["n"] for r in rows] == list(range(10, 21))
-    code, out, _ = run(["predict", "--n", "10:20:5", "--K", "10", "--tc", "1"])
+    code, out, _ = run_cli(["predict", "--n", "10:20:5", "--K", "10", "--tc", "1"])
     assert code == 0 and "E[tau] exact" in out and out.count("expon(loc=1.0") == 3
 
 
-def test_simulate_json_has_estimate_and_theory_side_by_side():
-    code, out, err = run(
+def test_simulate_json_has_estimate_and_theory_side_by_side(run_cli):
+    code, out, err = run_cli(
         ["simulate", "--n", "16", "--K", "10", "--tc", "1", "--updates", "20000", "--seed", "1", "--json"]
     )
     assert code == 0, err
@@ -73,13 +62,15 @@ def test_simulate_json_has_estimate_and_theory_side_by_side():
         assert key in obj
     assert obj["gradients"] == 200_000 and obj["seed"] == 1
     assert abs(obj["staleness_mean"] - obj["staleness_exact"]) < 4 * obj["staleness_ci95"]
-    _, out2, _ = run(["simulate", "--n", "16", "--K", "10", "--tc", "1", "--updates", "20000", "--seed", "1", "--json"])
+    _, out2, _ = run_cli(
+        ["simulate", "--n", "16", "--K", "10", "--tc", "1", "--updates", "20000", "--seed", "1", "--json"]
+    )
     same = json.loads(out2)
     assert same["staleness_mean"] == obj["staleness_mean"] and same["staleness_ci95"] == obj["staleness_ci95"]
 
 
-def test_heterogeneous_workers_with_counts():
-    code, out, err = run(
+def test_heterogeneous_workers_with_counts(run_cli):
+    code, out, err = run_cli(
         [
             "simulate",
             "--n",
@@ -115,8 +106,8 @@ def test_heterogeneous_workers_with_counts():
         (["reproduce", "fig9"], "'fig9' is not one of"),
     ],
 )
-def test_user_mistakes_are_one_error_line_and_exit_2(args, message):
-    code, out, err = run(args)
+def test_user_mistakes_are_one_error_line_and_exit_2(args, message, run_cli):
+    code, out, err = run_cli(args)
     assert code == 2
     assert out == ""
     lines = err.strip().splitlines()
@@ -144,9 +135,9 @@ def test_main_in_process_exit_codes(capsys):
     assert cli.name == "cli"
 
 
-def test_simulate_plot_writes_a_png_with_its_numbers(tmp_path):
+def test_simulate_plot_writes_a_png_with_its_numbers(tmp_path, run_cli):
     png = tmp_path / "hist.png"
-    code, out, err = run(
+    code, out, err = run_cli(
         [
             "simulate",
             "--n",
@@ -172,8 +163,8 @@ def test_simulate_plot_writes_a_png_with_its_numbers(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_protocols_in_predict_and_simulate():
-    code, out, err = run(
+def test_protocols_in_predict_and_simulate(run_cli):
+    code, out, err = run_cli(
         [
             "predict",
             "--n",
@@ -193,7 +184,7 @@ def test_protocols_in_predict_and_simulate():
     rows = json.loads(out)["rows"]
     assert [r["protocol"] for r in rows] == ["k-batch-async", "k-sync", "k-batch-sync"]
     assert rows[1]["staleness_exact"] == 0.0 and rows[2]["update_rate"] == pytest.approx(1 / (3 / 3 + 1))
-    code, out, err = run(
+    code, out, err = run_cli(
         [
             "simulate",
             "--n",
@@ -216,9 +207,9 @@ def test_protocols_in_predict_and_simulate():
     assert obj["staleness_mean"] == 0.0 and obj["dropped_fraction"] > 0 and obj["wasted_fraction"] > 0
 
 
-def test_compare_runs_every_protocol_and_plots(tmp_path):
+def test_compare_runs_every_protocol_and_plots(tmp_path, run_cli):
     png = tmp_path / "cmp.png"
-    code, out, err = run(
+    code, out, err = run_cli(
         [
             "compare",
             "--n",
@@ -241,7 +232,7 @@ def test_compare_runs_every_protocol_and_plots(tmp_path):
     assert [r["protocol"] for r in rows] == ["k-batch-async", "k-async", "k-sync", "k-batch-sync", "sync"]
     assert rows[-1]["K"] == 6
     assert png.exists() and json.loads(png.with_suffix(".json").read_text())["seed"] == 2
-    code, _, err = run(["compare", "--n", "4:6", "--K", "2"])
+    code, _, err = run_cli(["compare", "--n", "4:6", "--K", "2"])
     assert code == 2 and "--n must be a single value for compare" in err
 
 
@@ -254,14 +245,14 @@ def test_compare_runs_every_protocol_and_plots(tmp_path):
         (["simulate", "--n", "4", "--K", "2", "--uplink", "nosuch()"], "compute model name must be"),
     ],
 )
-def test_protocol_mistakes(args, message):
-    code, out, err = run(args)
+def test_protocol_mistakes(args, message, run_cli):
+    code, out, err = run_cli(args)
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_simulate_saves_a_trace_that_train_replays(tmp_path):
+def test_simulate_saves_a_trace_that_train_replays(tmp_path, run_cli):
     path = tmp_path / "trace.parquet"
-    code, out, err = run(
+    code, out, err = run_cli(
         [
             "simulate",
             "--n",
@@ -280,11 +271,11 @@ def test_simulate_saves_a_trace_that_train_replays(tmp_path):
         ]
     )
     assert code == 0, err
-    code, out2, err = run(["train", "--trace", str(path), "--b", "4", "--seed", "1", "--json"])
+    code, out2, err = run_cli(["train", "--trace", str(path), "--b", "4", "--seed", "1", "--json"])
     assert code == 0, err
     row = json.loads(out2)["rows"][0]
     assert row["label"] == "trace.parquet b=4 constant" and row["updates"] == 800
     assert row["mean_staleness"] == pytest.approx(json.loads(out)["staleness_mean"], rel=0.2)
     assert row["final_error"] < row["initial_error"] / 10
-    code, _, err = run(["simulate", "--n", "4:6", "--K", "2", "--trace-out", str(path)])
+    code, _, err = run_cli(["simulate", "--n", "4:6", "--K", "2", "--trace-out", str(path)])
     assert code == 2 and "--trace-out saves one system's Trace" in err

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
 
-def run(args):
-    proc = subprocess.run(
-        [sys.executable, "-c", "from stalegrad.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def test_train_writes_curves_for_every_configuration(tmp_path):
+def test_train_writes_curves_for_every_configuration(tmp_path, run_cli):
     args = ["train", "--n", "10", "--K", "10,1", "--b", "1,10", "--compute", "expon(scale=2)", "--updates", "300"]
-    code, out, err = run([*args, "--seed", "3", "--out", str(tmp_path), "--json"])
+    code, out, err = run_cli([*args, "--seed", "3", "--out", str(tmp_path), "--json"])
     assert code == 0, err
     obj = json.loads(out)
     labels = [r["label"] for r in obj["rows"]]
@@ -37,13 +25,13 @@ def test_train_writes_curves_for_every_configuration(tmp_path):
     rows = list(csv.DictReader(lines[1:]))
     assert {r["label"] for r in rows} == set(labels) and rows[0]["update"] == "0"
     assert json.loads(Image.open(tmp_path / "train.png").text["Description"])["seed"] == 3
-    code2, out2, _ = run([*args, "--seed", "3", "--json"])
+    code2, out2, _ = run_cli([*args, "--seed", "3", "--json"])
     assert code2 == 0 and json.loads(out2)["rows"] == obj["rows"]  # same seed, same curves
 
 
-def test_train_table_and_policies():
+def test_train_table_and_policies(run_cli):
     args = ["train", "--problem", "logreg", "--n", "4", "--K", "1", "--b", "8", "--updates", "200", "--seed", "1"]
-    code, out, err = run([*args, "--step", "0.5", "--policy", "constant,staleness-aware,delay-adaptive"])
+    code, out, err = run_cli([*args, "--step", "0.5", "--policy", "constant,staleness-aware,delay-adaptive"])
     assert code == 0, err
     assert "time to target" in out and out.count("n=4 K=1 b=8") == 3
 
@@ -57,15 +45,15 @@ def test_train_table_and_policies():
         (["--b", "x"], "--b must be an integer"),
     ],
 )
-def test_train_usage_errors_are_one_line(args, message):
-    code, out, err = run(["train", "--n", "2", "--K", "1", "--updates", "10", *args])
+def test_train_usage_errors_are_one_line(args, message, run_cli):
+    code, out, err = run_cli(["train", "--n", "2", "--K", "1", "--updates", "10", *args])
     assert code == 2 and out == ""
     assert err.strip().startswith("Error:") and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_train_along_other_protocols():
+def test_train_along_other_protocols(run_cli):
     args = ["train", "--n", "6", "--K", "3", "--b", "2", "--compute", "expon(scale=2)", "--updates", "300"]
-    code, out, err = run([*args, "--protocol", "k-sync,k-batch-async", "--seed", "1", "--json"])
+    code, out, err = run_cli([*args, "--protocol", "k-sync,k-batch-async", "--seed", "1", "--json"])
     assert code == 0, err
     rows = json.loads(out)["rows"]
     assert [r["label"].split()[0] for r in rows] == ["k-sync", "k-batch-async"]
