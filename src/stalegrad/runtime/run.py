@@ -254,7 +254,6 @@ def run(
     unit = time_unit or 1.0
     base = ckpt.time if ckpt is not None else 0.0  # the clock goes on from the checkpoint's last update
     written: dict[str, Any] | None = ckpt.manifest if ckpt is not None else None
-    start_version = ckpt.version if ckpt is not None else 0
     counts = ckpt.counts if ckpt is not None else {"dropped": {}, "lost": [], "restarted": []}
     state = None
     if ckpt is not None:
@@ -293,7 +292,7 @@ def run(
             """Write the master's newest snapshot, if there is one not written yet (``final``: one of the state at
             its last update, the run being stopped)."""
             nonlocal written
-            last = int(written["version"]) if written is not None else start_version
+            last = int(written["version"]) if written is not None else 0  # none written: the run's first version
             snap = ray.get(master.checkpoint.remote(last, final))
             if snap is None:
                 return
