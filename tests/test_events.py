@@ -11,11 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stalegrad.distributions import Empirical, deterministic, shifted_exponential
-from stalegrad.rates import order_statistic_mean
 from stalegrad.sim import simulate
 from stalegrad.sim.events import EventLoop
 from stalegrad.spec import System
-from stalegrad.theory import predict
+from stalegrad.theory import order_statistic_mean, predict
 from stalegrad.trace import APPLIED, LATE, STALE
 
 models = st.sampled_from(

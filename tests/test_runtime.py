@@ -19,9 +19,9 @@ import pytest
 from stalegrad.distributions import shifted_exponential
 from stalegrad.errors import SpecError
 from stalegrad.runtime.master import AppliedRounds, MasterCore
-from stalegrad.runtime.worker import Times, worker_streams
-from stalegrad.sim.streams import ComputeStreams
+from stalegrad.sim.blocks import ComputeStreams
 from stalegrad.spec import System
+from stalegrad.streams import COMPUTE, MINIBATCH, Draws, worker_seeds
 from stalegrad.trace import COLUMNS
 from stalegrad.train import LinearRegression
 
@@ -96,11 +96,11 @@ def test_worker_compute_times_are_the_simulators_stream():
     system = System(n=3, K=2, tc=1, compute=PAPER)
     sim = ComputeStreams(system, seed=5, gradients=300)
     for i in range(3):
-        times = Times(PAPER, worker_streams(5, 3, i)[0])
+        times = Draws(PAPER, worker_seeds(5, 3, i)[COMPUTE], "compute")
         mine = np.array([times.next() for _ in range(100)])
         np.testing.assert_array_equal(mine, sim.draw(i)[:100])
-    restarted = Times(PAPER, worker_streams(5, 3, 0, incarnation=1)[0])
-    assert restarted.next() != Times(PAPER, worker_streams(5, 3, 0)[0]).next()
+    restarted = Draws(PAPER, worker_seeds(5, 3, 0, incarnation=1)[COMPUTE], "compute")
+    assert restarted.next() != Draws(PAPER, worker_seeds(5, 3, 0)[COMPUTE], "compute").next()
 
 
 @pytest.mark.parametrize(
@@ -484,7 +484,7 @@ def sgd_with_the_workers_streams(trace, problem, lr, b, seed):
     n, K = trace.system.n, trace.system.K
     idx = {}
     for i in range(n):
-        rng = np.random.default_rng(worker_streams(seed, n, i)[3])
+        rng = np.random.default_rng(worker_seeds(seed, n, i)[MINIBATCH])
         rows = np.flatnonzero(trace["worker"] == i)
         rows = rows[np.argsort(trace["round"][rows])]
         assert np.array_equal(trace["round"][rows], np.arange(1, rows.size + 1)), "no round skipped"
@@ -515,7 +515,7 @@ def test_a_large_model_travels_by_reference_and_trains_exactly(local_ray, check_
     check_trace(result, updates, 2)
     t = result.trace
     assert t["staleness"].max() >= 1, "workers computed on older versions than the newest"
-    rngs = [np.random.default_rng(worker_streams(seed, 4, i)[3]) for i in range(4)]
+    rngs = [np.random.default_rng(worker_seeds(seed, 4, i)[MINIBATCH]) for i in range(4)]
     last = [0] * 4
     ws = [problem.init()]
     for u in range(1, updates + 1):

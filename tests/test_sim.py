@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from stalegrad.distributions import Empirical, deterministic, shifted_exponential
 from stalegrad.errors import SpecError
 from stalegrad.sim import simulate, simulate_summary
-from stalegrad.sim.streams import ComputeStreams
+from stalegrad.sim.blocks import ComputeStreams
 from stalegrad.spec import System
 from stalegrad.trace import Summary
 

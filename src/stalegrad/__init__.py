@@ -21,7 +21,7 @@ _EXPORTS = {
     "shifted_exponential": "distributions",
     "deterministic": "distributions",
     "empirical": "distributions",
-    "parse_model": "distributions",
+    "parse_model": "syntax",
     "Prediction": "theory",
     "predict": "theory",
     "update_rate": "theory",

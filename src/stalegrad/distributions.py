@@ -7,18 +7,15 @@ Any object with ``rvs(size=, random_state=)``, ``mean()``, ``cdf()`` and ``suppo
 * :class:`Deterministic` -- a point mass;
 * :class:`Empirical` -- resampling of measured times (from an array or a file).
 
-and :func:`parse_model`, the text form used by the CLI: ``"expon(loc=1, scale=1.5)"``,
-``"3*gamma(a=2, scale=1)"``, ``"shifted_exponential(alpha=1, rate=2/3)"``, ``"empirical(path=times.csv)"``.
+and :func:`scaled`, the compute time of ``factor`` times the work. Models are plain data: the theory about them
+(renewal functions, rates, limits) lives in :mod:`stalegrad.theory`, their text form in :mod:`stalegrad.syntax`.
 """
 
 from __future__ import annotations
 
-import ast
 import math
-import operator
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.stats
@@ -26,16 +23,29 @@ import scipy.stats
 from .errors import SpecError, invalid
 
 __all__ = [
+    "ComputeModel",
     "Deterministic",
     "Empirical",
-    "describe",
+    "Scaled",
     "deterministic",
     "empirical",
-    "parse_model",
     "scaled",
     "shifted_exponential",
     "validate_model",
 ]
+
+
+@runtime_checkable
+class ComputeModel(Protocol):
+    """What the package needs of a compute-time or delay model: the scipy.stats frozen-distribution methods."""
+
+    def rvs(self, size: Any = ..., random_state: Any = ...) -> Any: ...
+
+    def mean(self) -> Any: ...
+
+    def cdf(self, x: Any) -> Any: ...
+
+    def support(self) -> Any: ...
 
 
 def shifted_exponential(alpha: float, rate: float) -> Any:
@@ -87,14 +97,6 @@ class Deterministic:
 
     def support(self) -> tuple[float, float]:
         return (self.value, self.value)
-
-    def renewal(self, t: float) -> float:
-        """Renewal function ``m(t) = floor(t / value)`` (number of partial sums ``<= t``)."""
-        if t < 0:
-            return 0.0
-        if self.value == 0:
-            return math.inf
-        return float(math.floor(t / self.value))
 
     def __repr__(self) -> str:
         return f"deterministic(value={self.value!r})"
@@ -158,40 +160,6 @@ class Empirical:
     def support(self) -> tuple[float, float]:
         return (float(self.values[0]), float(self.values[-1]))
 
-    def renewal(self, t: float) -> float | None:
-        """Exact renewal function ``m(t) = sum_k P(S_k <= t)`` when it is cheap to enumerate, else ``None``.
-
-        ``P(S_k <= t)`` is computed by conditioning on the first ``k - 1`` draws; that costs ``M**(k-1)`` for
-        ``M`` distinct values, so it is used only while that stays below about a million.
-        """
-        if t < 0:
-            return 0.0
-        vals, counts = np.unique(self.values, return_counts=True)
-        probs = counts / counts.sum()
-        positive = vals[vals > 0]
-        if positive.size == 0 or (probs[0] > 0.5 and vals[0] == 0):
-            return None
-        kmax = math.floor(t / positive[0]) if vals[0] > 0 else None
-        if kmax is None or kmax == 0:
-            return None if kmax is None else 0.0
-        if vals.size ** (kmax - 1) > 1_000_000:
-            return None
-        total = 0.0
-        # partial sums of k-1 draws as (value, probability) arrays, pruned to those <= t
-        sums, weights = np.zeros(1), np.ones(1)
-        cdf_at = np.cumsum(probs)
-        for _ in range(kmax):
-            idx = np.searchsorted(vals, t - sums, side="right") - 1
-            pk = np.where(idx >= 0, cdf_at[np.clip(idx, 0, None)], 0.0)
-            total += float(np.dot(weights, pk))
-            new_sums = (sums[:, None] + vals[None, :]).ravel()
-            new_weights = (weights[:, None] * probs[None, :]).ravel()
-            keep = new_sums <= t
-            sums, weights = new_sums[keep], new_weights[keep]
-            if sums.size == 0:
-                break
-        return total
-
     def __repr__(self) -> str:
         if self.path:
             return f"empirical(path={self.path!r})"
@@ -212,131 +180,6 @@ def empirical(path: str | None = None, values: Any = None) -> Empirical:
     return Empirical(values)
 
 
-_OWN: dict[str, Callable[..., Any]] = {
-    "shifted_exponential": shifted_exponential,
-    "deterministic": deterministic,
-    "empirical": empirical,
-}
-
-_ARITH = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.Pow: operator.pow,
-}
-
-
-def _constant(node: ast.AST, text: str) -> Any:
-    """Evaluate a literal: a number, a string, or arithmetic on numbers (``2/3``)."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str)):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _constant(node.operand, text)
-        if isinstance(value, (int, float)):
-            return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
-        left, right = _constant(node.left, text), _constant(node.right, text)
-        if isinstance(left, (int, float)) and isinstance(right, (int, float)):
-            try:
-                return _ARITH[type(node.op)](left, right)
-            except ZeroDivisionError:
-                pass
-    if isinstance(node, ast.Name):  # bare words as strings: empirical(path=times.csv) is not valid Python
-        return node.id
-    raise SpecError(f"compute model {text!r}: arguments must be numbers or strings, got {ast.unparse(node)!r}")
-
-
-def parse_model(text: str) -> tuple[int, Any]:
-    """Parse ``"[COUNT*]NAME(ARG=VALUE, ...)"`` into ``(count, frozen distribution)``.
-
-    ``NAME`` is ``shifted_exponential``, ``deterministic``, ``empirical`` or any scipy.stats distribution.
-
-    >>> count, dist = parse_model("3*expon(loc=1, scale=1.5)")
-    >>> count, float(dist.mean())
-    (3, 2.5)
-    """
-    original = text
-    text = text.strip()
-    count = 1
-    star = text.find("*")
-    paren = text.find("(")
-    if star != -1 and (paren == -1 or star < paren):
-        head, text = text[:star].strip(), text[star + 1 :].strip()
-        if not head.isdigit() or int(head) < 1:
-            raise invalid("compute count", head, f"an integer >= 1 before '*' (in {original!r})")
-        count = int(head)
-    if "(" not in text:  # a bare name: expon
-        text = text + "()"
-    # path=times.csv is not a Python expression; quote bare paths before parsing
-    tree: ast.AST
-    try:
-        tree = ast.parse(text, mode="eval").body
-    except SyntaxError:
-        tree = _parse_with_quoted_strings(text, original)
-    if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
-        raise invalid("compute", original, "a model like 'expon(loc=1, scale=1.5)' or '3*deterministic(value=2)'")
-    name = tree.func.id
-    args = [_constant(a, original) for a in tree.args]
-    kwargs = {k.arg: _constant(k.value, original) for k in tree.keywords if k.arg is not None}
-    return count, make_model(name, args, kwargs, original)
-
-
-def _parse_with_quoted_strings(text: str, original: str) -> ast.AST:
-    """Retry parsing with every ``key=value`` value that is not a number put in quotes."""
-    head, _, rest = text.partition("(")
-    if not rest.endswith(")"):
-        raise invalid("compute", original, "a model like 'expon(loc=1, scale=1.5)' or '3*deterministic(value=2)'")
-    body = rest[:-1]
-    parts = []
-    for item in body.split(","):
-        key, eq, value = item.partition("=")
-        value = value.strip()
-        if eq and value and value[0] not in "'\"" and not _is_number_expr(value):
-            value = repr(value)
-        parts.append(f"{key.strip()}={value}" if eq else item.strip())
-    try:
-        return ast.parse(f"{head}({', '.join(parts)})", mode="eval").body
-    except SyntaxError:
-        raise invalid(
-            "compute", original, "a model like 'expon(loc=1, scale=1.5)' or '3*deterministic(value=2)'"
-        ) from None
-
-
-def _is_number_expr(value: str) -> bool:
-    try:
-        node = ast.parse(value, mode="eval").body
-        return isinstance(_constant(node, value), (int, float))
-    except (SyntaxError, SpecError):
-        return False
-
-
-def make_model(name: str, args: list[Any], kwargs: dict[str, Any], text: str | None = None) -> Any:
-    """Build a frozen distribution from a name and its arguments, with a clear error if that is impossible."""
-    text = text or name
-    if name in _OWN:
-        try:
-            model = _OWN[name](*args, **kwargs)
-        except TypeError as exc:
-            raise SpecError(f"compute model {text!r}: {exc}") from None
-    else:
-        gen = getattr(scipy.stats, name, None)
-        if not isinstance(gen, (scipy.stats.rv_continuous, scipy.stats.rv_discrete)):
-            raise invalid(
-                "compute model name",
-                name,
-                "shifted_exponential, deterministic, empirical or a scipy.stats distribution (expon, gamma, ...)",
-            )
-        try:
-            model = gen(*args, **kwargs)
-            mean = float(model.mean())
-        except (TypeError, ValueError) as exc:
-            raise SpecError(f"compute model {text!r}: {exc}") from None
-        if not math.isfinite(mean):
-            raise SpecError(f"compute model {text!r}: parameters are invalid or the mean is not finite (mean={mean})")
-    return model
-
-
 def validate_model(model: Any, parameter: str, *, allow_zero_mean: bool = False) -> Any:
     """Check that ``model`` behaves like a frozen distribution of nonnegative times with a finite mean."""
     for method in ("rvs", "mean", "cdf", "support"):
@@ -351,28 +194,11 @@ def validate_model(model: Any, parameter: str, *, allow_zero_mean: bool = False)
     return model
 
 
-def describe(model: Any) -> str:
-    """A text form of a model that :func:`parse_model` reads back, for metadata and tables.
-
-    >>> describe(shifted_exponential(alpha=1, rate=0.5))
-    'expon(loc=1.0, scale=2.0)'
-    """
-    gen = getattr(model, "dist", None)
-    if isinstance(gen, (scipy.stats.rv_continuous, scipy.stats.rv_discrete)):
-        parts = [repr(a) for a in getattr(model, "args", ())]
-        parts += [f"{k}={v!r}" for k, v in getattr(model, "kwds", {}).items()]
-        return f"{gen.name}({', '.join(parts)})"
-    return repr(model)
-
-
 # ------------------------------------------------------------------------------------ compute time linked to load
 
 
 class Scaled:
-    """``factor * X`` for a model ``X`` that cannot be rescaled in place (the scipy.stats frozen methods).
-
-    The renewal function is that of ``X`` at ``t / factor``: ``m_{cX}(t) = m_X(t / c)``.
-    """
+    """``factor * X`` for a model ``X`` that cannot be rescaled in place (the scipy.stats frozen methods)."""
 
     def __init__(self, base: Any, factor: float) -> None:
         self.base = base
@@ -400,14 +226,8 @@ class Scaled:
         low, high = self.base.support()
         return (self.factor * float(low), self.factor * float(high))
 
-    def renewal(self, t: float) -> float:
-        """``m(t) = m_base(t / factor)``."""
-        from .theory import renewal_function
-
-        return renewal_function(self.base, t / self.factor)
-
     def __repr__(self) -> str:
-        return f"scaled({describe(self.base)}, factor={self.factor!r})"
+        return f"scaled({self.base!r}, factor={self.factor!r})"
 
 
 def scaled(model: Any, factor: float) -> Any:
@@ -418,8 +238,9 @@ def scaled(model: Any, factor: float) -> Any:
     empirical models are multiplied through; anything else is wrapped in :class:`Scaled` (a frozen-distribution
     view whose renewal function is ``m(t / factor)``), so the theory works on all of them.
 
-    >>> describe(scaled(shifted_exponential(alpha=1, rate=1 / 2), 10))
-    'expon(loc=10.0, scale=20.0)'
+    >>> s = scaled(shifted_exponential(alpha=1, rate=1 / 2), 10)
+    >>> float(s.support()[0]), float(s.mean())
+    (10.0, 30.0)
     >>> float(scaled(deterministic(2), 3).mean())
     6.0
     """

@@ -28,8 +28,8 @@ from .artefacts import metadata, write_csv, write_figure, write_json
 from .distributions import shifted_exponential
 from .errors import invalid
 from .sim import simulate, simulate_summary
-from .sim.streams import derive_seed, resolve_seed
 from .spec import System
+from .streams import derive_seed, resolve_seed
 from .theory import Prediction, predict
 from .trace import Summary, Trace
 

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .distributions import Deterministic, describe, validate_model
+from .distributions import Deterministic, validate_model
 from .errors import invalid
+from .syntax import describe
 
 __all__ = ["ASYNC_PROTOCOLS", "PROTOCOLS", "System"]
 
@@ -176,8 +177,8 @@ class System:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> System:
         """Rebuild a System from :meth:`to_dict`'s output (models in the ``--compute`` text form)."""
-        from .distributions import parse_model
         from .errors import SpecError
+        from .syntax import parse_model
 
         try:
             workers = []

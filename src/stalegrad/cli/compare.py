@@ -33,7 +33,7 @@ def compare_command(
     """
     from ..errors import SpecError
     from ..experiments import plot_protocols
-    from ..sim.streams import resolve_seed
+    from ..streams import resolve_seed
     from .options import parse_sweep
 
     source = click.get_current_context().get_parameter_source("protocol")

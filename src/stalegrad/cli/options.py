@@ -129,7 +129,7 @@ def parse_delay(name: str, text: str | None) -> Any:
         return float(text)
     except ValueError:
         pass
-    from ..distributions import parse_model
+    from ..syntax import parse_model
 
     count, model = parse_model(text)
     if count != 1:
@@ -148,8 +148,8 @@ def build_systems(
     staleness_bound: int | None = None,
 ) -> list[Any]:
     """Every System of the sweep (the product of the protocols and the values of n, K and tc), validated."""
-    from ..distributions import parse_model
     from ..spec import PROTOCOLS, System
+    from ..syntax import parse_model
 
     protocols = [p.strip() for p in protocol.split(",") if p.strip()]
     for p in protocols:

@@ -141,7 +141,7 @@ def run_command(
 
     from ..artefacts import metadata, write_csv, write_json
     from ..runtime import compare, run
-    from ..sim.streams import resolve_seed
+    from ..streams import resolve_seed
 
     if plot is not None and out is not None:
         mine = {(Path(out) / f).resolve() for f in ("trace.csv", "errors.csv", "run.json", "checkpoint.json")}

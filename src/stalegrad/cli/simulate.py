@@ -65,7 +65,7 @@ def simulate_rows(
 ) -> tuple[list[dict[str, Any]], list[Any], int]:
     """Simulate every system of the options' sweep; return the result rows, the points and the root seed."""
     from ..experiments import run_point
-    from ..sim.streams import derive_seed, resolve_seed
+    from ..streams import derive_seed, resolve_seed
 
     systems = build_systems(**options)
     if trace_out is not None and len(systems) != 1:

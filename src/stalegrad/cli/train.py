@@ -106,7 +106,7 @@ def train_command(
     """
     from ..distributions import scaled
     from ..sim import simulate
-    from ..sim.streams import derive_seed, resolve_seed
+    from ..streams import derive_seed, resolve_seed
     from ..train import delay_compensation, get_policy, replay
 
     bs = parse_sweep("--b", b, int)

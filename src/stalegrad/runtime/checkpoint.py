@@ -19,7 +19,7 @@ Random streams: the workers run ahead of the master, so no instant of the run ha
 checkpoint. What a resumed run needs is streams that are reproducible and never reuse a draw: the manifest
 records the root seed and each worker's incarnation ``r``, and the resumed worker ``i`` draws from incarnation
 ``r + 1`` -- ``SeedSequence(seed, spawn_key=(i, 4 + r + 1))``, independent of every stream used before
-(:func:`~stalegrad.runtime.worker.worker_streams`).
+(:func:`~stalegrad.streams.worker_seeds`).
 """
 
 from __future__ import annotations

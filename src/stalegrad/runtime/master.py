@@ -229,7 +229,7 @@ class Master:
     to its gradient (:meth:`submit`), which it awaits before its next round: the reply names the newest version
     that *reached* it strictly before that round started, the instant the gradient was sent. Version ``v``, made
     at real time ``T_v``, reaches worker ``i`` at ``T_v + d_{i,v} * time_unit``, ``d`` drawn from the worker's
-    downlink stream (:func:`~stalegrad.runtime.worker.worker_streams`) -- every version made before that instant is
+    downlink stream (:func:`~stalegrad.streams.worker_seeds`) -- every version made before that instant is
     known to the master when the reply is made, so the rule is applied exactly, with no extra message per version.
     (A push of every version to every worker costs ``n`` actor calls per update at the master.)
 
@@ -323,12 +323,11 @@ class Master:
             return self._register(worker, incarnation)
 
     def _register(self, worker: int, incarnation: int) -> dict[str, Any]:
-        from .worker import Times, worker_streams
+        from ..streams import DOWNLINK, Draws, worker_seeds
 
         inject = self.unit is not None
-        self.downlink[worker] = (
-            Times(self.system.downlink, worker_streams(self.seed, self.n, worker, incarnation)[2]) if inject else None
-        )
+        seqs = worker_seeds(self.seed, self.n, worker, incarnation)
+        self.downlink[worker] = Draws(self.system.downlink, seqs[DOWNLINK], "downlink") if inject else None
         v = self.core.version
         self.pending[worker] = []
         self.drawn[worker] = v

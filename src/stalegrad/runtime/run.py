@@ -217,7 +217,7 @@ def run(
     """
     import ray
 
-    from ..sim.streams import resolve_seed
+    from ..streams import resolve_seed
     from . import master as master_module
     from . import worker as worker_module
     from .checkpoint import has_checkpoint, load_checkpoint, run_args, write_checkpoint, write_counts

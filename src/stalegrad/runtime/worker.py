@@ -10,10 +10,9 @@ Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
    the round takes ``X`` time units unless the real work takes longer), and sends the gradient with
    ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later).
 
-Random streams: worker ``i`` uses ``SeedSequence(seed).spawn(n)[i].spawn(4)`` -- compute times, uplink and
-downlink delays (drawn by the master), and minibatches; the compute-time stream is the simulator's
-(:class:`~stalegrad.sim.streams.ComputeStreams`) for the same seed. A restarted worker (incarnation ``r > 0``) uses
-``SeedSequence(seed, spawn_key=(i, 4 + r))``.
+Random streams (:mod:`stalegrad.streams`, the layout every engine uses): worker ``i`` draws compute times, uplink
+delays, and minibatches from its own streams (downlink delays are drawn by the master from the worker's downlink
+stream); a restarted worker (incarnation ``r > 0``) from fresh ones.
 """
 
 from __future__ import annotations
@@ -26,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from ..spec import System
+from ..streams import COMPUTE, MINIBATCH, UPLINK, Draws, worker_seeds
 
-__all__ = ["ACTOR_OPTIONS", "Times", "Worker", "worker_streams"]
+__all__ = ["ACTOR_OPTIONS", "Worker"]
 
 #: How :class:`Worker` is made a Ray actor: never restarted by Ray (the driver restarts it, as a new incarnation),
 #: its calls never retried, two threads (so that :meth:`Worker.stop` is taken while :meth:`Worker.run` loops), and
@@ -38,41 +38,6 @@ ACTOR_OPTIONS: dict[str, Any] = {
     "max_concurrency": 2,
     "scheduling_strategy": "SPREAD",
 }
-
-_BLOCK = 256
-
-
-def worker_streams(seed: int, n: int, index: int, incarnation: int = 0) -> list[np.random.SeedSequence]:
-    """The four seed sequences of worker ``index``: compute, uplink, downlink, minibatch."""
-    if incarnation == 0:
-        root = np.random.SeedSequence(seed).spawn(n)[index]
-    else:
-        root = np.random.SeedSequence(seed, spawn_key=(index, 4 + incarnation))
-    return root.spawn(4)
-
-
-class Times:
-    """Draws of one model (a fixed number, or a scipy-like distribution), in blocks.
-
-    >>> Times(0.5, np.random.SeedSequence(0)).next()
-    0.5
-    """
-
-    def __init__(self, model: Any, seq: np.random.SeedSequence) -> None:
-        self.fixed = float(model) if isinstance(model, (int, float)) else None
-        self.model = model
-        self.rng = np.random.default_rng(seq)
-        self.block = np.zeros(0)
-        self.pos = 0
-
-    def next(self) -> float:
-        if self.fixed is not None:
-            return self.fixed
-        if self.pos == self.block.size:
-            self.block = np.maximum(np.asarray(self.model.rvs(size=_BLOCK, random_state=self.rng), dtype=float), 0.0)
-            self.pos = 0
-        self.pos += 1
-        return float(self.block[self.pos - 1])
 
 
 class Worker:
@@ -107,11 +72,11 @@ class Worker:
         self.batch = int(batch)
         self.unit = time_unit
         self.incarnation = incarnation
-        seqs = worker_streams(seed, system.n, index, incarnation)
+        seqs = worker_seeds(seed, system.n, index, incarnation)
         inject = time_unit is not None
-        self.compute = Times(system.compute[index], seqs[0]) if inject else None
-        self.uplink = Times(system.uplink, seqs[1]) if inject else None
-        self.rng = np.random.default_rng(seqs[3])
+        self.compute = Draws(system.compute[index], seqs[COMPUTE], f"compute[{index}]") if inject else None
+        self.uplink = Draws(system.uplink, seqs[UPLINK], "uplink") if inject else None
+        self.rng = np.random.default_rng(seqs[MINIBATCH])
         self.rounds = 0
         self._stop = threading.Event()
         self.skew = float(clock_skew)

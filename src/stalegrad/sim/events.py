@@ -15,8 +15,8 @@ Rules (DESIGN.md), as the order of events at one instant:
    just reached it; a worker computing on an older version under a cancelling protocol (k-sync, k-batch-sync,
    sync) abandons that round (its time is counted as wasted) and starts over on the new version.
 
-Random streams: worker ``i`` draws compute times, uplink delays (one per gradient) and downlink delays (one per
-version it is sent) from the three children of ``SeedSequence(seed).spawn(n)[i]``.
+Random streams (:mod:`stalegrad.streams`): worker ``i`` draws compute times, uplink delays (one per gradient) and
+downlink delays (one per version it is sent) from its own compute, uplink and downlink streams.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from ..spec import System
+from ..streams import DOWNLINK, UPLINK, Draws, all_worker_seeds
 from ..trace import APPLIED, COLUMNS, LATE, STALE, Trace
-from .streams import ComputeStreams
+from .blocks import ComputeStreams
 
 __all__ = ["EventLoop", "simulate_events"]
 
@@ -89,22 +90,6 @@ RULES = {
 }
 
 
-class _Draws:
-    """Draws of one model from one generator, a block at a time (a fixed number: the same run, the same draws)."""
-
-    def __init__(self, model: Any, rng: np.random.Generator, block: int = 256) -> None:
-        self.model, self.rng, self.block = model, rng, block
-        self.buf: list[float] = []
-        self.pos = 0
-
-    def next(self) -> float:
-        if self.pos == len(self.buf):
-            self.buf = np.asarray(self.model.rvs(size=self.block, random_state=self.rng), dtype=float).tolist()
-            self.pos = 0
-        self.pos += 1
-        return self.buf[self.pos - 1]
-
-
 class _Worker:
     __slots__ = ("block", "busy", "cancelled", "compute", "down", "pos", "reached", "rnd", "start", "up", "used",
                  "xs")  # fmt: skip
@@ -131,13 +116,9 @@ class _Run:
         self.bound = system.staleness_bound
         self.loop = EventLoop()
         self.streams = ComputeStreams(system, seed, updates * system.K)
-        seqs = np.random.SeedSequence(seed).spawn(n)
-        children = [s.spawn(3) for s in seqs]
-        self.up: list[Callable[[], float]] = []
-        self.down: list[Callable[[], float]] = []
-        for i in range(n):
-            self.up.append(_delay(system.uplink, children[i][1]))
-            self.down.append(_delay(system.downlink, children[i][2]))
+        seqs = all_worker_seeds(seed, n)
+        self.up = [Draws(system.uplink, s[UPLINK], "uplink").next for s in seqs]
+        self.down = [Draws(system.downlink, s[DOWNLINK], "downlink").next for s in seqs]
         self.workers = [_Worker() for _ in range(n)]
         self.version = 0  # the master's: updates applied so far
         self.batch: list[int] = []  # workers whose gradients are in the update being gathered
@@ -239,13 +220,6 @@ class _Run:
             "wasted_fraction": cancelled / (compute + cancelled) if compute + cancelled > 0 else 0.0,
         }
         return Trace(cols, np.asarray(self.update_times), self.system, self.streams.seed, meta)
-
-
-def _delay(delay: Any, seq: np.random.SeedSequence) -> Callable[[], float]:
-    """A fixed delay, or draws from a distribution with the worker's own stream."""
-    if isinstance(delay, float):
-        return lambda: delay
-    return _Draws(delay, np.random.default_rng(seq)).next
 
 
 def simulate_events(

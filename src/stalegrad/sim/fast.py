@@ -3,7 +3,7 @@
 Workers never wait, so each worker's arrival times are a cumulative sum of its compute times plus the uplink
 delay, independent of the master. The kernel merges the ``n`` arrival streams in one pass and computes, for every
 gradient, the version its round used and the update that applied it. Compute times are drawn in blocks per
-worker (:class:`~stalegrad.sim.streams.ComputeStreams`), so a long run keeps bounded memory.
+worker (:class:`~stalegrad.sim.blocks.ComputeStreams`), so a long run keeps bounded memory.
 
 :func:`simulate` returns a :class:`~stalegrad.trace.Trace`; :func:`simulate_summary` streams a
 :class:`~stalegrad.trace.Summary` (for runs of 1e9 gradients and more).
@@ -18,8 +18,9 @@ import numpy as np
 
 from ..errors import SpecError, invalid
 from ..spec import System
+from ..streams import resolve_seed
 from ..trace import COLUMNS, Summary, Trace
-from .streams import ComputeStreams, resolve_seed
+from .blocks import ComputeStreams
 
 __all__ = ["check_run", "simulate", "simulate_summary"]
 
@@ -314,7 +315,7 @@ def simulate_summary(
 
 def run_block(system: System) -> int:
     """Updates produced while every worker uses one full block of compute times (sizes the update buffer)."""
-    from .streams import MAX_BLOCK
+    from .blocks import MAX_BLOCK
 
     return MAX_BLOCK * system.n // system.K + 1
 

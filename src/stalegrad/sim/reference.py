@@ -9,7 +9,7 @@ import numpy as np
 
 from ..spec import System
 from ..trace import COLUMNS, Trace
-from .streams import ComputeStreams
+from .blocks import ComputeStreams
 
 
 def simulate_numpy(system: System, updates: int, *, seed: int) -> Trace:

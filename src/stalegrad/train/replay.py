@@ -143,7 +143,7 @@ def replay(
     >>> bool(result.final_error < 0.05 * result.errors[0])
     True
     """
-    from ..sim.streams import resolve_seed
+    from ..streams import resolve_seed
 
     if not isinstance(trace, Trace):
         raise invalid("trace", type(trace).__name__, "a stalegrad Trace")

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from .spec import System
+from ..spec import System
+from .renewal import renewal_function
 
 __all__ = [
     "Prediction",
@@ -171,126 +172,10 @@ def caveat(system: System) -> str | None:
 
 def is_lattice(model: Any) -> bool:
     """True for compute times concentrated on a grid: deterministic, integer-valued, or resampled measurements."""
-    from .distributions import Deterministic, Empirical, Scaled
+    from ..distributions import Deterministic, Empirical, Scaled
 
     if isinstance(model, Scaled):
         return is_lattice(model.base)
     return isinstance(model, (Deterministic, Empirical)) or isinstance(
         getattr(model, "dist", None), scipy.stats.rv_discrete
     )
-
-
-# --------------------------------------------------------------------------------------------- renewal function
-
-
-def renewal_function(model: Any, t: float) -> float:
-    """Renewal function ``m(t) = E[#{k >= 1 : X_1 + ... + X_k <= t}]`` of a compute-time model.
-
-    Closed forms for deterministic, exponential and shifted exponential times (a finite sum of gamma CDFs);
-    exact for integer-valued scipy distributions and for small empirical samples; otherwise computed
-    numerically on a lattice (rounded masses, series inversion by FFT, Richardson extrapolation), accurate to
-    about 1e-6 relative for distributions with a density.
-
-    >>> from stalegrad.distributions import shifted_exponential
-    >>> renewal_function(shifted_exponential(alpha=1, rate=2/3), 1.0)
-    0.0
-    >>> round(renewal_function(scipy.stats.expon(scale=2), 3.0), 12)
-    1.5
-    """
-    t = float(t)
-    if t < 0:
-        return 0.0
-    own = getattr(model, "renewal", None)
-    if callable(own):
-        value = own(t)
-        if value is not None:
-            return float(value)
-    gen = getattr(model, "dist", None)
-    if isinstance(gen, scipy.stats.rv_continuous) and gen.name == "expon":
-        return _renewal_shifted_exponential(float(model.support()[0]), float(model.std()), t)
-    if isinstance(gen, scipy.stats.rv_discrete):
-        return _renewal_integer(model, t)
-    return _renewal_lattice(model, t)
-
-
-def _renewal_shifted_exponential(alpha: float, scale: float, t: float) -> float:
-    """``m(t) = sum_{k=1}^{floor(t/alpha)} P(Gamma(k, scale) <= t - k alpha)``; ``t/scale`` when ``alpha = 0``."""
-    if alpha == 0:
-        return t / scale
-    kmax = math.floor(t / alpha)
-    # terms beyond many standard deviations of the gamma sum vanish: bound the sum for tiny alpha
-    bound = t / scale + 40.0 * math.sqrt(t / scale + 1.0) + 50.0
-    kmax = int(min(kmax, bound))
-    if kmax < 1:
-        return 0.0
-    k = np.arange(1, kmax + 1)
-    return float(scipy.stats.gamma.cdf(t - k * alpha, a=k, scale=scale).sum())
-
-
-def _renewal_integer(model: Any, t: float) -> float:
-    """Exact renewal function of an integer-valued distribution (discrete renewal equation on the integers)."""
-    J = math.floor(t)
-    low = int(max(model.support()[0], 0))
-    if J < 0 or low > J:
-        return 0.0
-    f = np.asarray(model.pmf(np.arange(0, J + 1)), dtype=float)
-    return float(_renewal_masses(f).sum())
-
-
-def _renewal_lattice(model: Any, t: float) -> float:
-    mu = float(model.mean())
-    if t == 0:
-        return float(model.cdf(0.0))
-    spread = float(model.std()) if math.isfinite(float(model.std())) else mu
-    scale = min(mu, spread) if spread > 0 else mu
-    J = int(min(max(256, math.ceil(400.0 * t / scale)), 1 << 19))
-    coarse = _lattice_estimate(model, t, J)
-    fine = _lattice_estimate(model, t, 2 * J)
-    return max(0.0, (4.0 * fine - coarse) / 3.0)
-
-
-def _lattice_estimate(model: Any, t: float, J: int) -> float:
-    """``m(t) = F(t) + E[sum_k F(t - S_k)]``, the renewal measure of the ``S_k`` from compute times rounded to
-    the nearest multiple of ``h = t/J`` and ``F`` exact (so the last renewal before ``t`` is not rounded)."""
-    h = t / J
-    edges = (np.arange(J + 1) + 0.5) * h
-    cdf = np.asarray(model.cdf(edges), dtype=float)
-    f = np.empty(J + 1)
-    f[0] = cdf[0]
-    f[1:] = np.diff(cdf)
-    u = _renewal_masses(f)
-    tail = np.asarray(model.cdf(t - np.arange(J + 1) * h), dtype=float)
-    return float(model.cdf(t) + np.dot(u, tail))
-
-
-def _renewal_masses(f: np.ndarray) -> np.ndarray:
-    """Renewal masses ``U = f / (1 - f)`` as a power series in the lattice index (``U = 1/(1-f) - 1``).
-
-    Newton's iteration for the reciprocal of a power series, ``g <- g (2 - a g)``, with FFT products.
-    """
-    n = f.size
-    a = -np.asarray(f, dtype=float)
-    a[0] += 1.0
-    if a[0] <= 0:
-        raise ArithmeticError("compute time is 0 with probability 1: the renewal function is infinite")
-    g = np.array([1.0 / a[0]])
-    m = 1
-    while m < n:
-        m2 = min(2 * m, n)
-        ag = _multiply(a[:m2], g, m2)
-        ag = -ag
-        ag[0] += 2.0
-        g = _multiply(g, ag, m2)
-        m = m2
-    g[0] -= 1.0
-    return g
-
-
-def _multiply(x: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
-    """First ``size`` coefficients of the product of two power series."""
-    full = x.size + y.size - 1
-    nfft = 1 << (full - 1).bit_length()
-    prod = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(y, nfft), nfft)[:size]
-    if prod.size < size:
-        prod = np.concatenate([prod, np.zeros(size - prod.size)])
-    return prod

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.integrate
 import scipy.stats
 
-from .spec import System
+from ..spec import System
 
 __all__ = ["is_exponential", "order_statistic_mean", "protocol_update_rate"]
 

@@ -1,0 +1,37 @@
+"""Closed-form theory: update rates, the paper's Theorem 2, the exact limit of the mean staleness, and the renewal
+function it needs. Pure functions of a :class:`~stalegrad.spec.System`; nothing here runs an engine.
+
+* :mod:`.limits` -- the K-batch-async staleness limits and :func:`predict`;
+* :mod:`.rates` -- the other protocols' update rates (Dutta et al. 2018);
+* :mod:`.renewal` -- the renewal function ``m(t)`` of any compute-time law.
+"""
+
+from __future__ import annotations
+
+from .limits import (
+    Prediction,
+    caveat,
+    is_lattice,
+    predict,
+    staleness_exact,
+    staleness_exact_per_worker,
+    staleness_paper,
+    update_rate,
+)
+from .rates import is_exponential, order_statistic_mean, protocol_update_rate
+from .renewal import renewal_function
+
+__all__ = [
+    "Prediction",
+    "caveat",
+    "is_exponential",
+    "is_lattice",
+    "order_statistic_mean",
+    "predict",
+    "protocol_update_rate",
+    "renewal_function",
+    "staleness_exact",
+    "staleness_exact_per_worker",
+    "staleness_paper",
+    "update_rate",
+]
