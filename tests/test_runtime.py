@@ -144,7 +144,8 @@ def test_local_instance_listens_on_loopback_only(local_ray):
 @pytest.mark.slow
 @pytest.mark.parametrize(("n", "K"), [(4, 2), (8, 4)])
 def test_measured_staleness_matches_the_prediction_from_measured_times(local_ray, n, K, check_trace):
-    from stalegrad.runtime import compare, run
+    from stalegrad.experiments import compare
+    from stalegrad.runtime import run
 
     system = System(n=n, K=K, tc=1, compute=PAPER)
     updates = 500
@@ -193,7 +194,8 @@ def test_workers_with_wrong_clocks_are_put_on_the_masters_clock(local_ray, check
     """Worker 0's clock 5 s ahead, worker 2's 3 s behind (as on other machines): each measures its offset and the
     run is as with one clock -- without the correction worker 0's gradients would be sent 5 s after they arrive
     and held 5 s for their uplink delay."""
-    from stalegrad.runtime import compare, run
+    from stalegrad.experiments import compare
+    from stalegrad.runtime import run
 
     system = System(n=4, K=2, tc=1, compute=PAPER)
     updates = 300

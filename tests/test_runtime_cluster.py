@@ -100,7 +100,8 @@ def test_a_run_over_two_nodes_spreads_its_workers_and_sets_their_clocks(check_tr
     from ray.cluster_utils import Cluster
 
     from stalegrad.distributions import shifted_exponential
-    from stalegrad.runtime import compare, run
+    from stalegrad.experiments import compare
+    from stalegrad.runtime import run
     from stalegrad.spec import System
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only

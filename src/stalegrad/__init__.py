@@ -35,7 +35,6 @@ _EXPORTS = {
     "Transient": "analysis",
     "steady_state": "analysis",
     "transient": "analysis",
-    "reproduce": "experiments",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -12,16 +12,31 @@ import numpy as np
 
 from .analysis import Transient
 
-__all__ = ["error_vs_time", "residuals_vs_n", "staleness_histogram", "staleness_vs_n", "transient_curve"]
+__all__ = [
+    "describe_system",
+    "error_vs_time",
+    "figure",
+    "points_figure",
+    "protocols_figure",
+    "residuals_vs_n",
+    "run_figure",
+    "staleness_histogram",
+    "staleness_vs_n",
+    "transient_curve",
+]
+
+
+def figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (6.4, 4.2), **kw: Any) -> Any:
+    """A new figure and its axes (``Figure.subplots``), outside pyplot: no backend is chosen or switched, and
+    nothing is left open in pyplot's list of figures."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def _axes(ax: Any) -> Any:
-    if ax is not None:
-        return ax
-    import matplotlib.pyplot as plt
-
-    _, ax = plt.subplots(figsize=(6.4, 4.2))
-    return ax
+    return ax if ax is not None else figure()[1]
 
 
 def staleness_vs_n(
@@ -133,3 +148,111 @@ def error_vs_time(
     ax.set_ylabel("error  F(w) − min F")
     ax.grid(alpha=0.3, which="both")
     return ax
+
+
+# ------------------------------------------------------------------------------------------- whole figures
+
+
+def points_figure(points: Sequence[Any]) -> Any:
+    """One simulated system: its staleness histogram with both limits marked. A sweep: mean staleness against
+    the position in the sweep (labelled by what varies), with CI bars, the paper's and the exact limit."""
+    fig, ax = figure()
+    single = points[0].summary if len(points) == 1 else None
+    if single is not None:
+        p = points[0]
+        staleness_histogram(np.trim_zeros(single.hist, "b"), title=describe_system(p.system), ax=ax)
+        ax.axvline(
+            p.prediction.staleness_exact, color="tab:blue", label=f"exact mean {p.prediction.staleness_exact:.3f}"
+        )
+        ax.axvline(
+            p.prediction.staleness_paper,
+            color="tab:red",
+            ls="--",
+            label=f"paper mean {p.prediction.staleness_paper:.3f}",
+        )
+        ax.axvline(p.estimate.mean, color="black", ls=":", label=f"simulated mean {p.estimate.mean:.3f}")
+        ax.legend()
+    else:
+        varies = [k for k in ("n", "K", "tc") if len({getattr(p.system, k) for p in points}) > 1]
+        key = varies[0] if len(varies) == 1 else None
+        xs = [getattr(p.system, key) for p in points] if key else list(range(1, len(points) + 1))
+        staleness_vs_n(
+            xs,
+            [p.estimate.mean for p in points],
+            [p.estimate.ci95 for p in points],
+            [p.prediction.staleness_paper for p in points],
+            [p.prediction.staleness_exact for p in points],
+            ax=ax,
+        )
+        ax.set_xlabel(key or "system in the sweep")
+    return fig
+
+
+def protocols_figure(points: Sequence[Any]) -> Any:
+    """Protocols side by side: update rate (simulated, theory where known) and staleness (mean with 95% CI, p95),
+    with the wasted and dropped fractions written on the bars."""
+    names = [p.system.protocol for p in points]
+    x = np.arange(len(points))
+    fig, (ax1, ax2) = figure(1, 2, figsize=(10, 4.2))
+    ax1.bar(x, [p.estimate.update_rate for p in points], color="tab:blue", label="simulated")
+    ax1.plot(x, [p.prediction.update_rate for p in points], "k_", ms=28, mew=2, label="theory")
+    for k, p in enumerate(points):
+        ax1.annotate(
+            f"wasted {100 * p.estimate.wasted_fraction:.0f}%\ndropped {100 * p.estimate.dropped_fraction:.0f}%",
+            (k, p.estimate.update_rate),
+            ha="center",
+            va="bottom",
+            fontsize="x-small",
+        )
+    ax1.set_ylabel("updates per second")
+    ax1.legend(fontsize="small")
+    ax2.bar(
+        x,
+        [p.estimate.mean for p in points],
+        yerr=[p.estimate.ci95 for p in points],
+        color="tab:orange",
+        capsize=3,
+        label="mean (95% CI)",
+    )
+    ax2.plot(x, [p.estimate.p95 for p in points], "kv", label="95th percentile")
+    ax2.plot(x, [p.prediction.staleness_exact for p in points], "k_", ms=28, mew=2, label="exact limit")
+    ax2.set_ylabel("staleness τ")
+    ax2.legend(fontsize="small")
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, names, rotation=20)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(describe_system(points[0].system))
+    return fig
+
+
+def run_figure(result: Any, comparison: Any, simulated: np.ndarray, updates: int) -> Any:
+    """A real run (:func:`stalegrad.runtime.run`) in one figure: left, its staleness distribution (after the
+    warm-up) beside ``simulated``, the staleness histogram of ``updates`` simulated updates of the system it
+    *measured*, with the run's mean and the exact and paper limits; right, its training error against time."""
+    trace = result.trace
+    keep = trace["update"] > comparison.warmup
+    real = np.bincount(trace["staleness"][keep], minlength=1)
+    width = max(real.size, np.trim_zeros(simulated, "b").size)
+    fig, (left, right) = figure(1, 2, figsize=(11, 4.2))
+    staleness_histogram(np.pad(real, (0, width - real.size)), ax=left)
+    left.patches[0].set_label(f"run ({int(real.sum())} gradients)")
+    simulated = np.pad(simulated, (0, max(0, width - simulated.size)))[:width]
+    left.step(np.arange(width), simulated / simulated.sum(), where="mid", color="black", lw=1.2,
+              label=f"simulated, measured system ({updates} updates)")  # fmt: skip
+    left.axvline(comparison.measured, color="black", ls=":", label=f"run mean {comparison.measured:.3f}")
+    left.axvline(comparison.predicted, color="tab:blue", label=f"exact (measured) {comparison.predicted:.3f}")
+    left.axvline(comparison.predicted_paper, color="tab:red", ls="--", label=f"paper {comparison.predicted_paper:.3f}")
+    left.set_title(f"staleness, n = {trace.system.n}, K = {trace.system.K}")
+    left.legend(fontsize=8, loc="upper right")
+    errors = np.asarray(result.errors)
+    unit = "time units" if result.time_unit is not None else "s"
+    if errors.size:
+        error_vs_time(errors[:, 1], errors[:, 2], label="real run", ax=right)
+    right.set_xlabel(f"time ({unit})")
+    right.set_title("training error")
+    return fig
+
+
+def describe_system(system: Any) -> str:
+    """A one-line title for a system: n, K, Tc and its compute-time laws."""
+    return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, {' + '.join(system.to_dict()['compute'])}"

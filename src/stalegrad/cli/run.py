@@ -140,7 +140,8 @@ def run_command(
         raise invalid("--address", address, "'auto' or HOST:PORT")
 
     from ..artefacts import metadata, write_csv, write_json
-    from ..runtime import compare, run
+    from ..experiments.measured import compare
+    from ..runtime import run
     from ..streams import resolve_seed
 
     if plot is not None and out is not None:

@@ -5,15 +5,13 @@ Ray is imported only when a run starts (``pip install 'stalegrad[ray]'``).
 
 from __future__ import annotations
 
-from .measured import Comparison, compare, measured_system
+from .measured import measured_system
 from .run import RunInterrupted, RunResult, RuntimeFailure, ray_session, run, start_local
 
 __all__ = [
-    "Comparison",
     "RunInterrupted",
     "RunResult",
     "RuntimeFailure",
-    "compare",
     "measured_system",
     "ray_session",
     "run",

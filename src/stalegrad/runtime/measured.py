@@ -1,28 +1,19 @@
-"""Measured staleness of a real run beside the exact prediction computed from its *measured* times.
+"""The system a real run measured: each worker's measured compute times as an empirical law, mean delays.
 
-The measured system has, for each worker, the empirical distribution of its measured compute times (a round runs
-from the instant the previous gradient was sent to the instant this one is sent, so ``sent - start`` of every
-row), and fixed delays equal to the measured means (``arrive - sent`` for the uplink; version made to version
-reached for the downlink). :func:`compare` puts the run's steady-state staleness (95% CI from batch means) beside
-:func:`~stalegrad.theory.predict` of that system.
-
-The exact limit needs only ``Tc``, the means ``mu_i`` and the renewal functions ``m_i(Tc)``: of these, only
-``m_i`` depends on the shape of the compute-time law, and the empirical law gives it exactly when few partial sums
-fit in ``Tc`` (else numerically). ``predict`` marks empirical models as lattice ones; the measured times are
-continuous, so that caveat is about the resampling, not the run.
+A round runs from the instant the previous gradient was sent to the instant this one is sent (``sent - start`` of
+every row); the uplink is ``arrive - sent``, the downlink from version made to version reached. Comparing a run
+with its prediction is not the runtime's business: :mod:`stalegrad.experiments.measured` does it.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
+from ..distributions import Empirical
+from ..errors import StalegradError
 from ..spec import System
 
-__all__ = ["Comparison", "compare", "measured_system"]
+__all__ = ["measured_system"]
 
 
 def measured_system(columns: dict[str, np.ndarray], downlink: np.ndarray, K: int, n: int) -> System:
@@ -30,8 +21,6 @@ def measured_system(columns: dict[str, np.ndarray], downlink: np.ndarray, K: int
 
     A worker with no row (it died before its first gradient was applied) gets the pooled times of the others.
     """
-    from ..distributions import Empirical
-
     x = columns["sent"] - columns["start"]
     pooled = Empirical(x) if x.size else None
     models = []
@@ -39,82 +28,8 @@ def measured_system(columns: dict[str, np.ndarray], downlink: np.ndarray, K: int
         mine = x[columns["worker"] == i]
         model = Empirical(mine) if mine.size and mine.mean() > 0 else pooled
         if model is None:
-            raise ValueError("no gradient was applied: nothing was measured")
+            raise StalegradError("no gradient was applied: nothing was measured")
         models.append(model)
     up = float(np.mean(columns["arrive"] - columns["sent"])) if x.size else 0.0
     down = float(np.mean(downlink)) if downlink.size else 0.0
     return System(n=n, K=K, compute=models, uplink=max(up, 0.0), downlink=max(down, 0.0))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Measured steady-state staleness against the exact prediction from measured times (and the configured one)."""
-
-    measured: float
-    ci95: float
-    predicted: float  # exact limit of the measured system
-    predicted_paper: float  # the paper's Theorem 2 for the measured system
-    configured: float | None  # exact limit of the configured system (injected times), if any
-    rel_diff: float  # (measured - predicted) / predicted
-    z: float  # (measured - predicted) / standard error of the measured mean
-    update_rate: float  # measured, updates per time unit
-    update_rate_predicted: float
-    uplink: float  # measured mean delays and their excess over the injected ones (time units)
-    downlink: float
-    uplink_extra: float | None
-    downlink_extra: float | None
-    compute_means: tuple[float, ...]
-    warmup: int
-    updates: int
-    caveat: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["compute_means"] = list(self.compute_means)
-        return d
-
-
-def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Comparison:
-    """Compare a :class:`~stalegrad.runtime.run.RunResult`'s staleness with the prediction from its measured times."""
-    from ..analysis import steady_state
-    from ..theory import predict
-
-    trace = result.trace
-    n, K = trace.system.n, trace.system.K
-    est = steady_state(trace, warmup=warmup, batches=min(batches, max(2, trace.updates - (warmup or 0))))
-    system = measured_system(trace.columns, result.downlink, K, n)
-    pred = predict(system)
-    configured = None
-    up_extra = down_extra = None
-    if result.time_unit is not None:
-        conf = trace.system
-        configured = predict(conf).staleness_exact
-        up_extra = system.uplink - _mean(conf.uplink)
-        down_extra = system.downlink - _mean(conf.downlink)
-    import scipy.stats
-
-    ok = est.batches >= 2 and math.isfinite(est.ci95) and est.ci95 > 0
-    se = est.ci95 / float(scipy.stats.t.ppf(0.975, est.batches - 1)) if ok else math.nan
-    return Comparison(
-        measured=est.mean,
-        ci95=est.ci95,
-        predicted=pred.staleness_exact,
-        predicted_paper=pred.staleness_paper,
-        configured=configured,
-        rel_diff=(est.mean - pred.staleness_exact) / pred.staleness_exact,
-        z=(est.mean - pred.staleness_exact) / se if ok else math.nan,
-        update_rate=est.update_rate,
-        update_rate_predicted=pred.update_rate,
-        uplink=float(system.uplink),
-        downlink=float(system.downlink),
-        uplink_extra=up_extra,
-        downlink_extra=down_extra,
-        compute_means=system.means,
-        warmup=est.warmup,
-        updates=est.updates,
-        caveat="measured times are resampled (an empirical law); delays are their measured means",
-    )
-
-
-def _mean(delay: Any) -> float:
-    return delay if isinstance(delay, float) else float(delay.mean())

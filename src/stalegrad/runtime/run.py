@@ -2,7 +2,7 @@
 
 :func:`run` returns a :class:`RunResult` whose :class:`~stalegrad.trace.Trace` holds one row per gradient applied,
 with its real times in time units (seconds / ``time_unit``; seconds when nothing is injected) measured from the
-start of the run: the same analysis and theory comparison as for a simulation (:mod:`stalegrad.runtime.measured`).
+start of the run: the same analysis and theory comparison as for a simulation (:mod:`stalegrad.experiments.measured`).
 
 Reliability (DESIGN.md, "Runtime reliability"): the master is never restarted and its methods never retried; a
 worker that dies is detected (its ``run`` call fails), the master stops broadcasting to it and the run goes on with

@@ -1,0 +1,37 @@
+"""The figures of ``simulate --plot``, ``compare --plot`` and ``run --plot``: the data made (a simulation where the
+figure needs one), drawn by :mod:`stalegrad.plots`, and written with its metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..artefacts import metadata, write_figure
+from ..plots import points_figure, protocols_figure, run_figure
+from .measured import simulate_measured
+from .points import Point
+
+__all__ = ["plot_points", "plot_protocols", "plot_run"]
+
+
+def plot_points(points: Sequence[Point], path: str | Path, root_seed: int) -> Path:
+    """One simulated system: its staleness histogram with both limits marked. A sweep: mean staleness against
+    the position in the sweep (labelled by what varies), with CI bars, the paper's and the exact limit."""
+    meta = metadata(root_seed, {f"{k}": p.system for k, p in enumerate(points)}, rows=[p.row() for p in points])
+    return write_figure(points_figure(points), path, meta)
+
+
+def plot_protocols(points: Sequence[Point], path: str | Path, root_seed: int) -> Path:
+    """Protocols side by side: update rate (simulated, theory where known) and staleness (mean with 95% CI, p95),
+    with the wasted and dropped fractions written on the bars."""
+    meta = metadata(root_seed, {p.system.protocol: p.system for p in points}, rows=[p.row() for p in points])
+    return write_figure(protocols_figure(points), path, meta)
+
+
+def plot_run(result: Any, comparison: Any, path: str | Path, *, updates: int = 100_000, seed: int = 1) -> Path:
+    """A real run beside ``updates`` simulated updates of the system it measured (:func:`simulate_measured`), and
+    its training error against time."""
+    system, summary = simulate_measured(result, updates, seed)
+    meta = metadata(seed, {"measured": system}, run=comparison.to_dict())
+    return write_figure(run_figure(result, comparison, summary.hist, updates), path, meta)
