@@ -1,27 +1,51 @@
 """stalegrad: gradient staleness in asynchronous distributed SGD -- predicted, simulated, replayed, run.
 
-The public API is re-exported here and loaded on first use, so that ``import stalegrad`` (and the CLI's
-``--help``) stays fast.
+The public API is re-exported here, one name per line, and loaded on first use, so that ``import stalegrad`` (and
+the CLI's ``--help``) stays fast; the ``TYPE_CHECKING`` block tells type checkers what each name is. The
+subpackages (``stalegrad.theory``, ``sim``, ``train``, ``runtime``, ``experiments``) load on first use too.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # what the lazy loader below returns, for mypy and IDEs
+    from . import experiments, runtime, sim, theory, train
+    from .analysis import Estimate, Transient, steady_state, transient
+    from .artefacts import read_trace, write_trace
+    from .distributions import ComputeModel, deterministic, empirical, scaled, shifted_exponential
+    from .errors import SpecError, StalegradError
+    from .runtime.run import run as run
+    from .sim import simulate, simulate_summary
+    from .spec import PROTOCOLS, System
+    from .theory import (
+        Prediction,
+        predict,
+        renewal_function,
+        staleness_exact,
+        staleness_exact_per_worker,
+        staleness_paper,
+        update_rate,
+    )
+    from .trace import Summary, Trace
+    from .train import Problem, ReplayResult, replay
+
 _EXPORTS = {
+    # the system and its parts
     "System": "spec",
     "PROTOCOLS": "spec",
-    "Trace": "trace",
-    "Summary": "trace",
-    "StalegradError": "errors",
-    "SpecError": "errors",
+    "ComputeModel": "distributions",
     "shifted_exponential": "distributions",
     "deterministic": "distributions",
     "empirical": "distributions",
-    "parse_model": "syntax",
+    "scaled": "distributions",
+    # errors
+    "StalegradError": "errors",
+    "SpecError": "errors",
+    # theory
     "Prediction": "theory",
     "predict": "theory",
     "update_rate": "theory",
@@ -29,23 +53,38 @@ _EXPORTS = {
     "staleness_exact": "theory",
     "staleness_exact_per_worker": "theory",
     "renewal_function": "theory",
+    # engines and their data
     "simulate": "sim",
     "simulate_summary": "sim",
+    "Trace": "trace",
+    "Summary": "trace",
+    "read_trace": "artefacts",
+    "write_trace": "artefacts",
+    # analysis
     "Estimate": "analysis",
     "Transient": "analysis",
     "steady_state": "analysis",
     "transient": "analysis",
+    # training along a timeline, and for real
+    "Problem": "train",
+    "ReplayResult": "train",
+    "replay": "train",
+    "run": "runtime",
 }
+_SUBPACKAGES = ("experiments", "runtime", "sim", "theory", "train")
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES]
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'stalegrad' has no attribute {name!r}")
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'stalegrad' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from .errors import invalid
 from .trace import Summary, Trace
 
 __all__ = ["Estimate", "Transient", "quantile", "steady_state", "transient"]
@@ -135,7 +136,7 @@ def transient(runs: Sequence[Trace | Summary], updates: int) -> Transient:
             sums = run.transient_sum[:updates]
             counts = np.full(sums.size, run.system.K)
         if sums.size < updates:
-            raise ValueError(f"a replication has {sums.size} updates, fewer than the {updates} asked for")
+            raise invalid("updates", updates, f"at most the {sums.size} updates of every replication")
         rows.append(sums / counts)
     data = np.array(rows)
     R = data.shape[0]

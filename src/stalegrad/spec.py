@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .distributions import Deterministic, validate_model
+from .distributions import ComputeModel, Deterministic, validate_model
 from .errors import invalid
 from .syntax import describe
 
@@ -81,7 +81,7 @@ class System:
         self,
         n: int,
         K: int,
-        compute: Any,
+        compute: ComputeModel | Sequence[ComputeModel],
         tc: float = 0.0,
         uplink: Any = None,
         downlink: Any = None,

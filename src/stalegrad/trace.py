@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SpecError
 from .spec import System
 
 __all__ = ["APPLIED", "COLUMNS", "DROP_REASONS", "LATE", "STALE", "Summary", "Trace"]
@@ -57,7 +58,7 @@ class Trace:
             self.columns["dropped"] = np.zeros(len(self.columns["worker"]), dtype=np.int8)
         lengths = {k: len(v) for k, v in self.columns.items()}
         if set(lengths) != set(COLUMNS) or len(set(lengths.values())) > 1:
-            raise ValueError(f"a Trace needs the columns {list(COLUMNS)} of equal length, got {lengths}")
+            raise SpecError(f"a Trace needs the columns {list(COLUMNS)} of equal length, got {lengths}")
 
     def __len__(self) -> int:
         return len(self.columns["worker"])

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.integrate
 import scipy.stats
 
+from ..errors import invalid
 from ..spec import System
 
 __all__ = ["is_exponential", "order_statistic_mean", "protocol_update_rate"]
@@ -44,7 +45,7 @@ def order_statistic_mean(models: tuple[Any, ...], K: int) -> float:
     """
     n = len(models)
     if not 1 <= K <= n:
-        raise ValueError(f"K must be between 1 and n = {n}, got {K}")
+        raise invalid("K", K, f"an integer between 1 and n = {n}")
 
     def tail(x: float) -> float:
         # dist[j] = P(exactly j of the workers so far are done by x), j < K
@@ -82,4 +83,4 @@ def protocol_update_rate(system: System) -> float | None:
             mu = means.pop()
             return 1.0 / (mu * sum(1.0 / (n - j) for j in range(K)))
         return None
-    raise ValueError(f"no update-rate rule for protocol {system.protocol!r}")
+    raise invalid("protocol", system.protocol, "a protocol with an update-rate rule")
