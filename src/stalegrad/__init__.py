@@ -73,7 +73,44 @@ _EXPORTS = {
 }
 _SUBPACKAGES = ("experiments", "runtime", "sim", "theory", "train")
 
-__all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES]
+__all__ = [
+    "PROTOCOLS",
+    "ComputeModel",
+    "Estimate",
+    "Prediction",
+    "Problem",
+    "ReplayResult",
+    "SpecError",
+    "StalegradError",
+    "Summary",
+    "System",
+    "Trace",
+    "Transient",
+    "__version__",
+    "deterministic",
+    "empirical",
+    "experiments",
+    "predict",
+    "read_trace",
+    "renewal_function",
+    "replay",
+    "run",
+    "runtime",
+    "scaled",
+    "shifted_exponential",
+    "sim",
+    "simulate",
+    "simulate_summary",
+    "staleness_exact",
+    "staleness_exact_per_worker",
+    "staleness_paper",
+    "steady_state",
+    "theory",
+    "train",
+    "transient",
+    "update_rate",
+    "write_trace",
+]
 
 
 def __getattr__(name: str) -> Any:
