@@ -87,7 +87,7 @@ def main() -> None:
         memory.append(
             {
                 "updates": updates,
-                "max_staleness": res.max_staleness,
+                "staleness_max": res.staleness_max,
                 "ring_bytes": res.ring * problem.dim * 8,
                 "peak_bytes": peak,
                 "naive_versions_bytes": (updates + 1) * problem.dim * 8,
@@ -117,7 +117,7 @@ def main() -> None:
     print("memory (peak of Python allocations during the compiled replay):")
     for m in memory:
         print(
-            f"  {m['updates']:>9d} updates: max staleness {m['max_staleness']:3d}, "
+            f"  {m['updates']:>9d} updates: max staleness {m['staleness_max']:3d}, "
             f"ring {m['ring_bytes'] / 1e3:7.1f} kB, peak {m['peak_bytes'] / 1e6:6.2f} MB "
             f"(naive keeps {m['naive_versions_bytes'] / 1e6:8.1f} MB of versions)"
         )

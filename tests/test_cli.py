@@ -28,7 +28,8 @@ def test_predict_json_has_the_papers_and_the_exact_numbers(run_cli):
     )
     assert code == 0, err
     obj = json.loads(out)
-    assert obj["update_rate"] == pytest.approx(16 / (10 * (1 + 1 / 0.6667)))
+    assert obj["update_rate_exact"] == pytest.approx(16 / (10 * (1 + 1 / 0.6667)))
+    assert obj["update_rate"] is None and obj["staleness_mean"] is None  # predict measures nothing
     assert obj["staleness_paper"] == pytest.approx(1.6 * (1 + 2.49992500375) / 2.49992500375)
     assert obj["staleness_exact"] == pytest.approx(obj["staleness_paper"] - 1 / (10 * 2.49992500375))
 
@@ -56,7 +57,7 @@ def test_simulate_json_has_estimate_and_theory_side_by_side(run_cli):
         "seconds",
         "staleness_exact",
         "staleness_paper",
-        "update_rate_theory",
+        "update_rate_exact",
         "warmup_updates",
     ):
         assert key in obj
@@ -183,7 +184,7 @@ def test_protocols_in_predict_and_simulate(run_cli):
     assert code == 0, err
     rows = json.loads(out)["rows"]
     assert [r["protocol"] for r in rows] == ["k-batch-async", "k-sync", "k-batch-sync"]
-    assert rows[1]["staleness_exact"] == 0.0 and rows[2]["update_rate"] == pytest.approx(1 / (3 / 3 + 1))
+    assert rows[1]["staleness_exact"] == 0.0 and rows[2]["update_rate_exact"] == pytest.approx(1 / (3 / 3 + 1))
     code, out, err = run_cli(
         [
             "simulate",
@@ -233,7 +234,7 @@ def test_compare_runs_every_protocol_and_plots(tmp_path, run_cli):
     assert rows[-1]["K"] == 6
     assert png.exists() and json.loads(png.with_suffix(".json").read_text())["seed"] == 2
     code, _, err = run_cli(["compare", "--n", "4:6", "--K", "2"])
-    assert code == 2 and "--n must be a single value for compare" in err
+    assert code == 2 and "--n, --K and --tc must be single values for compare" in err
 
 
 @pytest.mark.parametrize(
@@ -275,7 +276,7 @@ def test_simulate_saves_a_trace_that_train_replays(tmp_path, run_cli):
     assert code == 0, err
     row = json.loads(out2)["rows"][0]
     assert row["label"] == "trace.parquet b=4 constant" and row["updates"] == 800
-    assert row["mean_staleness"] == pytest.approx(json.loads(out)["staleness_mean"], rel=0.2)
+    assert row["staleness_mean"] == pytest.approx(json.loads(out)["staleness_mean"], rel=0.2)
     assert row["final_error"] < row["initial_error"] / 10
     code, _, err = run_cli(["simulate", "--n", "4:6", "--K", "2", "--trace-out", str(path)])
     assert code == 2 and "--trace-out saves one system's Trace" in err

@@ -99,4 +99,4 @@ def test_heterogeneous_exact_is_rate_weighted_per_worker():
     assert p.staleness_exact == pytest.approx(np.dot(inv, p.staleness_exact_per_worker) / inv.sum())
     # worker 0: (1 + m(1) + (1 + 1)(1 + 1/3)) / 2 with m(1) = 1 for Exp(mean 1)
     assert p.staleness_exact_per_worker[0] == pytest.approx((1 + 1 + 2 * (4 / 3)) / 2)
-    assert p.update_rate == pytest.approx((2 + 1 / 3) / 2)
+    assert p.update_rate_exact == pytest.approx((2 + 1 / 3) / 2)

@@ -22,6 +22,7 @@ __all__ = [
     "run_figure",
     "staleness_histogram",
     "staleness_vs_n",
+    "train_figure",
     "transient_curve",
 ]
 
@@ -195,7 +196,7 @@ def protocols_figure(points: Sequence[Any]) -> Any:
     x = np.arange(len(points))
     fig, (ax1, ax2) = figure(1, 2, figsize=(10, 4.2))
     ax1.bar(x, [p.estimate.update_rate for p in points], color="tab:blue", label="simulated")
-    ax1.plot(x, [p.prediction.update_rate for p in points], "k_", ms=28, mew=2, label="theory")
+    ax1.plot(x, [p.prediction.update_rate_exact for p in points], "k_", ms=28, mew=2, label="theory")
     for k, p in enumerate(points):
         ax1.annotate(
             f"wasted {100 * p.estimate.wasted_fraction:.0f}%\ndropped {100 * p.estimate.dropped_fraction:.0f}%",
@@ -250,6 +251,40 @@ def run_figure(result: Any, comparison: Any, simulated: np.ndarray, updates: int
         error_vs_time(errors[:, 1], errors[:, 2], label="real run", ax=right)
     right.set_xlabel(f"time ({unit})")
     right.set_title("training error")
+    return fig
+
+
+def train_figure(
+    labels: Sequence[str],
+    bands: Sequence[Any],
+    staleness: Sequence[float],
+    diverged: Sequence[bool],
+    target: float,
+    title: str | None = None,
+) -> Any:
+    """Training curves of several configurations up to a common horizon: per configuration the geometric mean of
+    the error over seeds with its 95% band (one :class:`~stalegrad.train.curves.Band` each), the target error, and
+    diverged configurations marked in the legend."""
+    fig, ax = figure(figsize=(7.5, 4.6))
+    top = 0.0
+    for label, b, tau, bad in zip(labels, bands, staleness, diverged, strict=True):
+        text = (
+            f"{label}, mean τ = {tau:.2f}"
+            + (" (diverged)" if bad else "")
+            + (f", {b.seeds} seeds" if b.seeds > 1 else "")
+        )
+        error_vs_time(
+            b.grid, b.mean, lo=b.lo if b.seeds > 1 else None, hi=b.hi if b.seeds > 1 else None, label=text, ax=ax
+        )
+        if np.isfinite(b.mean[0]):
+            top = max(top, float(b.mean[0]))
+    ax.axhline(target, color="gray", ls=":", lw=1, label=f"target {target:.3g}")
+    if top > 0:
+        ax.set_ylim(top=10 * top)
+    ax.set_xlim(0, float(bands[0].grid[-1]))
+    if title:
+        ax.set_title(title, fontsize="small")
+    ax.legend(fontsize="x-small")
     return fig
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
-from .options import emit_json, fmt, print_caveats, print_table, system_options
-from .simulate import run_options, simulate_rows
+from ..errors import SpecError
+from .options import build_systems, emit_json, fmt, print_caveats, print_table, progress_bar, system_options
+from .simulate import run_options
 
 
 @click.command("compare")
@@ -31,28 +32,22 @@ def compare_command(
     stalegrad compare --n 8 --K 4 --tc 1 --updates 50000 --seed 1 --plot compare.png
     stalegrad compare --n 8 --K 4 --protocol k-batch-async,k-async --staleness-bound 4
     """
-    from ..errors import SpecError
-    from ..experiments import plot_protocols
-    from ..streams import resolve_seed
-    from .options import parse_sweep
+    from ..experiments import compare_protocols, plot_protocols
+    from ..spec import PROTOCOLS
 
     source = click.get_current_context().get_parameter_source("protocol")
-    if source == click.core.ParameterSource.DEFAULT:
-        options["protocol"] = "k-batch-async,k-async,k-sync,k-batch-sync,sync"
-    for name in ("n", "K", "tc"):
-        if len(parse_sweep(f"--{name}", options[name], float)) != 1:
-            raise SpecError(f"--{name} must be a single value for compare (one system), got {options[name]!r}")
+    protocols = None if source == click.core.ParameterSource.DEFAULT else options["protocol"]
+    systems = build_systems(**{**options, "protocol": (protocols or "k-batch-async").split(",")[0]})
+    if len(systems) != 1:
+        raise SpecError(f"--n, --K and --tc must be single values for compare (one system), got {len(systems)} systems")
     if trace_out is not None:
         raise SpecError("--trace-out saves one system's Trace: use simulate --protocol NAME --trace-out FILE")
-    root = resolve_seed(seed)
-    rows, points = [], []
-    for proto in options["protocol"].split(","):
-        for_proto = dict(options, protocol=proto.strip())
-        if proto.strip() == "sync":
-            for_proto["K"] = options["n"]  # the sync protocol takes every worker's gradient
-        r, p, _ = simulate_rows(for_proto, updates, root, warmup, batches)
-        rows += r
-        points += p
+    names = tuple(p.strip() for p in protocols.split(",")) if protocols else tuple(PROTOCOLS)
+    with progress_bar() as report:
+        points, root = compare_protocols(
+            systems[0], updates, seed, names, warmup=warmup, batches=batches, progress=report
+        )
+    rows = [{**p.row(), "root_seed": root} for p in points]
     if plot:
         plot_protocols(points, plot, root)
     if as_json:
@@ -67,7 +62,7 @@ def compare_command(
                 str(r["n"]),
                 str(r["K"]),
                 fmt(r["update_rate"]),
-                fmt(r["update_rate_theory"]),
+                fmt(r["update_rate_exact"]),
                 fmt(r["staleness_mean"]),
                 fmt(r["staleness_exact"]),
                 str(r["staleness_p95"]),

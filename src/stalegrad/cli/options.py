@@ -43,6 +43,61 @@ def load_problem(name: str, *, dim: int = 20, samples: int = 2000, noise: float 
     raise SpecError(f"--problem must be one of {', '.join(PROBLEMS)} or module:attribute, got {name!r}")
 
 
+def check_problem_options(problem: str, **given: Any) -> None:
+    """Refuse a problem option given on the command line for a problem that does not use it (silently ignored
+    otherwise): ``--dim``, ``--samples`` and ``--noise`` belong to linreg, ``--l2`` to logreg."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    owners = {"dim": "linreg", "samples": "linreg", "noise": "linreg", "l2": "logreg"}
+    for name in given:
+        explicit = ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+        if explicit and owners.get(name) not in (None, problem):
+            raise invalid(f"--{name}", given[name], f"left out: it applies to --problem {owners[name]}, not {problem}")
+
+
+def check_output_dir(parameter: str, path: str) -> None:
+    """An output folder, checked before any work: an existing writable folder, or a new one whose parent exists
+    and is writable (no parent folders are created)."""
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise invalid(parameter, path, "a folder (this is a file)")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise invalid(parameter, path, "a folder you can write to")
+        return
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise invalid(parameter, path, f"a folder whose parent exists ({str(parent)!r} does not; create it first)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise invalid(parameter, path, f"a folder in a place you can write to (not {str(parent)!r})")
+
+
+def check_output_file(parameter: str, path: str, suffixes: tuple[str, ...]) -> None:
+    """An output file, checked before any work: a known suffix, an existing writable parent folder, and not a
+    folder itself."""
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise invalid(parameter, path, f"a file name ending in {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise invalid(parameter, path, "a file name (this is a folder)")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise invalid(parameter, path, f"a file in an existing folder ({str(parent)!r} does not exist)")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise invalid(parameter, path, "a file in a place you can write to")
+
+
+#: Image formats a ``--plot`` path may end in.
+IMAGE_SUFFIXES = (".png",)
+
+
 def parse_sweep(name: str, text: str, kind: type) -> list[Any]:
     """``"16"``, ``"10:20"`` (inclusive), ``"10:20:2"`` or ``"8,12,16"`` into a list of values."""
     word = "an integer" if kind is int else "a number"

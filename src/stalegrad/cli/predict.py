@@ -20,13 +20,14 @@ def predict_command(as_json: bool, **options: Any) -> None:
     stalegrad predict --n 10:20 --K 10 --tc 1 --json
     stalegrad predict --n 8 --K 4 --tc 1 --protocol k-batch-async,k-sync,k-batch-sync
     """
+    from ..experiments.vocabulary import shared_row
     from ..theory import predict
 
     systems = build_systems(**options)
     rows: list[dict[str, Any]] = []
     for s in systems:
         p = predict(s)
-        rows.append({"system": s.to_dict(), "protocol": s.protocol, "n": s.n, "K": s.K, "tc": s.tc, **p.to_dict()})
+        rows.append({**shared_row(s, seed=None, prediction=p), **p.to_dict(), "system": s.to_dict()})
     if as_json:
         emit_json(rows[0] if len(rows) == 1 else {"rows": rows})
         return
@@ -39,10 +40,10 @@ def predict_command(as_json: bool, **options: Any) -> None:
                 str(r["n"]),
                 str(r["K"]),
                 fmt(r["tc"], 3),
-                fmt(r["update_rate"]),
+                fmt(r["update_rate_exact"]),
                 fmt(r["staleness_paper"]),
                 fmt(r["staleness_exact"]),
-                fmt(r["gap"]),
+                fmt(r["staleness_gap"]),
                 " + ".join(r["system"]["compute"]),
             ]
             for r in rows

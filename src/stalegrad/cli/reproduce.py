@@ -84,7 +84,7 @@ def reproduce_command(targets: tuple[str, ...], out: str, seed: int, quick: bool
                     fmt(r["staleness_exact"]),
                     fmt(r["staleness_paper"]),
                     fmt(r["update_rate"]),
-                    fmt(r["update_rate_theory"]),
+                    fmt(r["update_rate_exact"]),
                 ]
                 for r in found["section4"]
             ],

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..errors import SpecError, invalid
 from .options import build_systems, emit_json, fmt, print_caveats, print_table, progress_bar, system_options
 
 
@@ -64,41 +65,22 @@ def simulate_rows(
     trace_out: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[Any], int]:
     """Simulate every system of the options' sweep; return the result rows, the points and the root seed."""
-    from ..experiments import run_point
-    from ..streams import derive_seed, resolve_seed
+    from ..experiments import simulate_points
 
     systems = build_systems(**options)
     if trace_out is not None and len(systems) != 1:
-        from ..errors import SpecError
-
         raise SpecError(f"--trace-out saves one system's Trace, but the options describe {len(systems)} systems")
     if trace_out is not None and not trace_out.endswith((".csv", ".parquet")):
-        from ..errors import invalid
-
         raise invalid("--trace-out", trace_out, "a file name ending in .csv or .parquet")
-    root = resolve_seed(seed)
-    rows: list[dict[str, Any]] = []
-    points = []
     with progress_bar() as report:
-        for k, system in enumerate(systems):
-            point_seed = root if len(systems) == 1 else derive_seed(root, k)
-            what = f"{system.protocol} n={system.n} K={system.K}"
-            cb = None if report is None else (lambda d, t, what=what: report(what, d, t))
-            point = run_point(
-                system, updates, point_seed, warmup=warmup, batches=batches, progress=cb, keep_trace=bool(trace_out)
-            )
-            if trace_out is not None and point.trace is not None:
-                from ..artefacts import write_trace
+        points, root = simulate_points(
+            systems, updates, seed, warmup=warmup, batches=batches, keep_trace=bool(trace_out), progress=report
+        )
+    if trace_out is not None and points[0].trace is not None:
+        from ..artefacts import write_trace
 
-                write_trace(point.trace, trace_out)
-            row = point.row()
-            row.update(point.estimate.to_dict())
-            row.update(seed=point_seed, root_seed=root, system=system.to_dict(), protocol=system.protocol)
-            row["caveat"] = point.prediction.caveat
-            if point.summary is not None:
-                row["staleness_histogram"] = point.summary.hist[: point.estimate.max + 1].tolist()
-            rows.append(row)
-            points.append(point)
+        write_trace(points[0].trace, trace_out)
+    rows = [{**p.row(), "root_seed": root} for p in points]
     return rows, points, root
 
 
@@ -163,7 +145,7 @@ def simulate_command(
                 str(r["staleness_p95"]),
                 str(r["staleness_max"]),
                 fmt(r["update_rate"]),
-                fmt(r["update_rate_theory"]),
+                fmt(r["update_rate_exact"]),
                 fmt(r["seconds"], 2),
             ]
             for r in rows

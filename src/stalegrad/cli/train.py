@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
+import math
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import SpecError
+from ..errors import SpecError, invalid
 from .options import (
     PROBLEM_HELP,
     build_systems,
+    check_output_dir,
+    check_problem_options,
     emit_json,
     fmt,
     load_problem,
@@ -59,6 +61,21 @@ from .options import (
     "--aggregate", type=click.Choice(["mean", "sum"]), default="mean", show_default=True, help="Gradients of an update."
 )
 @click.option("--target", type=float, default=None, help="Target error (default: 1% of the initial error).")
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Replications of every configuration (common random numbers: replication r uses the same timeline "
+    "and minibatch seeds in every configuration); medians with 95% intervals, and a band in the plot.",
+)
+@click.option(
+    "--horizon",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Compare every configuration at this wall-clock time (default: the earliest last update of all).",
+)
 @click.option("--dim", type=click.IntRange(min=1), default=20, show_default=True, help="linreg: unknowns.")
 @click.option("--samples", type=click.IntRange(min=1), default=2000, show_default=True, help="linreg: data size.")
 @click.option("--noise", type=click.FloatRange(min=0), default=0.5, show_default=True, help="linreg: noise sd.")
@@ -87,6 +104,8 @@ def train_command(
     dc: float | None,
     aggregate: str,
     target: float | None,
+    seeds: int,
+    horizon: float | None,
     dim: int,
     samples: int,
     noise: float,
@@ -103,111 +122,80 @@ def train_command(
     \b
     stalegrad train --problem linreg --n 10 --K 10 --b 1 --compute "expon(scale=2)" --out results/train
     stalegrad train --n 10 --K 1,10 --b 1 --policy constant,staleness-aware --updates 5000 --out DIR
+    stalegrad train --n 8 --K 1,4 --step 0.02,0.05 --seeds 5 --out DIR
     """
-    from ..distributions import scaled
-    from ..sim import simulate
-    from ..streams import derive_seed, resolve_seed
-    from ..train import delay_compensation, get_policy, replay
+    updates_given = click.get_current_context().get_parameter_source("updates") != click.core.ParameterSource.DEFAULT
+    from ..experiments import configurations, train_sweep, write_train
+    from ..train import delay_compensation, get_policy
 
     bs = parse_sweep("--b", b, int)
     if min(bs) < 1:
-        raise SpecError(f"--b must be integers >= 1, got {b!r}")
+        raise invalid("--b", b, "integers >= 1 (a value or a list)")
     policies = [p.strip() for p in policy.split(",")]
     for p in policies:
         get_policy(p)
+    if target is not None and not (math.isfinite(target) and target > 0):
+        raise invalid("--target", target, "a finite error > 0")
+    if horizon is not None and not (math.isfinite(horizon) and horizon > 0):
+        raise invalid("--horizon", horizon, "a finite number of seconds > 0")
+    check_problem_options(problem, dim=dim, samples=samples, noise=noise, l2=l2)
+    if out is not None:
+        check_output_dir("--out", out)
     if traces:
         from ..artefacts import read_trace
 
         if n is not None or K is not None:
             raise SpecError("--trace replays saved traces: leave out --n and --K (the traces record their systems)")
         sources: list[Any] = [(Path(p).name, read_trace(p)) for p in traces]
+        for name, trace in sources:
+            if updates_given and updates > trace.updates:
+                raise invalid("--updates", updates, f"at most the {trace.updates} updates of the trace {name}")
     else:
         sources = build_systems(n, K, tc, uplink, downlink, compute, **protocol_options)
     prob = load_problem(problem, dim=dim, samples=samples, noise=noise, l2=l2)
     correction = None if dc is None else delay_compensation(dc)
-    root = resolve_seed(seed)
-    configs = list(itertools.product(sources, bs, policies))
-    results = []
-    with progress_bar() as report:
-        for k, (source, b_, pol) in enumerate(configs):
-            extra = "" if dc is None else f" dc={dc:g}"
-            if traces:
-                name, trace = source
-                system = trace.system
-                label = f"{name} b={b_} {pol}{extra}"
-            else:
-                base = source
-                system = base.replace(compute=[scaled(m, b_) for m in base.compute]) if scale_compute else base
-                label = f"n={system.n} K={system.K} b={b_} tc={system.tc:g} {pol}{extra}"
-                if system.protocol != "k-batch-async" or len({s.protocol for s in sources}) > 1:
-                    label = f"{system.protocol} {label}"
-                trace = simulate(system, updates, seed=derive_seed(root, k, 0))
-            cb = None if report is None else (lambda d, t, what=label: report(what, d, t))
-            res = replay(
-                trace, prob, b=b_, step=step, policy=pol, correction=correction, aggregate=aggregate,
-                seed=derive_seed(root, k, 1), progress=cb,
-            )  # fmt: skip
-            results.append((label, system, res))
-    goal = target if target is not None else 0.01 * float(results[0][2].errors[0])
-    rows = []
-    for label, _, res in results:
-        rows.append(
-            {
-                "label": label,
-                **res.to_dict(),
-                "time_to_target": res.time_to(goal),
-                "target": goal,
-                "root_seed": root,
-            }
-        )
-    if out:
-        _write(Path(out), results, rows, root, goal)
-    if as_json:
-        emit_json({"target": goal, "seed": root, "rows": rows})
-        return
-    print_table(
-        f"stalegrad train ({prob!r}, step {step:g}, seed {root}; target error {goal:.4g})",
-        ["label", "E[tau]", "max tau", "updates", "time", "time to target", "final error"],
-        [
-            [
-                r["label"],
-                fmt(r["mean_staleness"], 2),
-                str(r["max_staleness"]),
-                str(r["updates"]),
-                fmt(r["time"], 1),
-                fmt(r["time_to_target"], 1) if r["time_to_target"] is not None else "not reached",
-                f"{r['final_error']:.4g}",
-            ]
-            for r in rows
-        ],
+    configs = configurations(
+        sources, bs, policies, scale_compute=scale_compute, suffix="" if dc is None else f" dc={dc:g}"
     )
+    with progress_bar() as report:
+        sweep = train_sweep(
+            configs, prob, updates=updates, step=step, correction=correction, aggregate=aggregate, seeds=seeds,
+            seed=seed, target=target, horizon=horizon, progress=report,
+        )  # fmt: skip
+    rows = sweep.rows()
     if out:
-        click.echo(f"files written to {out}/ (train.csv, train.png with train.json beside)")
+        write_train(sweep, out, f"{prob!r}, step {step:g}, seed {sweep.seed}")
+    diverged = [r["label"] for r in rows if r["diverged"]]
+    if as_json:
+        emit_json({"target": sweep.target, "horizon": sweep.horizon, "seed": sweep.seed, "rows": rows})
+    else:
+        interval = "median over seeds [95% CI]" if seeds > 1 else "one seed"
+        print_table(
+            f"stalegrad train ({prob!r}, step {step:g}, seed {sweep.seed}; target error {sweep.target:.4g}, "
+            f"horizon {sweep.horizon:.4g} s; {interval})",
+            ["label", "E[tau]", "max tau", "updates", "time to target", "error at horizon"],
+            [
+                [
+                    r["label"],
+                    fmt(r["staleness_mean"], 2),
+                    str(r["staleness_max"]),
+                    str(r["updates"]),
+                    _with_interval(r["time_to_target"], r["time_to_target_ci95"], seeds, "not reached", 1),
+                    "diverged" if r["diverged"] else _with_interval(r["final_error"], r["final_error_ci95"], seeds),
+                ]
+                for r in rows
+            ],
+        )
+        if out:
+            click.echo(f"files written to {out}/ (train.csv, train.png with train.json beside)")
+    for label in diverged:
+        click.echo(f"warning: {label} diverged (error not finite or above 1e6 x its initial error)", err=True)
 
 
-def _write(out: Path, results: list[Any], rows: list[dict[str, Any]], root: int, goal: float) -> None:
-    import matplotlib
+def _with_interval(value: float | None, ci: list[float | None], seeds: int, missing: str = "-", digits: int = 4) -> str:
+    def one(x: float | None) -> str:
+        return missing if x is None else (f"{x:.{digits}f}" if digits < 4 else f"{x:.4g}")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..artefacts import metadata, write_csv, write_figure
-    from ..plots import error_vs_time
-
-    meta = metadata(root, {label: system for label, system, _ in results}, target_error=goal, rows=rows)
-    table = [
-        [label, int(u), float(t), float(e)]
-        for label, _, res in results
-        for u, t, e in zip(res.updates, res.times, res.errors, strict=True)
-    ]
-    write_csv(out / "train.csv", ["label", "update", "time", "error"], table, meta)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, _, res in results:
-        diverged = not res.final_error <= res.errors[0]  # NaN too
-        text = f"{label}, mean τ = {res.mean_staleness:.2f}" + (" (diverged)" if diverged else "")
-        error_vs_time(res.times, res.errors, label=text, ax=ax)
-    ax.axhline(goal, color="gray", ls=":", lw=1, label=f"target {goal:.3g}")
-    ax.set_ylim(top=10 * max(float(res.errors[0]) for _, _, res in results))
-    ax.legend(fontsize="small")
-    write_figure(fig, out / "train.png", meta)
-    plt.close(fig)
+    if seeds == 1:
+        return one(value)
+    return f"{one(value)} [{one(ci[0])}, {one(ci[1])}]"

@@ -11,18 +11,24 @@ from __future__ import annotations
 from .figures import plot_points, plot_protocols, plot_run
 from .measured import Comparison, compare, measured_system, simulate_measured
 from .paper import Fig3, fig1, fig2, fig3, section4
-from .points import Point, run_point
+from .points import Point, compare_protocols, for_protocol, run_point, simulate_points
 from .reproduce import TARGETS, reproduce
+from .training import TrainConfig, TrainSweep, configurations, train_sweep, write_train
 
 __all__ = [
     "TARGETS",
     "Comparison",
     "Fig3",
     "Point",
+    "TrainConfig",
+    "TrainSweep",
     "compare",
+    "compare_protocols",
+    "configurations",
     "fig1",
     "fig2",
     "fig3",
+    "for_protocol",
     "measured_system",
     "plot_points",
     "plot_protocols",
@@ -31,4 +37,7 @@ __all__ = [
     "run_point",
     "section4",
     "simulate_measured",
+    "simulate_points",
+    "train_sweep",
+    "write_train",
 ]

@@ -85,7 +85,7 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
         rel_diff=(est.mean - pred.staleness_exact) / pred.staleness_exact,
         z=(est.mean - pred.staleness_exact) / se if ok else math.nan,
         update_rate=est.update_rate,
-        update_rate_predicted=pred.update_rate,
+        update_rate_predicted=pred.update_rate_exact,
         uplink=float(system.uplink),
         downlink=float(system.downlink),
         uplink_extra=up_extra,

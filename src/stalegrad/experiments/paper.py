@@ -171,8 +171,8 @@ def fig3(updates: int = 1000, seeds: int = 5, seed: int = 1, progress: Report | 
                 "late_error_case2": l2,
                 "late_error_ratio": l2 / l1,
                 "fraction_below": float(np.mean(e1[1:] < e2[1:])),
-                "staleness_case1": one.mean_staleness,
-                "staleness_case2": two.mean_staleness,
+                "staleness_case1": one.staleness_mean,
+                "staleness_case2": two.staleness_mean,
                 "ordering_holds": t1 is not None and (t2 is None or t1 < t2) and l1 < l2,
             }
         )

@@ -9,11 +9,13 @@ from typing import Any
 
 from ..analysis import Estimate, steady_state
 from ..sim import simulate, simulate_summary
-from ..spec import System
+from ..spec import ASYNC_PROTOCOLS, PROTOCOLS, System
+from ..streams import derive_seed, resolve_seed
 from ..theory import Prediction, predict
 from ..trace import Summary, Trace
+from .vocabulary import shared_row
 
-__all__ = ["Point", "Report", "report_for", "run_point"]
+__all__ = ["Point", "Report", "compare_protocols", "for_protocol", "report_for", "run_point", "simulate_points"]
 
 #: Progress callback: (what, done, total).
 Report = Callable[[str, int, int], None]
@@ -33,27 +35,23 @@ class Point:
     trace: Trace | None = None  # kept only when asked for
 
     def row(self) -> dict[str, Any]:
+        """The shared vocabulary (:mod:`.vocabulary`) and everything else this point knows, in one flat dict."""
         e, p = self.estimate, self.prediction
-        return {
-            "label": self.label,
-            "n": self.system.n,
-            "K": self.system.K,
-            "tc": self.system.tc,
-            "seed": self.seed,
-            "staleness_mean": e.mean,
-            "staleness_ci95": e.ci95,
-            "staleness_paper": p.staleness_paper,
-            "staleness_exact": p.staleness_exact,
-            "exact_in_ci": e.covers(p.staleness_exact),
-            "paper_in_ci": e.covers(p.staleness_paper),
-            "update_rate": e.update_rate,
-            "update_rate_theory": p.update_rate,
-            "staleness_p95": e.p95,
-            "warmup_updates": e.warmup,
-            "updates": e.updates,
-            "gradients": e.updates * self.system.K,
-            "seconds": self.seconds,
-        }
+        row = {"label": self.label, **shared_row(self.system, seed=self.seed, estimate=e, prediction=p)}
+        row.update(e.to_dict())
+        row.update(
+            staleness_exact_per_worker=list(p.staleness_exact_per_worker),
+            staleness_gap=p.staleness_gap,
+            exact_in_ci=e.covers(p.staleness_exact),
+            paper_in_ci=e.covers(p.staleness_paper),
+            gradients=e.updates * self.system.K,
+            seconds=self.seconds,
+            caveat=p.caveat,
+            system=self.system.to_dict(),
+        )
+        if self.summary is not None:
+            row["staleness_histogram"] = self.summary.hist[: e.max + 1].tolist()
+        return row
 
 
 def run_point(
@@ -86,3 +84,55 @@ def report_for(progress: Report | None, what: str) -> Callable[[int, int], None]
     if progress is None:
         return None
     return lambda done, total: progress(what, done, total)
+
+
+def simulate_points(
+    systems: list[System],
+    updates: int,
+    seed: int | None,
+    *,
+    warmup: int | None = None,
+    batches: int = 32,
+    keep_trace: bool = False,
+    progress: Report | None = None,
+) -> tuple[list[Point], int]:
+    """Simulate every system of a sweep beside its theory; return the points and the root seed used.
+
+    One system runs on ``seed`` itself; the systems of a sweep on seeds derived from it by position.
+    """
+    root = resolve_seed(seed)
+    points = []
+    for k, system in enumerate(systems):
+        point_seed = root if len(systems) == 1 else derive_seed(root, k)
+        what = f"{system.protocol} n={system.n} K={system.K}"
+        points.append(
+            run_point(
+                system, updates, point_seed, warmup=warmup, batches=batches, progress=report_for(progress, what),
+                keep_trace=keep_trace,
+            )
+        )  # fmt: skip
+    return points, root
+
+
+def for_protocol(system: System, protocol: str) -> System:
+    """``system`` run under ``protocol``: ``sync`` takes every worker's gradient (K = n), and a staleness bound
+    applies to the asynchronous protocols only."""
+    return system.replace(
+        protocol=protocol,
+        K=system.n if protocol == "sync" else system.K,
+        staleness_bound=system.staleness_bound if protocol in ASYNC_PROTOCOLS else None,
+    )
+
+
+def compare_protocols(
+    system: System,
+    updates: int,
+    seed: int | None,
+    protocols: tuple[str, ...] = tuple(PROTOCOLS),
+    **options: Any,
+) -> tuple[list[Point], int]:
+    """The same system under each protocol (:func:`for_protocol`), each simulated with the same seed (common
+    random numbers: the same compute times and delays); ``options`` as :func:`run_point`'s."""
+    root = resolve_seed(seed)
+    points = [simulate_points([for_protocol(system, p)], updates, root, **options)[0][0] for p in protocols]
+    return points, root

@@ -40,6 +40,7 @@ SIZES = {
 
 _POINT_COLUMNS = [
     "label",
+    "protocol",
     "n",
     "K",
     "tc",
@@ -51,8 +52,9 @@ _POINT_COLUMNS = [
     "exact_in_ci",
     "paper_in_ci",
     "update_rate",
-    "update_rate_theory",
+    "update_rate_exact",
     "staleness_p95",
+    "staleness_max",
     "warmup_updates",
     "updates",
     "gradients",

@@ -109,20 +109,20 @@ def staleness_exact(system: System) -> float:
 class Prediction:
     """Every closed-form number for one system."""
 
-    update_rate: float
+    update_rate_exact: float
     staleness_paper: float
     staleness_exact: float
     staleness_exact_per_worker: tuple[float, ...]
-    gap: float  # staleness_paper - staleness_exact
+    staleness_gap: float  # staleness_paper - staleness_exact
     caveat: str | None = None  # why the exact limit may not hold for this system
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "update_rate": self.update_rate,
+            "update_rate_exact": self.update_rate_exact,
             "staleness_paper": self.staleness_paper,
             "staleness_exact": self.staleness_exact,
             "staleness_exact_per_worker": list(self.staleness_exact_per_worker),
-            "gap": self.gap,
+            "staleness_gap": self.staleness_gap,
             "caveat": self.caveat,
         }
 

@@ -41,6 +41,9 @@ __all__ = ["ENGINES", "ReplayResult", "replay"]
 
 ENGINES = ("auto", "numba", "python")
 
+#: A run has diverged when its error is not finite or grows past this factor of its initial error.
+DIVERGED = 1e6
+
 #: rows read from the trace at a time (fewer when ``b`` is large: at most about 2**20 minibatch indices)
 BLOCK = 1 << 14
 
@@ -57,14 +60,22 @@ class ReplayResult:
     w: np.ndarray  # the final parameter
     gradients: int  # gradients applied
     dropped: int  # rows with update == -1, skipped
-    max_staleness: int
-    mean_staleness: float
+    staleness_max: int
+    staleness_mean: float
     ring: int  # versions kept in memory (max staleness + 1)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final_error(self) -> float:
         return float(self.errors[-1])
+
+    @property
+    def diverged_at(self) -> int | None:
+        """The first recorded update whose error is not finite or above :data:`DIVERGED` times the initial one
+        (``None``: the run did not diverge)."""
+        bad = ~np.isfinite(self.errors) | (self.errors > DIVERGED * self.errors[0])
+        hit = np.flatnonzero(bad)
+        return int(self.updates[hit[0]]) if hit.size else None
 
     def time_to(self, target: float) -> float | None:
         """The first recorded time at which the error is ``<= target`` (``None`` if it never is)."""
@@ -84,8 +95,10 @@ class ReplayResult:
             "time": float(self.times[-1]),
             "gradients": self.gradients,
             "dropped": self.dropped,
-            "max_staleness": self.max_staleness,
-            "mean_staleness": self.mean_staleness,
+            "staleness_max": self.staleness_max,
+            "staleness_mean": self.staleness_mean,
+            "diverged": self.diverged_at is not None,
+            "diverged_at_update": self.diverged_at,
             "ring": self.ring,
             **self.meta,
         }
@@ -257,8 +270,8 @@ def replay(
         w=ring[U % S].copy() if U else w0,
         gradients=applied,
         dropped=dropped,
-        max_staleness=max_tau,
-        mean_staleness=tau_sum / applied if applied else 0.0,
+        staleness_max=max_tau,
+        staleness_mean=tau_sum / applied if applied else 0.0,
         ring=S,
         meta=meta,
     )
