@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -67,13 +68,16 @@ def big_quadratic():
     return _big_quadratic
 
 
-def _cli(args):
-    """Run ``main`` in a fresh interpreter, as the console script does; return (exit code, stdout, stderr)."""
+def _cli(args, env=None):
+    """Run ``main`` in a fresh interpreter, as the console script does, its output to a pipe (no ``COLUMNS``, which
+    pytest sets); return (exit code, stdout, stderr)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     proc = subprocess.run(
         [sys.executable, "-c", "from stalegrad.cli import main; main()", *args],
         capture_output=True,
         text=True,
         check=False,
+        env={**base, **(env or {})},
     )
     return proc.returncode, proc.stdout, proc.stderr
 

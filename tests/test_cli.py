@@ -98,7 +98,7 @@ def test_heterogeneous_workers_with_counts(run_cli):
     [
         (["predict", "--n", "0", "--K", "1"], "n must be an integer >= 1, got 0"),
         (["predict", "--n", "4", "--K", "x"], "--K must be an integer"),
-        (["predict", "--n", "4", "--K", "2", "--compute", "foo(a=1)"], "compute model name must be"),
+        (["predict", "--n", "4", "--K", "2", "--compute", "foo(a=1)"], "--compute model name must be"),
         (["predict", "--n", "4", "--K", "2", "--compute", "3*expon()"], "--compute counts must add up to --n = 4"),
         (["predict", "--n", "4", "--K", "2", "--tc", "-1"], "--tc must be a finite number"),
         (["simulate", "--n", "4", "--K", "2", "--updates", "0"], "'--updates'"),
@@ -243,7 +243,7 @@ def test_compare_runs_every_protocol_and_plots(tmp_path, run_cli):
         (["predict", "--n", "4", "--K", "2", "--protocol", "k-fast"], "--protocol must be one of"),
         (["predict", "--n", "4", "--K", "5", "--protocol", "k-sync"], "K must be at most n = 4 for k-sync"),
         (["simulate", "--n", "4", "--K", "2", "--downlink", "3*expon()"], "--downlink must be one delay model"),
-        (["simulate", "--n", "4", "--K", "2", "--uplink", "nosuch()"], "compute model name must be"),
+        (["simulate", "--n", "4", "--K", "2", "--uplink", "nosuch()"], "--uplink model name must be"),
     ],
 )
 def test_protocol_mistakes(args, message, run_cli):
@@ -280,3 +280,13 @@ def test_simulate_saves_a_trace_that_train_replays(tmp_path, run_cli):
     assert row["final_error"] < row["initial_error"] / 10
     code, _, err = run_cli(["simulate", "--n", "4:6", "--K", "2", "--trace-out", str(path)])
     assert code == 2 and "--trace-out saves one system's Trace" in err
+
+
+def test_tables_fit_the_terminal_and_never_cut_a_cell(run_cli):
+    args = ["compare", "--n", "8", "--K", "4", "--updates", "200", "--seed", "1"]
+    code, out, err = run_cli(args, env={"COLUMNS": "70"})
+    assert code == 0, err
+    table = [line for line in out.splitlines() if not line.startswith("note:")]
+    assert "…" not in out and max(len(line.rstrip()) for line in table) <= 70
+    code, wide, _ = run_cli(args)  # a pipe: each row on one line, whole
+    assert "k-batch-async" in wide and "k-batch-sync" in wide and "…" not in wide

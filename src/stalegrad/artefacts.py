@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import invalid
+
 __all__ = [
     "clean_json",
     "dumps",
@@ -66,12 +68,20 @@ def dumps(obj: Any) -> str:
 
 
 def write_text(path: str | Path, text: str | bytes) -> Path:
-    """Write atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write atomically: a temporary file in the same folder, fsync, then rename over ``path``.
+
+    The file gets the permissions of any new file (``0666`` less the user's umask). The folder is created if
+    its parent exists; missing parent folders are an error, never created silently.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        if not path.parent.parent.is_dir():
+            raise invalid("output folder", str(path.parent), "a folder whose parent exists (create it first)")
+        path.parent.mkdir(exist_ok=True)
     data = text.encode() if isinstance(text, str) else text
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -81,6 +91,13 @@ def write_text(path: str | Path, text: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

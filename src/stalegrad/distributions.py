@@ -119,23 +119,44 @@ class Empirical:
             raise SpecError(f"empirical times{where} must have a mean > 0, got {arr.mean()!r}")
         self.values = np.sort(arr)
         self.path = path
+        self.column: int | str | None = None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Empirical:
-        """Read one time per line (or the first column of a CSV); lines that are not numbers are skipped."""
+    def from_file(cls, path: str | Path, column: int | str | None = None) -> Empirical:
+        """Read measured times: one per line, or one column of a CSV (``column``: its 0-based index or its header
+        name; required when the file has several columns). Comment lines (``#``) and a header are skipped."""
+        import csv
+
         p = Path(path)
         if not p.is_file():
             raise invalid("empirical path", str(path), "an existing file of measured times")
+        rows = [r for r in csv.reader(p.read_text().splitlines()) if r and not r[0].lstrip().startswith("#")]
+        width = max((len(r) for r in rows), default=0)
+        index = column
+        if column is None:
+            if width > 1:
+                raise SpecError(
+                    f"empirical path {str(path)!r} has {width} columns: say which holds the times with column= "
+                    "(a 0-based index or a header name)"
+                )
+            index = 0
+        elif isinstance(column, str) and not column.isdigit():
+            header = [h.strip() for h in rows[0]] if rows else []
+            if column not in header:
+                raise invalid("empirical column", column, f"one of the header names of {path}: {header}")
+            index = header.index(column)
+        index = int(index)  # type: ignore[arg-type]
+        if not 0 <= index < max(width, 1):
+            raise invalid("empirical column", column, f"from 0 to {width - 1} for {path}")
         values = []
-        for line in p.read_text().splitlines():
-            field = line.split(",")[0].strip()
-            if not field or field.startswith("#"):
-                continue
+        for r in rows:
             try:
-                values.append(float(field))
-            except ValueError:
+                values.append(float(r[index]))
+            except (ValueError, IndexError):
                 continue
-        return cls(values, path=str(path))
+        model = cls(values, path=str(path))
+        model.column = column
+        return model
 
     def rvs(self, size: int | tuple[int, ...] = 1, random_state: Any = None) -> np.ndarray:
         rng = np.random.default_rng(random_state)
@@ -162,7 +183,8 @@ class Empirical:
 
     def __repr__(self) -> str:
         if self.path:
-            return f"empirical(path={self.path!r})"
+            column = "" if self.column is None else f", column={self.column!r}"
+            return f"empirical(path={self.path!r}{column})"
         return f"empirical(values={self.values.tolist()!r})"
 
 
@@ -171,12 +193,12 @@ def deterministic(value: float) -> Deterministic:
     return Deterministic(value)
 
 
-def empirical(path: str | None = None, values: Any = None) -> Empirical:
-    """Measured times, from a file (``path``) or an array (``values``)."""
+def empirical(path: str | None = None, values: Any = None, column: int | str | None = None) -> Empirical:
+    """Measured times, from a file (``path``, and the ``column`` of a CSV with several) or an array (``values``)."""
     if (path is None) == (values is None):
         raise SpecError("empirical needs exactly one of path= or values=")
     if path is not None:
-        return Empirical.from_file(path)
+        return Empirical.from_file(path, column)
     return Empirical(values)
 
 

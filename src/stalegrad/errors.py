@@ -13,4 +13,7 @@ class SpecError(StalegradError, ValueError):
 
 def invalid(parameter: str, value: object, allowed: str) -> SpecError:
     """Build the one-line message used for every bad input: ``K must be an integer >= 1, got 0``."""
+    item = getattr(value, "item", None)  # a numpy scalar reads as the number it is: 0.0, not np.float64(0.0)
+    if callable(item) and getattr(value, "shape", None) == ():
+        value = item()
     return SpecError(f"{parameter} must be {allowed}, got {value!r}")

@@ -16,7 +16,10 @@ from .distributions import ComputeModel, Deterministic, validate_model
 from .errors import invalid
 from .syntax import describe
 
-__all__ = ["ASYNC_PROTOCOLS", "PROTOCOLS", "System"]
+__all__ = ["ASYNC_PROTOCOLS", "MAX_WORKERS", "PROTOCOLS", "System"]
+
+#: The most workers a System may have (a simulated cluster of a million workers runs; a billion does not fit).
+MAX_WORKERS = 1_000_000
 
 #: Protocols, with what they do (Dutta et al. 2018, "Slow and stale gradients can win the race").
 PROTOCOLS = {
@@ -89,6 +92,8 @@ class System:
         staleness_bound: int | None = None,
     ) -> None:
         n = _int_param("n", n, 1)
+        if n > MAX_WORKERS:
+            raise invalid("n", n, f"an integer from 1 to {MAX_WORKERS:,} workers")
         K = _int_param("K", K, 1)
         if isinstance(tc, bool) or not isinstance(tc, numbers.Real) or not (math.isfinite(tc) and tc >= 0):
             raise invalid("tc", tc, "a finite number of seconds >= 0")

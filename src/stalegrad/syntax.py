@@ -10,9 +10,11 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import scipy.stats
 
 from .distributions import Scaled, deterministic, empirical, shifted_exponential
@@ -36,28 +38,31 @@ _ARITH = {
 }
 
 
-def _constant(node: ast.AST, text: str) -> Any:
+_SHAPE = "a model like 'expon(loc=1, scale=1.5)' or '3*deterministic(value=2)'"
+
+
+def _constant(node: ast.AST, text: str, parameter: str) -> Any:
     """Evaluate a literal: a number, a string, or arithmetic on numbers (``2/3``)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str)):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _constant(node.operand, text)
+        value = _constant(node.operand, text, parameter)
         if isinstance(value, (int, float)):
             return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
-        left, right = _constant(node.left, text), _constant(node.right, text)
+        left, right = _constant(node.left, text, parameter), _constant(node.right, text, parameter)
         if isinstance(left, (int, float)) and isinstance(right, (int, float)):
             try:
                 return _ARITH[type(node.op)](left, right)
-            except ZeroDivisionError:
+            except (ZeroDivisionError, OverflowError):
                 pass
     if isinstance(node, ast.Name):  # bare words as strings: empirical(path=times.csv) is not valid Python
         return node.id
-    raise SpecError(f"compute model {text!r}: arguments must be numbers or strings, got {ast.unparse(node)!r}")
+    raise SpecError(f"{parameter} model {text!r}: arguments must be numbers or strings, got {ast.unparse(node)!r}")
 
 
-def parse_model(text: str) -> tuple[int, Any]:
-    """Parse ``"[COUNT*]NAME(ARG=VALUE, ...)"`` into ``(count, frozen distribution)``.
+def parse_model(text: str, parameter: str = "compute") -> tuple[int, Any]:
+    """Parse ``"[COUNT*]NAME(ARG=VALUE, ...)"`` into ``(count, frozen distribution)``; errors name ``parameter``.
 
     ``NAME`` is ``shifted_exponential``, ``deterministic``, ``empirical`` or any scipy.stats distribution.
 
@@ -73,7 +78,7 @@ def parse_model(text: str) -> tuple[int, Any]:
     if star != -1 and (paren == -1 or star < paren):
         head, text = text[:star].strip(), text[star + 1 :].strip()
         if not head.isdigit() or int(head) < 1:
-            raise invalid("compute count", head, f"an integer >= 1 before '*' (in {original!r})")
+            raise invalid(f"{parameter} count", head, f"an integer >= 1 before '*' (in {original!r})")
         count = int(head)
     if "(" not in text:  # a bare name: expon
         text = text + "()"
@@ -81,68 +86,83 @@ def parse_model(text: str) -> tuple[int, Any]:
     tree: ast.AST
     try:
         tree = ast.parse(text, mode="eval").body
-    except SyntaxError:
-        tree = _parse_with_quoted_strings(text, original)
+    except (SyntaxError, ValueError):
+        tree = _parse_with_quoted_strings(text, original, parameter)
     if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
-        raise invalid("compute", original, "a model like 'expon(loc=1, scale=1.5)' or '3*deterministic(value=2)'")
+        raise invalid(parameter, original, _SHAPE)
     name = tree.func.id
-    args = [_constant(a, original) for a in tree.args]
-    kwargs = {k.arg: _constant(k.value, original) for k in tree.keywords if k.arg is not None}
-    return count, make_model(name, args, kwargs, original)
+    args = [_constant(a, original, parameter) for a in tree.args]
+    kwargs = {k.arg: _constant(k.value, original, parameter) for k in tree.keywords if k.arg is not None}
+    return count, make_model(name, args, kwargs, original, parameter)
 
 
-def _parse_with_quoted_strings(text: str, original: str) -> ast.AST:
+def _parse_with_quoted_strings(text: str, original: str, parameter: str) -> ast.AST:
     """Retry parsing with every ``key=value`` value that is not a number put in quotes."""
     head, _, rest = text.partition("(")
     if not rest.endswith(")"):
-        raise invalid("compute", original, "a model like 'expon(loc=1, scale=1.5)' or '3*deterministic(value=2)'")
+        raise invalid(parameter, original, _SHAPE)
     body = rest[:-1]
     parts = []
     for item in body.split(","):
         key, eq, value = item.partition("=")
         value = value.strip()
-        if eq and value and value[0] not in "'\"" and not _is_number_expr(value):
+        if eq and value and value[0] not in "'\"" and not _is_number_expr(value, parameter):
             value = repr(value)
         parts.append(f"{key.strip()}={value}" if eq else item.strip())
     try:
         return ast.parse(f"{head}({', '.join(parts)})", mode="eval").body
-    except SyntaxError:
-        raise invalid(
-            "compute", original, "a model like 'expon(loc=1, scale=1.5)' or '3*deterministic(value=2)'"
-        ) from None
+    except (SyntaxError, ValueError):
+        raise invalid(parameter, original, _SHAPE) from None
 
 
-def _is_number_expr(value: str) -> bool:
+def _is_number_expr(value: str, parameter: str) -> bool:
     try:
         node = ast.parse(value, mode="eval").body
-        return isinstance(_constant(node, value), (int, float))
-    except (SyntaxError, SpecError):
+        return isinstance(_constant(node, value, parameter), (int, float))
+    except (SyntaxError, ValueError, SpecError):
         return False
 
 
-def make_model(name: str, args: list[Any], kwargs: dict[str, Any], text: str | None = None) -> Any:
+#: Arguments of this package's own models that are text, not numbers.
+_TEXT_ARGS = {"path", "column"}
+
+
+def make_model(
+    name: str, args: list[Any], kwargs: dict[str, Any], text: str | None = None, parameter: str = "compute"
+) -> Any:
     """Build a frozen distribution from a name and its arguments, with a clear error if that is impossible."""
     text = text or name
+    for key, value in [*((f"argument {k + 1}", v) for k, v in enumerate(args)), *kwargs.items()]:
+        if key in _TEXT_ARGS and name in _OWN:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(f"{parameter} model {text!r}: {key} must be a finite number, got {value!r}")
     if name in _OWN:
         try:
             model = _OWN[name](*args, **kwargs)
         except TypeError as exc:
-            raise SpecError(f"compute model {text!r}: {exc}") from None
+            raise SpecError(f"{parameter} model {text!r}: {exc}") from None
+        except SpecError as exc:
+            raise SpecError(f"{parameter} model {text!r}: {exc}") from None
     else:
         gen = getattr(scipy.stats, name, None)
         if not isinstance(gen, (scipy.stats.rv_continuous, scipy.stats.rv_discrete)):
             raise invalid(
-                "compute model name",
+                f"{parameter} model name",
                 name,
                 "shifted_exponential, deterministic, empirical or a scipy.stats distribution (expon, gamma, ...)",
             )
         try:
-            model = gen(*args, **kwargs)
-            mean = float(model.mean())
-        except (TypeError, ValueError) as exc:
-            raise SpecError(f"compute model {text!r}: {exc}") from None
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = gen(*args, **kwargs)
+                mean = float(model.mean())
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SpecError(f"{parameter} model {text!r}: {exc}") from None
         if not math.isfinite(mean):
-            raise SpecError(f"compute model {text!r}: parameters are invalid or the mean is not finite (mean={mean})")
+            raise SpecError(
+                f"{parameter} model {text!r}: the parameters are outside the law's domain or its mean is not finite"
+            )
     return model
 
 

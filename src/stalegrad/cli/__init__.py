@@ -39,8 +39,12 @@ cli.add_command(run_command)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every expected failure into one line and an exit status."""
+    import warnings
+
     from ..errors import SpecError, StalegradError
 
+    # numerical warnings of numpy and scipy are not the user's business: results carry their own caveats
+    warnings.simplefilter("ignore", RuntimeWarning)
     try:
         code = cli.main(args=argv, prog_name="stalegrad", standalone_mode=False)
     except click.exceptions.Exit as exc:

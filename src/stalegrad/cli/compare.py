@@ -7,8 +7,18 @@ from typing import Any
 import click
 
 from ..errors import SpecError
-from .options import build_systems, emit_json, fmt, print_caveats, print_table, progress_bar, system_options
-from .simulate import run_options
+from .options import (
+    IMAGE_SUFFIXES,
+    build_systems,
+    check_output_file,
+    emit_json,
+    fmt,
+    print_caveats,
+    print_table,
+    progress_bar,
+    system_options,
+)
+from .simulate import check_run_options, run_options
 
 
 @click.command("compare")
@@ -18,7 +28,8 @@ def compare_command(
     updates: int,
     seed: int | None,
     warmup: int | None,
-    batches: int,
+    batches: int | None,
+    yes: bool,
     plot: str | None,
     trace_out: str | None,
     as_json: bool,
@@ -32,7 +43,7 @@ def compare_command(
     stalegrad compare --n 8 --K 4 --tc 1 --updates 50000 --seed 1 --plot compare.png
     stalegrad compare --n 8 --K 4 --protocol k-batch-async,k-async --staleness-bound 4
     """
-    from ..experiments import compare_protocols, plot_protocols
+    from ..experiments import compare_protocols, for_protocol, plot_protocols
     from ..spec import PROTOCOLS
 
     source = click.get_current_context().get_parameter_source("protocol")
@@ -42,7 +53,10 @@ def compare_command(
         raise SpecError(f"--n, --K and --tc must be single values for compare (one system), got {len(systems)} systems")
     if trace_out is not None:
         raise SpecError("--trace-out saves one system's Trace: use simulate --protocol NAME --trace-out FILE")
+    if plot:
+        check_output_file("--plot", plot, IMAGE_SUFFIXES)
     names = tuple(p.strip() for p in protocols.split(",")) if protocols else tuple(PROTOCOLS)
+    batches = check_run_options([for_protocol(systems[0], name) for name in names], updates, warmup, batches, yes)
     with progress_bar() as report:
         points, root = compare_protocols(
             systems[0], updates, seed, names, warmup=warmup, batches=batches, progress=report

@@ -181,12 +181,16 @@ def parse_delay(name: str, text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise invalid(name, text, "a finite number of seconds >= 0, or a model like 'expon(scale=0.5)'")
+        return seconds
     from ..syntax import parse_model
 
-    count, model = parse_model(text)
+    count, model = parse_model(text, name)
     if count != 1:
         raise SpecError(f"{name} must be one delay model without a count, got {text!r}")
     return model
@@ -217,7 +221,9 @@ def build_systems(
     Ks = parse_sweep("--K", K, int)
     tcs = parse_sweep("--tc", tc, float)
     texts = compute or ("shifted_exponential(alpha=1, rate=2/3)",)
-    models = [(text, *parse_model(text)) for text in texts]
+    models = [(text, *parse_model(text, "--compute")) for text in texts]
+    if up is not None and down is not None and tc != "0":
+        raise invalid("--tc", tc, "left out when both --uplink and --downlink are given (they set the round trip)")
     explicit = len(models) > 1 or "*" in texts[0].split("(")[0]
     systems = []
     for proto, n_, K_, tc_ in itertools.product(protocols, ns, Ks, tcs):
@@ -271,17 +277,28 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
 
 
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    """A table on stdout (plain text when stdout is not a terminal)."""
+    """A table on stdout that fits the terminal (``COLUMNS`` or the terminal's width; a cell too wide wraps, it is
+    never cut); written to a pipe or file, lines are as long as the widest row needs."""
+    import os
+    import shutil
+
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    needed = sum(max([len(c), *(len(r[k]) for r in rows)]) + 3 for k, c in enumerate(columns)) + 1
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        width = shutil.get_terminal_size((needed, 24)).columns
+    else:
+        width = max(needed, len(title))
     table = Table(title=escape(title), title_justify="left")
     for c in columns:
-        table.add_column(escape(c), justify="right" if c not in ("label", "system", "compute") else "left")
+        table.add_column(
+            escape(c), justify="right" if c not in ("label", "system", "compute") else "left", overflow="fold"
+        )
     for r in rows:
         table.add_row(*(escape(x) for x in r))
-    Console(width=max(120, sum(len(c) + 3 for c in columns))).print(table)
+    Console(width=width).print(table)
 
 
 def fmt(x: float, digits: int = 4) -> str:

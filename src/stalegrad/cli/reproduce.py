@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import emit_json, fmt, print_table, progress_bar
+from .options import check_output_dir, emit_json, fmt, print_table, progress_bar
 
 _CHOICES = ["fig1", "fig2", "section4", "fig3", "all"]
 
@@ -29,6 +29,7 @@ def reproduce_command(targets: tuple[str, ...], out: str, seed: int, quick: bool
     """
     from ..experiments import reproduce
 
+    check_output_dir("--out", out)
     with progress_bar() as report:
         found = reproduce(list(targets) or ["all"], out, seed=seed, quick=quick, progress=report)
     if as_json:

@@ -8,7 +8,17 @@ from typing import Any
 import click
 
 from ..errors import SpecError, invalid
-from .options import build_systems, emit_json, fmt, print_caveats, print_table, progress_bar, system_options
+from .options import (
+    IMAGE_SUFFIXES,
+    build_systems,
+    check_output_file,
+    emit_json,
+    fmt,
+    print_caveats,
+    print_table,
+    progress_bar,
+    system_options,
+)
 
 
 def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -25,14 +35,18 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "--plot",
         type=click.Path(dir_okay=False),
         default=None,
-        help="Write a PNG (and a JSON of its numbers beside it).",
+        help="Write a PNG (.png; and a JSON of its numbers beside it).",
     )(f)
     f = click.option(
         "--batches",
         type=click.IntRange(min=2),
-        default=32,
-        show_default=True,
-        help="Batch means for the 95% confidence interval.",
+        default=None,
+        help="Batch means for the 95% confidence interval (default 32, fewer for a short run).",
+    )(f)
+    f = click.option(
+        "--yes",
+        is_flag=True,
+        help="Run even when the estimated work is above the limit (10 minutes, or a Trace over 8 GiB).",
     )(f)
     f = click.option(
         "--warmup",
@@ -56,13 +70,36 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def check_run_options(
+    systems: list[Any], updates: int, warmup: int | None, batches: int | None, yes: bool, keep_trace: bool = False
+) -> int:
+    """Refuse, before any work, a run that cannot be estimated or cannot finish; return the batches to use."""
+    from ..sim.cost import estimate
+
+    warm = updates // 10 if warmup is None else warmup
+    if warm >= updates - 1:
+        raise invalid("--warmup", warm, f"less than --updates - 1 = {updates - 1} (two updates must remain)")
+    if batches is None:
+        batches = min(32, updates - warm)
+    elif batches > updates - warm:
+        raise invalid("--batches", batches, f"at most the {updates - warm} updates after the warm-up")
+    for system in systems:
+        why = estimate(system, updates, keep_trace=keep_trace).too_large()
+        if why and not yes:
+            raise SpecError(
+                f"--updates {updates} with K = {system.K} is {why}, above the limit: lower --updates or add --yes"
+            )
+    return batches
+
+
 def simulate_rows(
     options: dict[str, Any],
     updates: int,
     seed: int | None,
     warmup: int | None,
-    batches: int,
+    batches: int | None,
     trace_out: str | None = None,
+    yes: bool = False,
 ) -> tuple[list[dict[str, Any]], list[Any], int]:
     """Simulate every system of the options' sweep; return the result rows, the points and the root seed."""
     from ..experiments import simulate_points
@@ -70,8 +107,9 @@ def simulate_rows(
     systems = build_systems(**options)
     if trace_out is not None and len(systems) != 1:
         raise SpecError(f"--trace-out saves one system's Trace, but the options describe {len(systems)} systems")
-    if trace_out is not None and not trace_out.endswith((".csv", ".parquet")):
-        raise invalid("--trace-out", trace_out, "a file name ending in .csv or .parquet")
+    if trace_out is not None:
+        check_output_file("--trace-out", trace_out, (".csv", ".parquet"))
+    batches = check_run_options(systems, updates, warmup, batches, yes, keep_trace=trace_out is not None)
     with progress_bar() as report:
         points, root = simulate_points(
             systems, updates, seed, warmup=warmup, batches=batches, keep_trace=bool(trace_out), progress=report
@@ -91,7 +129,8 @@ def simulate_command(
     updates: int,
     seed: int | None,
     warmup: int | None,
-    batches: int,
+    batches: int | None,
+    yes: bool,
     plot: str | None,
     trace_out: str | None,
     as_json: bool,
@@ -109,7 +148,9 @@ def simulate_command(
     """
     from ..experiments import plot_points
 
-    rows, points, root = simulate_rows(options, updates, seed, warmup, batches, trace_out)
+    if plot:
+        check_output_file("--plot", plot, IMAGE_SUFFIXES)
+    rows, points, root = simulate_rows(options, updates, seed, warmup, batches, trace_out, yes)
     if plot:
         plot_points(points, plot, root)
     if as_json:

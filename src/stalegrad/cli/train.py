@@ -76,6 +76,7 @@ from .options import (
     metavar="SECONDS",
     help="Compare every configuration at this wall-clock time (default: the earliest last update of all).",
 )
+@click.option("--yes", is_flag=True, help="Run even when the estimated work is above the limit (10 minutes).")
 @click.option("--dim", type=click.IntRange(min=1), default=20, show_default=True, help="linreg: unknowns.")
 @click.option("--samples", type=click.IntRange(min=1), default=2000, show_default=True, help="linreg: data size.")
 @click.option("--noise", type=click.FloatRange(min=0), default=0.5, show_default=True, help="linreg: noise sd.")
@@ -106,6 +107,7 @@ def train_command(
     target: float | None,
     seeds: int,
     horizon: float | None,
+    yes: bool,
     dim: int,
     samples: int,
     noise: float,
@@ -134,6 +136,8 @@ def train_command(
     policies = [p.strip() for p in policy.split(",")]
     for p in policies:
         get_policy(p)
+    if dc is not None and not math.isfinite(dc):
+        raise invalid("--dc", dc, "a finite number >= 0 (the DC-ASGD lambda)")
     if target is not None and not (math.isfinite(target) and target > 0):
         raise invalid("--target", target, "a finite error > 0")
     if horizon is not None and not (math.isfinite(horizon) and horizon > 0):
@@ -157,6 +161,7 @@ def train_command(
     configs = configurations(
         sources, bs, policies, scale_compute=scale_compute, suffix="" if dc is None else f" dc={dc:g}"
     )
+    _check_work(configs, prob, updates, seeds, yes)
     with progress_bar() as report:
         sweep = train_sweep(
             configs, prob, updates=updates, step=step, correction=correction, aggregate=aggregate, seeds=seeds,
@@ -192,10 +197,31 @@ def train_command(
         click.echo(f"warning: {label} diverged (error not finite or above 1e6 x its initial error)", err=True)
 
 
+#: Gradients replayed per second, assumed for the estimate: compiled (linear models) and Python problems.
+_REPLAY_SPEED = {True: 1e6, False: 2e4}
+
+
+def _check_work(configs: list[Any], problem: Any, updates: int, seeds: int, yes: bool) -> None:
+    """Refuse, before any work, a sweep estimated above the limit (unless --yes), with the estimate."""
+    from ..sim.cost import LIMIT_SECONDS, describe_seconds, estimate
+
+    compiled = callable(getattr(problem, "linear_model", None))
+    seconds = 0.0
+    for c in configs:
+        gradients = (c.trace.updates if c.trace is not None else updates) * c.system.K
+        sim = 0.0 if c.trace is not None else estimate(c.system, updates, keep_trace=True).seconds
+        seconds += seeds * (sim + gradients / _REPLAY_SPEED[compiled])
+    if seconds > LIMIT_SECONDS and not yes:
+        raise SpecError(
+            f"--updates {updates} over {len(configs)} configurations and {seeds} seeds is an estimated "
+            f"{describe_seconds(seconds)} of work, above the limit: lower --updates or add --yes"
+        )
+
+
 def _with_interval(value: float | None, ci: list[float | None], seeds: int, missing: str = "-", digits: int = 4) -> str:
     def one(x: float | None) -> str:
         return missing if x is None else (f"{x:.{digits}f}" if digits < 4 else f"{x:.4g}")
 
-    if seeds == 1:
+    if seeds == 1 or (value is None and ci[0] is None and ci[1] is None):
         return one(value)
     return f"{one(value)} [{one(ci[0])}, {one(ci[1])}]"

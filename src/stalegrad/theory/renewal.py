@@ -11,6 +11,7 @@ import numpy as np
 import scipy.stats
 
 from ..distributions import Deterministic, Empirical, Scaled
+from ..errors import invalid
 
 __all__ = ["renewal_function"]
 
@@ -47,11 +48,32 @@ def renewal_function(model: Any, t: float) -> float:
         if value is not None:
             return float(value)
     gen = getattr(model, "dist", None)
-    if isinstance(gen, scipy.stats.rv_continuous) and gen.name == "expon":
-        return _renewal_shifted_exponential(float(model.support()[0]), float(model.std()), t)
     if isinstance(gen, scipy.stats.rv_discrete):
+        if t > MAX_LATTICE_STEPS:
+            raise invalid("t", t, f"at most {MAX_LATTICE_STEPS:g} for integer-valued compute times (simulate instead)")
         return _renewal_integer(model, t)
+    mu = float(model.mean())
+    if t > ASYMPTOTIC * mu:
+        return _renewal_asymptotic(model, mu, t)
+    if isinstance(gen, scipy.stats.rv_continuous) and gen.name == "expon":
+        alpha = float(model.support()[0])
+        return _renewal_shifted_exponential(alpha, mu - alpha, t)
     return _renewal_lattice(model, t)
+
+
+#: Beyond ``t = ASYMPTOTIC * mu`` the renewal function is its two-term asymptote (Smith's key renewal theorem).
+ASYMPTOTIC = 1e5
+#: The largest ``t`` (in lattice steps) for which an integer-valued renewal function is computed exactly.
+MAX_LATTICE_STEPS = 1e7
+
+
+def _renewal_asymptotic(model: Any, mu: float, t: float) -> float:
+    """``m(t) = t/mu + (sigma^2 - mu^2) / (2 mu^2) + o(1)`` for non-lattice times with a finite variance; the
+    remainder is negligible this far out (``t > 1e5 mu``). An infinite variance has no such asymptote."""
+    var = float(model.var())
+    if not math.isfinite(var):
+        raise invalid("t", t, f"at most {ASYMPTOTIC:g} x the mean compute time for a law with infinite variance")
+    return t / mu + (var - mu * mu) / (2.0 * mu * mu)
 
 
 def _renewal_shifted_exponential(alpha: float, scale: float, t: float) -> float:
