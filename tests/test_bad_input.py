@@ -85,7 +85,7 @@ def test_a_two_column_empirical_file_asks_which_column(tmp_path, capsys):
 
 
 def test_a_short_simulation_needs_no_batches_option(capsys):
-    code, out, err = run(["simulate", *SYSTEM, "--updates", "10", "--seed", "1"], capsys)
+    code, _out, err = run(["simulate", *SYSTEM, "--updates", "10", "--seed", "1"], capsys)
     assert code == 0, err
 
 
@@ -130,7 +130,7 @@ def test_junk_in_any_option_never_gives_a_traceback(option, value, capsys):
         argv += [option, value]
     if value.startswith("-") and value[1:2].isalpha():
         return  # an option name, not a value: click's own error path, covered above
-    code, out, err = run(argv, capsys)
+    code, _out, err = run(argv, capsys)
     assert code in (0, 2), (argv, code, err)
     if code == 2:
         assert len(err.strip().splitlines()) == 1 and err.startswith("Error: "), (argv, err)
