@@ -90,7 +90,7 @@ def test_heterogeneous_workers_with_counts(run_cli):
         ]
     )
     assert code == 0, err
-    assert json.loads(out)["system"]["compute"] == ["3*expon(scale=1)", "3*expon(scale=3)"]
+    assert json.loads(out)["system"]["compute"] == ["3*expon(loc=0.0, scale=1.0)", "3*expon(loc=0.0, scale=3.0)"]
 
 
 @pytest.mark.parametrize(

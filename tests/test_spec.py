@@ -23,7 +23,7 @@ def test_heterogeneous_workers_and_k_above_n():
     assert s.tc == pytest.approx(0.5)
     assert not s.identical
     assert [c for c, _ in s.groups()] == [2, 2]
-    assert s.to_dict()["compute"] == ["2*expon(scale=1)", "2*expon(scale=3)"]
+    assert s.to_dict()["compute"] == ["2*expon(loc=0.0, scale=1.0)", "2*expon(loc=0.0, scale=3.0)"]
 
 
 @pytest.mark.parametrize(

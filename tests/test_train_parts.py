@@ -100,5 +100,5 @@ def test_section4_cases_with_compute_scaled_by_b():
     per_sample = scipy.stats.expon(scale=2.0)
     one = predict(System(n=10, K=10, compute=scaled(per_sample, 1)))
     two = predict(System(n=10, K=1, compute=scaled(per_sample, 10)))
-    assert one.update_rate == pytest.approx(two.update_rate) == pytest.approx(0.5)
+    assert one.update_rate_exact == pytest.approx(two.update_rate_exact) == pytest.approx(0.5)
     assert one.staleness_exact == pytest.approx(1.0) and two.staleness_exact == pytest.approx(10.0)

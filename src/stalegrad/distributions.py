@@ -3,7 +3,9 @@
 Any object with ``rvs(size=, random_state=)``, ``mean()``, ``cdf()`` and ``support()`` works as a model
 (scipy.stats conventions). This module adds what scipy does not have:
 
-* :func:`shifted_exponential` -- the paper's ``alpha + Exp(lambda)`` (a scipy ``expon`` with ``loc=alpha``);
+* :class:`ShiftedExponential` -- the paper's ``alpha + Exp(lambda)``, scipy's ``expon(loc, scale)`` with the same
+  draws, but without importing scipy.stats (a second of start-up): :func:`shifted_exponential`, and the text
+  ``expon(loc=.., scale=..)``, give it;
 * :class:`Deterministic` -- a point mass;
 * :class:`Empirical` -- resampling of measured times (from an array or a file).
 
@@ -18,7 +20,6 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import scipy.stats
 
 from .errors import SpecError, invalid
 
@@ -27,9 +28,11 @@ __all__ = [
     "Deterministic",
     "Empirical",
     "Scaled",
+    "ShiftedExponential",
     "deterministic",
     "empirical",
     "scaled",
+    "scipy_kind",
     "shifted_exponential",
     "validate_model",
 ]
@@ -48,10 +51,64 @@ class ComputeModel(Protocol):
     def support(self) -> Any: ...
 
 
-def shifted_exponential(alpha: float, rate: float) -> Any:
-    """The paper's compute-time model: ``X = alpha + Exp(rate)``, mean ``alpha + 1/rate``.
+class ShiftedExponential:
+    """``X = loc + Exp(mean scale)``: scipy's ``expon(loc=loc, scale=scale)``, the same draws from the same
+    generator (``loc + scale * standard_exponential``), and the frozen-distribution methods in closed form.
 
-    Returned as the scipy frozen distribution ``expon(loc=alpha, scale=1/rate)``.
+    >>> m = ShiftedExponential(1.0, 1.5)
+    >>> float(m.mean()), float(m.cdf(1.0)), m.support()
+    (2.5, 0.0, (1.0, inf))
+    """
+
+    name = "expon"
+
+    def __init__(self, loc: float = 0.0, scale: float = 1.0) -> None:
+        if not (isinstance(loc, (int, float)) and math.isfinite(loc) and loc >= 0):
+            raise invalid("loc", loc, "a finite number >= 0")
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise invalid("scale", scale, "a finite number > 0")
+        self.loc, self.scale = float(loc), float(scale)
+
+    def rvs(self, size: int | tuple[int, ...] = 1, random_state: Any = None) -> np.ndarray:
+        rng = random_state
+        if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            rng = np.random.RandomState(rng) if rng is not None else np.random.mtrand._rand
+        return rng.standard_exponential(size) * self.scale + self.loc
+
+    def mean(self) -> float:
+        return self.loc + self.scale
+
+    def var(self) -> float:
+        return self.scale**2
+
+    def std(self) -> float:
+        return self.scale
+
+    def cdf(self, x: Any) -> Any:
+        return -np.expm1(-np.maximum(np.asarray(x, dtype=float) - self.loc, 0.0) / self.scale)
+
+    def sf(self, x: Any) -> Any:
+        return np.exp(-np.maximum(np.asarray(x, dtype=float) - self.loc, 0.0) / self.scale)
+
+    def pdf(self, x: Any) -> Any:
+        z = np.asarray(x, dtype=float) - self.loc
+        return np.where(z >= 0, np.exp(-np.maximum(z, 0.0) / self.scale) / self.scale, 0.0)
+
+    def ppf(self, q: Any) -> Any:
+        return self.loc - self.scale * np.log1p(-np.asarray(q, dtype=float))
+
+    def median(self) -> float:
+        return self.loc + self.scale * math.log(2.0)
+
+    def support(self) -> tuple[float, float]:
+        return (self.loc, math.inf)
+
+    def __repr__(self) -> str:
+        return f"expon(loc={self.loc!r}, scale={self.scale!r})"
+
+
+def shifted_exponential(alpha: float, rate: float) -> ShiftedExponential:
+    """The paper's compute-time model: ``X = alpha + Exp(rate)``, mean ``alpha + 1/rate``.
 
     >>> float(shifted_exponential(alpha=1, rate=2 / 3).mean())
     2.5
@@ -60,7 +117,20 @@ def shifted_exponential(alpha: float, rate: float) -> Any:
         raise invalid("alpha", alpha, "a finite number >= 0")
     if not (math.isfinite(rate) and rate > 0):
         raise invalid("rate", rate, "a finite number > 0")
-    return scipy.stats.expon(loc=float(alpha), scale=1.0 / float(rate))
+    return ShiftedExponential(float(alpha), 1.0 / float(rate))
+
+
+def scipy_kind(model: Any) -> str | None:
+    """``"continuous"`` or ``"discrete"`` for a scipy.stats frozen distribution, else ``None`` (scipy.stats is
+    only imported when the model is one of its own, which means it is imported already)."""
+    gen = getattr(model, "dist", None)
+    if gen is None or not type(gen).__module__.startswith("scipy."):
+        return None
+    import scipy.stats
+
+    if isinstance(gen, scipy.stats.rv_continuous):
+        return "continuous"
+    return "discrete" if isinstance(gen, scipy.stats.rv_discrete) else None
 
 
 class Deterministic:
@@ -273,8 +343,10 @@ def scaled(model: Any, factor: float) -> Any:
     factor = float(factor)
     if factor == 1.0:
         return model
-    gen = getattr(model, "dist", None)
-    if isinstance(gen, scipy.stats.rv_continuous):
+    if isinstance(model, ShiftedExponential):
+        return ShiftedExponential(model.loc * factor, model.scale * factor)
+    gen: Any = getattr(model, "dist", None)
+    if scipy_kind(model) == "continuous":
         shapes, loc, scale = gen._parse_args(*getattr(model, "args", ()), **getattr(model, "kwds", {}))
         return gen(*shapes, loc=loc * factor, scale=scale * factor)
     if isinstance(model, Deterministic):

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
-from .distributions import Scaled, deterministic, empirical, shifted_exponential
+from .distributions import Scaled, ShiftedExponential, deterministic, empirical, scipy_kind, shifted_exponential
 from .errors import SpecError, invalid
 
 __all__ = ["describe", "make_model", "parse_model"]
@@ -137,6 +136,10 @@ def make_model(
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise SpecError(f"{parameter} model {text!r}: {key} must be a finite number, got {value!r}")
+    if name == "expon" and not args and set(kwargs) <= {"loc", "scale"} and kwargs.get("loc", 0) >= 0:
+        if kwargs.get("scale", 1) <= 0:
+            raise SpecError(f"{parameter} model {text!r}: the parameters are outside the law's domain")
+        return ShiftedExponential(float(kwargs.get("loc", 0.0)), float(kwargs.get("scale", 1.0)))
     if name in _OWN:
         try:
             model = _OWN[name](*args, **kwargs)
@@ -145,6 +148,8 @@ def make_model(
         except SpecError as exc:
             raise SpecError(f"{parameter} model {text!r}: {exc}") from None
     else:
+        import scipy.stats
+
         gen = getattr(scipy.stats, name, None)
         if not isinstance(gen, (scipy.stats.rv_continuous, scipy.stats.rv_discrete)):
             raise invalid(
@@ -174,8 +179,11 @@ def describe(model: Any) -> str:
     """
     if isinstance(model, Scaled):
         return f"scaled({describe(model.base)}, factor={model.factor!r})"
-    gen = getattr(model, "dist", None)
-    if isinstance(gen, (scipy.stats.rv_continuous, scipy.stats.rv_discrete)):
+    gen: Any = getattr(model, "dist", None)
+    if scipy_kind(model) is not None:
+        if gen.name == "expon":  # one spelling for scipy's and ours (ShiftedExponential), so both read back alike
+            _, loc, scale = gen._parse_args(*getattr(model, "args", ()), **getattr(model, "kwds", {}))
+            return repr(ShiftedExponential(float(loc), float(scale))) if loc >= 0 and scale > 0 else repr(model)
         parts = [repr(a) for a in getattr(model, "args", ())]
         parts += [f"{k}={v!r}" for k, v in getattr(model, "kwds", {}).items()]
         return f"{gen.name}({', '.join(parts)})"

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from ..spec import System
 from .renewal import renewal_function
@@ -172,10 +171,8 @@ def caveat(system: System) -> str | None:
 
 def is_lattice(model: Any) -> bool:
     """True for compute times concentrated on a grid: deterministic, integer-valued, or resampled measurements."""
-    from ..distributions import Deterministic, Empirical, Scaled
+    from ..distributions import Deterministic, Empirical, Scaled, scipy_kind
 
     if isinstance(model, Scaled):
         return is_lattice(model.base)
-    return isinstance(model, (Deterministic, Empirical)) or isinstance(
-        getattr(model, "dist", None), scipy.stats.rv_discrete
-    )
+    return isinstance(model, (Deterministic, Empirical)) or scipy_kind(model) == "discrete"

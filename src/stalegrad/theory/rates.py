@@ -18,9 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.integrate
-import scipy.stats
 
+from ..distributions import ShiftedExponential, scipy_kind
 from ..errors import invalid
 from ..spec import System
 
@@ -28,9 +27,12 @@ __all__ = ["is_exponential", "order_statistic_mean", "protocol_update_rate"]
 
 
 def is_exponential(model: Any) -> bool:
-    """True for scipy's ``expon`` with ``loc = 0`` (memoryless compute times)."""
+    """True for an exponential law with ``loc = 0`` (memoryless compute times): scipy's ``expon`` or ours."""
+    if isinstance(model, ShiftedExponential):
+        return model.loc == 0.0
     gen = getattr(model, "dist", None)
-    return isinstance(gen, scipy.stats.rv_continuous) and gen.name == "expon" and float(model.support()[0]) == 0.0
+    named = getattr(gen, "name", "") == "expon"
+    return scipy_kind(model) == "continuous" and named and float(model.support()[0]) == 0.0
 
 
 def order_statistic_mean(models: tuple[Any, ...], K: int) -> float:
@@ -39,7 +41,8 @@ def order_statistic_mean(models: tuple[Any, ...], K: int) -> float:
     ``E[X_(K)] = integral_0^inf P(fewer than K of the n times are <= x) dx``; the probability is a Poisson-binomial
     tail, computed exactly at each ``x``.
 
-    >>> e = scipy.stats.expon(scale=1.0)
+    >>> from stalegrad.distributions import ShiftedExponential
+    >>> e = ShiftedExponential(0.0, 1.0)
     >>> round(order_statistic_mean((e,) * 4, 2), 10)   # (1/4 + 1/3)
     0.5833333333
     """
@@ -61,6 +64,8 @@ def order_statistic_mean(models: tuple[Any, ...], K: int) -> float:
     highs = [float(m.ppf(1 - 1e-13)) for m in models]
     lo, hi = min(lows), max(highs)
     points = sorted({*lows, *(float(m.mean()) for m in models)} - {lo})
+    import scipy.integrate
+
     value, _ = scipy.integrate.quad(tail, lo, hi, points=[p for p in points if lo < p < hi] or None, limit=400)
     return lo + value
 
