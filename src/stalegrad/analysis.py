@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from .errors import invalid
 from .trace import Summary, Trace
@@ -67,6 +66,13 @@ class Estimate:
         }
 
 
+def _t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (scipy.special, lighter than scipy.stats)."""
+    import scipy.special
+
+    return float(scipy.special.stdtrit(df, 0.975))
+
+
 def steady_state(run: Summary | Trace, *, warmup: int | None = None, batches: int = 32) -> Estimate:
     """Mean staleness after the warm-up, with a batch-means 95% confidence interval.
 
@@ -80,7 +86,7 @@ def steady_state(run: Summary | Trace, *, warmup: int | None = None, batches: in
     total = int(counts.sum())
     mean = float(run.batch_sum.sum() / total) if total else math.nan
     nb = int(used.sum())
-    ci = float(scipy.stats.t.ppf(0.975, nb - 1) * means.std(ddof=1) / math.sqrt(nb)) if nb >= 2 else math.inf
+    ci = float(_t975(nb - 1) * means.std(ddof=1) / math.sqrt(nb)) if nb >= 2 else math.inf
     span = run.t_end - run.t_warmup
     rate = (run.updates - run.warmup) / span if span > 0 else math.inf
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -141,8 +147,5 @@ def transient(runs: Sequence[Trace | Summary], updates: int) -> Transient:
     data = np.array(rows)
     R = data.shape[0]
     mean = data.mean(axis=0)
-    if R >= 2:
-        ci = scipy.stats.t.ppf(0.975, R - 1) * data.std(axis=0, ddof=1) / math.sqrt(R)
-    else:
-        ci = np.full(updates, np.inf)
+    ci = _t975(R - 1) * data.std(axis=0, ddof=1) / math.sqrt(R) if R >= 2 else np.full(updates, np.inf)
     return Transient(mean, ci, R)

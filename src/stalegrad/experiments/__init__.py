@@ -8,12 +8,44 @@
 
 from __future__ import annotations
 
-from .figures import plot_points, plot_protocols, plot_run
-from .measured import Comparison, compare, measured_system, simulate_measured
-from .paper import Fig3, fig1, fig2, fig3, section4
-from .points import Point, compare_protocols, for_protocol, run_point, simulate_points
-from .reproduce import TARGETS, reproduce
-from .training import TrainConfig, TrainSweep, configurations, train_sweep, write_train
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .figures import plot_points, plot_protocols, plot_run
+    from .measured import Comparison, compare, measured_system, simulate_measured
+    from .paper import Fig3, fig1, fig2, fig3, section4
+    from .points import Point, compare_protocols, for_protocol, run_point, simulate_points
+    from .reproduce import TARGETS, reproduce
+    from .training import TrainConfig, TrainSweep, configurations, train_sweep, write_train
+
+# loaded on first use: a command that needs one name does not pay for the others' imports
+_EXPORTS = {
+    "plot_points": "figures",
+    "plot_protocols": "figures",
+    "plot_run": "figures",
+    "Comparison": "measured",
+    "compare": "measured",
+    "measured_system": "measured",
+    "simulate_measured": "measured",
+    "Fig3": "paper",
+    "fig1": "paper",
+    "fig2": "paper",
+    "fig3": "paper",
+    "section4": "paper",
+    "Point": "points",
+    "compare_protocols": "points",
+    "for_protocol": "points",
+    "run_point": "points",
+    "simulate_points": "points",
+    "TARGETS": "reproduce",
+    "reproduce": "reproduce",
+    "TrainConfig": "training",
+    "TrainSweep": "training",
+    "configurations": "training",
+    "train_sweep": "training",
+    "write_train": "training",
+}
 
 __all__ = [
     "TARGETS",
@@ -41,3 +73,11 @@ __all__ = [
     "train_sweep",
     "write_train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'stalegrad.experiments' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..analysis import Estimate, steady_state
-from ..sim import simulate, simulate_summary
+from ..sim import prepare, simulate, simulate_summary
 from ..spec import ASYNC_PROTOCOLS, PROTOCOLS, System
 from ..streams import derive_seed, resolve_seed
 from ..theory import Prediction, predict
@@ -33,6 +33,7 @@ class Point:
     seconds: float
     summary: Summary | None = None
     trace: Trace | None = None  # kept only when asked for
+    compile_seconds: float = 0.0  # loading (or compiling) the engine, before the timed run
 
     def row(self) -> dict[str, Any]:
         """The shared vocabulary (:mod:`.vocabulary`) and everything else this point knows, in one flat dict."""
@@ -46,6 +47,7 @@ class Point:
             paper_in_ci=e.covers(p.staleness_paper),
             gradients=e.updates * self.system.K,
             seconds=self.seconds,
+            compile_seconds=self.compile_seconds,
             caveat=p.caveat,
             system=self.system.to_dict(),
         )
@@ -67,6 +69,7 @@ def run_point(
 ) -> Point:
     """Simulate ``system`` and put the estimate beside the theory: streamed, or keeping the whole Trace (the
     same numbers: the Summary of a Trace equals the streamed one)."""
+    compile_seconds = prepare(system, updates)
     t0 = time.perf_counter()
     trace = None
     if keep_trace:
@@ -76,7 +79,7 @@ def run_point(
     else:
         summary = simulate_summary(system, updates, seed=seed, warmup=warmup, batches=batches, progress=progress)
     seconds = time.perf_counter() - t0
-    return Point(label, system, seed, predict(system), steady_state(summary), seconds, summary, trace)
+    return Point(label, system, seed, predict(system), steady_state(summary), seconds, summary, trace, compile_seconds)
 
 
 def report_for(progress: Report | None, what: str) -> Callable[[int, int], None] | None:

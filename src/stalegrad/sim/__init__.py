@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .fast import simulate, simulate_summary
+from .fast import prepare, simulate, simulate_summary
 
-__all__ = ["simulate", "simulate_summary"]
+__all__ = ["prepare", "simulate", "simulate_summary"]

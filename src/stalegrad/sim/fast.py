@@ -50,6 +50,44 @@ def fast_path_refusal(system: System) -> str | None:
 
 ENGINES = ("auto", "numba", "numpy", "events")
 
+#: Up to this many gradients, a process that has not loaded numba yet simulates with the numpy twin (identical
+#: Trace): loading the compiled kernel costs more (about a second) than the whole run.
+SMALL_RUN = 500_000
+
+
+def numpy_is_quicker(system: System, updates: int) -> bool:
+    """True when the numpy twin finishes a run of the fast path sooner than numba would load."""
+    import sys
+
+    return "numba" not in sys.modules and updates * system.K <= SMALL_RUN and system.n <= 1024
+
+
+def load_kernel() -> float:
+    """Load (or compile, the first time on this machine) the fast simulator's kernel; return the seconds it took
+    (0 when it was loaded already), so that a run's reported ``seconds`` measure the simulation alone."""
+    import time
+
+    t0 = time.perf_counter()
+    if "stalegrad.sim._kernel" in __import__("sys").modules and _KERNEL_READY:
+        return 0.0
+    from ..distributions import Deterministic
+
+    tiny = System(n=2, K=1, compute=Deterministic(1.0), tc=0.5)
+    simulate(tiny, 2, seed=0, engine="numba")
+    simulate_summary_numba(tiny, 4, seed=0, warmup=1, batches=2)
+    globals()["_KERNEL_READY"] = True
+    return time.perf_counter() - t0
+
+
+_KERNEL_READY = False
+
+
+def prepare(system: System, updates: int) -> float:
+    """Load what a run of ``system`` will need before it is timed; return the seconds that took."""
+    if fast_path_refusal(system) or numpy_is_quicker(system, updates):
+        return 0.0
+    return load_kernel()
+
 
 class _Run:
     """State shared by the trace and summary modes: worker blocks, pointers, update times, the loser tree.
@@ -235,7 +273,7 @@ def simulate(
         raise invalid("engine", engine, f"one of {', '.join(ENGINES)}")
     refusal = fast_path_refusal(system)
     if engine == "auto":
-        engine = "events" if refusal else "numba"
+        engine = "events" if refusal else ("numpy" if numpy_is_quicker(system, updates) else "numba")
     if engine == "events":
         from .events import simulate_events
 
@@ -282,9 +320,26 @@ def simulate_summary(
     if isinstance(transient, bool) or not isinstance(transient, (int, np.integer)) or transient < 0:
         raise invalid("transient", transient, "an integer >= 0")
     transient = min(int(transient), updates)
-    if fast_path_refusal(system):  # the event engine keeps the rows; reduce them to the same statistics
-        trace = simulate(system, updates, seed=seed, engine="events", progress=progress)
+    if fast_path_refusal(system) or numpy_is_quicker(system, updates):
+        # the event engine (or, for a short run, the numpy twin) keeps the rows: reduce them to the same statistics
+        trace = simulate(system, updates, seed=seed, progress=progress)
         return Summary.from_trace(trace, warm, batches, transient)
+    return simulate_summary_numba(system, updates, seed=seed, warmup=warm, batches=batches, transient=transient,
+                                  progress=progress)  # fmt: skip
+
+
+def simulate_summary_numba(
+    system: System,
+    updates: int,
+    *,
+    seed: int,
+    warmup: int,
+    batches: int,
+    transient: int = 0,
+    progress: Progress | None = None,
+) -> Summary:
+    """:func:`simulate_summary` on the compiled kernel, arguments checked already."""
+    warm = warmup
     n = system.n
     run = _Run(system, updates, seed, t_capacity=int(min(updates, 4 * run_block(system) + 1024)))
     hist = np.zeros(64, dtype=np.int64)
