@@ -73,16 +73,32 @@ def residuals_vs_n(
     *,
     ax: Any = None,
 ) -> Any:
-    """Simulation and the paper's limit minus the exact limit: shows what Figure 1's scale hides."""
+    """Simulation minus the exact limit at a scale where the 95% CI bars show; the paper's limit, when it lies
+    off that scale, is an arrow with its distance written on it (what Figure 1's scale hides)."""
     ax = _axes(ax)
     sim = np.asarray(simulated) - np.asarray(exact)
+    gap = np.asarray(paper) - np.asarray(exact)
+    half = max(4.0 * float(np.max(ci95)), 1.3 * float(np.max(np.abs(sim) + np.asarray(ci95))))
     ax.axhline(0.0, color="tab:blue", lw=1.5, label="exact limit")
-    ax.plot(ns, np.asarray(paper) - np.asarray(exact), "--", color="tab:red", label="paper - exact = Tc/(Kμ)")
     ax.errorbar(ns, sim, yerr=ci95, fmt="o", color="black", ms=4, capsize=3, label="simulation - exact, 95% CI")
+    if np.all(np.abs(gap) <= half):
+        ax.plot(ns, gap, "--", color="tab:red", label="paper - exact")
+    else:
+        mid = float(np.mean(ns))
+        ax.annotate(
+            f"paper - exact = {float(np.mean(gap)):+.3f}  (Tc/(Kμ); off this scale)",
+            xy=(mid, 0.97 * half * np.sign(np.mean(gap))),
+            xytext=(mid, 0.55 * half * np.sign(np.mean(gap))),
+            ha="center",
+            color="tab:red",
+            fontsize="small",
+            arrowprops={"arrowstyle": "->", "color": "tab:red"},
+        )
+    ax.set_ylim(-half, half)
     ax.set_xlabel("number of workers n")
     ax.set_ylabel("difference from exact")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left")
     return ax
 
 
@@ -97,18 +113,34 @@ def transient_curve(
     """The paper's Figure 2: mean staleness of each update, over replications, with a 95% band and the limits."""
     ax = _axes(ax)
     u = np.arange(1, result.mean.size + 1)
-    ax.fill_between(u, result.mean - result.ci95, result.mean + result.ci95, color="tab:gray", alpha=0.3, lw=0)
-    ax.plot(u, result.mean, "o-", color="black", ms=3, lw=1, label=f"simulation ({result.replications} runs)")
-    if paper is not None:
-        ax.axhline(paper, ls="--", color="tab:red", label=f"paper limit {paper:.3f}")
-    if exact is not None:
-        ax.axhline(exact, ls="-", color="tab:blue", label=f"exact limit {exact:.3f}")
+
+    def draw(a: Any, legend: bool) -> None:
+        a.fill_between(u, result.mean - result.ci95, result.mean + result.ci95, color="tab:orange", alpha=0.45,
+                       lw=0, label="95% CI of the mean" if legend else None)  # fmt: skip
+        a.plot(u, result.mean, "o-", color="black", ms=3, lw=1,
+               label=f"simulation ({result.replications} runs)" if legend else None)  # fmt: skip
+        if paper is not None:
+            a.axhline(paper, ls="--", color="tab:red", label=f"paper limit {paper:.3f}" if legend else None)
+        if exact is not None:
+            a.axhline(exact, ls="-", color="tab:blue", label=f"exact limit {exact:.3f}" if legend else None)
+        a.grid(alpha=0.3)
+
+    draw(ax, True)
     ax.set_xlabel("update index")
     ax.set_ylabel("mean staleness of the update's gradients")
     if title:
         ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right")
+    if result.mean.size > 12:  # the steady part, zoomed: the band and the gap between the limits show
+        zoom = ax.inset_axes((0.35, 0.42, 0.6, 0.3))
+        draw(zoom, False)
+        late = result.mean[10:]
+        values = [*late, *(v for v in (paper, exact) if v is not None)]
+        pad = 2.0 * float(np.max(result.ci95[10:]))
+        zoom.set_xlim(10.5, result.mean.size + 0.5)
+        zoom.set_ylim(min(values) - pad, max(values) + pad)
+        zoom.tick_params(labelsize="x-small")
+        zoom.set_title("updates 11 onwards, zoomed", fontsize="x-small")
     return ax
 
 
@@ -190,37 +222,40 @@ def points_figure(points: Sequence[Any]) -> Any:
 
 
 def protocols_figure(points: Sequence[Any]) -> Any:
-    """Protocols side by side: update rate (simulated, theory where known) and staleness (mean with 95% CI, p95),
-    with the wasted and dropped fractions written on the bars."""
+    """Protocols side by side, three panels: update rate (simulated, theory where known), staleness (mean with its
+    95% CI written on the bar, the 95th percentile, the exact limit), and the work lost (wasted compute time,
+    dropped gradients)."""
     names = [p.system.protocol for p in points]
     x = np.arange(len(points))
-    fig, (ax1, ax2) = figure(1, 2, figsize=(10, 4.2))
+    fig, (ax1, ax2, ax3) = figure(1, 3, figsize=(13.5, 4.6), gridspec_kw={"wspace": 0.3})
     ax1.bar(x, [p.estimate.update_rate for p in points], color="tab:blue", label="simulated")
-    ax1.plot(x, [p.prediction.update_rate_exact for p in points], "k_", ms=28, mew=2, label="theory")
-    for k, p in enumerate(points):
-        ax1.annotate(
-            f"wasted {100 * p.estimate.wasted_fraction:.0f}%\ndropped {100 * p.estimate.dropped_fraction:.0f}%",
-            (k, p.estimate.update_rate),
-            ha="center",
-            va="bottom",
-            fontsize="x-small",
-        )
+    theory = [p.prediction.update_rate_exact for p in points]
+    ax1.plot(x, theory, "k_", ms=26, mew=2, label="theory (where known)")
     ax1.set_ylabel("updates per second")
-    ax1.legend(fontsize="small")
-    ax2.bar(
-        x,
-        [p.estimate.mean for p in points],
-        yerr=[p.estimate.ci95 for p in points],
-        color="tab:orange",
-        capsize=3,
-        label="mean (95% CI)",
-    )
+    ax1.legend(fontsize="small", loc="upper right")
+    means = [p.estimate.mean for p in points]
+    cis = [p.estimate.ci95 for p in points]
+    ax2.bar(x, means, yerr=cis, color="tab:orange", ecolor="black", capsize=4, label="mean ± 95% CI")
+    for k, (m, c) in enumerate(zip(means, cis, strict=True)):
+        ax2.annotate(f"{m:.3f}\n± {c:.3f}", (k, m), xytext=(0, 4), textcoords="offset points", ha="center",
+                     va="bottom", fontsize="x-small")  # fmt: skip
     ax2.plot(x, [p.estimate.p95 for p in points], "kv", label="95th percentile")
-    ax2.plot(x, [p.prediction.staleness_exact for p in points], "k_", ms=28, mew=2, label="exact limit")
+    ax2.plot(x, [p.prediction.staleness_exact for p in points], "_", color="tab:blue", ms=26, mew=2,
+             label="exact limit (where known)")  # fmt: skip
+    top = max([*means, *(p.estimate.p95 for p in points)])
+    ax2.set_ylim(0, 1.25 * top + 0.5)
     ax2.set_ylabel("staleness τ")
-    ax2.legend(fontsize="small")
-    for ax in (ax1, ax2):
-        ax.set_xticks(x, names, rotation=20)
+    ax2.legend(fontsize="small", loc="upper right")
+    width = 0.38
+    ax3.bar(x - width / 2, [100 * p.estimate.wasted_fraction for p in points], width, color="tab:gray",
+            label="compute time wasted (cancelled)")  # fmt: skip
+    ax3.bar(x + width / 2, [100 * p.estimate.dropped_fraction for p in points], width, color="tab:red",
+            label="gradients dropped")  # fmt: skip
+    ax3.set_ylabel("percent")
+    ax3.set_ylim(0, 100)
+    ax3.legend(fontsize="small", loc="upper right")
+    for ax in (ax1, ax2, ax3):
+        ax.set_xticks(x, names, rotation=30, ha="right")
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(describe_system(points[0].system))
     return fig
@@ -289,5 +324,31 @@ def train_figure(
 
 
 def describe_system(system: Any) -> str:
-    """A one-line title for a system: n, K, Tc and its compute-time laws."""
-    return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, {' + '.join(system.to_dict()['compute'])}"
+    """A one-line title for a system in words a reader knows: n, K, Tc and its compute-time laws."""
+    laws = [f"{count} x {describe_law(model)}" if len(system.groups()) > 1 else describe_law(model)
+            for count, model in system.groups()]  # fmt: skip
+    return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, compute time {' + '.join(laws)}"
+
+
+def describe_law(model: Any) -> str:
+    """A compute-time law in words: ``1 + Exp(mean 1.5)``, ``fixed 2``, ``Gamma(a=2, scale=1)``.
+
+    >>> from stalegrad.distributions import ShiftedExponential
+    >>> describe_law(ShiftedExponential(1.0, 1.5))
+    '1 + Exp(mean 1.5)'
+    """
+    from .distributions import Deterministic, Empirical, Scaled, ShiftedExponential
+    from .syntax import describe
+
+    if isinstance(model, ShiftedExponential):
+        exp = f"Exp(mean {model.scale:.4g})"
+        return exp if model.loc == 0 else f"{model.loc:.4g} + {exp}"
+    if isinstance(model, Deterministic):
+        return f"fixed {model.value:.4g}"
+    if isinstance(model, Empirical):
+        return f"measured times (mean {model.mean():.4g})"
+    if isinstance(model, Scaled):
+        return f"{model.factor:g} x {describe_law(model.base)}"
+    text = describe(model)
+    name, _, rest = text.partition("(")
+    return f"{name.capitalize()}({rest}"
