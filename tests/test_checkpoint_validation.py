@@ -198,7 +198,8 @@ def test_rounds_taken_above_a_gap_and_rounds_in_flight_load(tmp_path):
         ),
         (
             lambda a: a["update"].__setitem__(4, 14),
-            r"row 5 of part-00000020.npz, column update: update 13 is missing: the row after update 12's is in update 14",
+            r"row 5 of part-00000020.npz, column update: update 13 is missing: the row after update 12.s is in "
+            r"update 14",
         ),
         (
             lambda a: a["worker"].__setitem__(0, 7),

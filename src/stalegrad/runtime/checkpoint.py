@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError
+from .manifest import FORMAT, MANIFEST, Damaged, check_manifest
 
 __all__ = ["FORMAT", "MANIFEST", "Checkpoint", "load_checkpoint", "run_args", "write_checkpoint", "write_counts"]
 
-FORMAT = "stalegrad-checkpoint/1"
-MANIFEST = "checkpoint.json"
+_ARRAYS = ("w", "update_times", "errors", "downlink")
 _KEYS = ("format", "version", "trace_offset", "time", "parts", "rounds", "streams", "run")
 
 
@@ -240,172 +237,50 @@ def load_checkpoint(folder: str | Path, *, name: str = "resume") -> Checkpoint:
         raise bad(f"{MANIFEST} lacks {', '.join(missing)}")
     try:
         return _load(path, manifest)
-    except _Damaged as exc:
+    except Damaged as exc:
         raise bad(str(exc)) from None
-
-
-class _Damaged(Exception):
-    """What is wrong with a checkpoint (the reason in :func:`load_checkpoint`'s message)."""
-
-
-_PART = re.compile(r"part-(\d{8})\.npz")
-_HEX = re.compile(r"[0-9a-f]{64}")
-_ARRAYS = ("w", "update_times", "errors", "downlink")
-
-
-def _field(manifest: dict[str, Any], key: str) -> Any:
-    """``manifest`` at the dotted ``key`` (``"rounds.watermark"``)."""
-    value: Any = manifest
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise _Damaged(f"{MANIFEST} lacks {key}")
-        value = value[part]
-    return value
-
-
-def _int(value: Any, key: str, low: int = 0, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-        raise _Damaged(f"{MANIFEST} field {key} must be {allowed}, got {value!r}")
-    return value
-
-
-def _number(value: Any, key: str, low: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _Damaged(f"{MANIFEST} field {key} must be a finite number, got {value!r}")
-    if low is not None and not value > low:
-        raise _Damaged(f"{MANIFEST} field {key} must be a number > {low}, got {value!r}")
-    return float(value)
-
-
-def _ints(value: Any, key: str, size: int, low: int = 0) -> list[int]:
-    """A list of ``size`` integers ``>= low`` (``size`` -1: any length)."""
-    if not isinstance(value, list) or (size >= 0 and len(value) != size):
-        length = f"{size} " if size >= 0 else ""
-        raise _Damaged(f"{MANIFEST} field {key} must be a list of {length}integers, got {value!r}")
-    return [_int(x, f"{key}[{i}]", low) for i, x in enumerate(value)]
-
-
-def _check_manifest(m: dict[str, Any]) -> tuple[Any, int, list[tuple[str, int]]]:
-    """Every field of the manifest against its schema: returns the run's System, the version and the parts with
-    their versions."""
-    from ..spec import System
-
-    if m["format"] != FORMAT:
-        raise _Damaged(f"{MANIFEST} has format {m['format']!r}, this stalegrad reads {FORMAT!r}")
-    run = m["run"]
-    if not isinstance(run, dict):
-        raise _Damaged(f"{MANIFEST} field run must be a JSON object, got {run!r}")
-    try:
-        system = System.from_dict(run)
-    except SpecError as exc:
-        raise _Damaged(f"{MANIFEST} field run: {exc}") from None
-    n = system.n
-    if not isinstance(_field(m, "run.problem"), str):
-        raise _Damaged(f"{MANIFEST} field run.problem must be text, got {run['problem']!r}")
-    _number(_field(m, "run.lr"), "run.lr", low=0.0)
-    _int(_field(m, "run.batch"), "run.batch", 1)
-    if _field(m, "run.time_unit") is not None:
-        _number(run["time_unit"], "run.time_unit", low=0.0)
-    seed = _int(_field(m, "run.seed"), "run.seed")
-    version = _int(m["version"], "version", 1)
-    if _int(m["trace_offset"], "trace_offset") != version * system.K:
-        raise _Damaged(
-            f"{MANIFEST} field trace_offset must be version * K = {version * system.K}, got {m['trace_offset']}"
-        )
-    _number(m["time"], "time")
-    for key, low in (("checkpoint_every", 1), ("updates", version)):
-        if key in m:
-            _int(m[key], key, low)
-    parts = m["parts"]
-    if not isinstance(parts, list) or not parts:
-        raise _Damaged(f"{MANIFEST} field parts must be a non-empty list of part names, got {parts!r}")
-    named: list[tuple[str, int]] = []
-    for i, part in enumerate(parts):
-        match = _PART.fullmatch(part) if isinstance(part, str) else None
-        if match is None:
-            raise _Damaged(f"{MANIFEST} field parts[{i}] must be a name part-VVVVVVVV.npz, got {part!r}")
-        v = int(match.group(1))
-        if v <= (named[-1][1] if named else 0) or v > version:
-            raise _Damaged(f"{MANIFEST} field parts[{i}]: {part} is out of order (versions 1..{version}, increasing)")
-        named.append((part, v))
-    if named[-1][1] != version:
-        raise _Damaged(f"{MANIFEST} field parts: the last part must be of version {version}, got {named[-1][0]}")
-    sums = m.get("sha256")
-    if not isinstance(sums, dict):
-        raise _Damaged(f"{MANIFEST} field sha256 must be a JSON object (part name: digest), got {sums!r}")
-    for part, _ in named:
-        if not isinstance(sums.get(part), str) or not _HEX.fullmatch(sums[part]):
-            raise _Damaged(f"{MANIFEST} field sha256 must have a SHA-256 (64 hex digits) for {part}, got "
-                           f"{sums.get(part)!r}")  # fmt: skip
-    marks = _ints(_field(m, "rounds.watermark"), "rounds.watermark", n)
-    above = _field(m, "rounds.above")
-    if not isinstance(above, list) or len(above) != n:
-        raise _Damaged(f"{MANIFEST} field rounds.above must be a list of {n} lists of rounds, got {above!r}")
-    for i, rounds in enumerate(above):
-        values = _ints(rounds, f"rounds.above[{i}]", -1, marks[i] + 2)
-        if any(b <= a for a, b in itertools.pairwise(values)):
-            raise _Damaged(f"{MANIFEST} field rounds.above[{i}] must be increasing, got {rounds!r}")
-    if _int(_field(m, "streams.seed"), "streams.seed") != seed:
-        raise _Damaged(f"{MANIFEST} field streams.seed must be the run's seed {seed}, got {m['streams']['seed']!r}")
-    _ints(_field(m, "streams.incarnations"), "streams.incarnations", n)
-    counts = m.get("counts", {})
-    if not isinstance(counts, dict) or not isinstance(counts.get("dropped", {}), dict):
-        raise _Damaged(f"{MANIFEST} field counts must be a JSON object with dropped: {{reason: count}}, got {counts!r}")
-    for reason, count in counts.get("dropped", {}).items():
-        _int(count, f"counts.dropped.{reason}")
-    for key in ("lost", "restarted"):
-        pairs = counts.get(key, [])
-        if not isinstance(pairs, list):
-            raise _Damaged(f"{MANIFEST} field counts.{key} must be a list of [worker, version] pairs, got {pairs!r}")
-        for j, pair in enumerate(pairs):
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise _Damaged(f"{MANIFEST} field counts.{key}[{j}] must be a [worker, version] pair, got {pair!r}")
-            _int(pair[0], f"counts.{key}[{j}][0]", 0, n - 1)
-            _int(pair[1], f"counts.{key}[{j}][1]")
-    return system, version, named
 
 
 def _load(path: Path, manifest: dict[str, Any]) -> Checkpoint:
     from ..trace import COLUMNS, Trace
 
-    system, version, named = _check_manifest(manifest)
+    system, version, named = check_manifest(manifest)
     K = system.K
     chunks: list[dict[str, np.ndarray]] = []
     before = 0
     for part, v in named:
         ppath = path / part
         if not ppath.is_file():
-            raise _Damaged(f"{part} is missing")
+            raise Damaged(f"{part} is missing")
         raw = ppath.read_bytes()
         if hashlib.sha256(raw).hexdigest() != manifest["sha256"][part]:
-            raise _Damaged(f"{part} is corrupt (its SHA-256 differs from the manifest's)")
+            raise Damaged(f"{part} is corrupt (its SHA-256 differs from the manifest's)")
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 chunk = {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError) as exc:
-            raise _Damaged(f"{part} is not a readable .npz ({exc})") from None
+            raise Damaged(f"{part} is not a readable .npz ({exc})") from None
         lacking = [k for k in (*COLUMNS, *_ARRAYS) if k not in chunk]
         if lacking:
-            raise _Damaged(f"{part} lacks {', '.join(lacking)}")
+            raise Damaged(f"{part} lacks {', '.join(lacking)}")
         shapes = {
             **{k: (dt, ((v - before) * K,)) for k, dt in COLUMNS.items()},
             "update_times": (np.float64, (v - before,)),
         }
         for k, (dt, shape) in shapes.items():
             if chunk[k].dtype != dt or chunk[k].shape != shape:
-                raise _Damaged(f"{part} array {k} must be {np.dtype(dt)} of shape {shape} (versions {before + 1}..{v}, "
+                raise Damaged(f"{part} array {k} must be {np.dtype(dt)} of shape {shape} (versions {before + 1}..{v}, "
                                f"K = {K}), got {chunk[k].dtype} of shape {chunk[k].shape}")  # fmt: skip
         if not np.isfinite(chunk["update_times"]).all():
-            raise _Damaged(f"{part} array update_times must be finite")
+            raise Damaged(f"{part} array update_times must be finite")
         w, errors, down = chunk["w"], chunk["errors"], chunk["downlink"]
         if w.dtype != np.float64 or w.ndim != 1 or not w.size or (chunks and w.shape != chunks[0]["w"].shape):
-            raise _Damaged(f"{part} array w must be a 1-d float64 array (one size in every part), got {w.dtype} of "
+            raise Damaged(f"{part} array w must be a 1-d float64 array (one size in every part), got {w.dtype} of "
                            f"shape {w.shape}")  # fmt: skip
         if errors.dtype != np.float64 or errors.ndim != 2 or errors.shape[1] != 3:
-            raise _Damaged(f"{part} array errors must be float64 of shape (rows, 3), got {errors.dtype} {errors.shape}")
+            raise Damaged(f"{part} array errors must be float64 of shape (rows, 3), got {errors.dtype} {errors.shape}")
         if down.dtype != np.float64 or down.ndim != 1 or not (np.isfinite(down).all() and (down >= 0).all()):
-            raise _Damaged(f"{part} array downlink must be 1-d float64 delays, finite and >= 0")
+            raise Damaged(f"{part} array downlink must be 1-d float64 delays, finite and >= 0")
         chunks.append(chunk)
         before = v
     columns = {k: np.concatenate([c[k] for c in chunks]) for k in COLUMNS}
@@ -419,9 +294,9 @@ def _load(path: Path, manifest: dict[str, Any]) -> Checkpoint:
     try:
         Trace(columns, update_times, system).validate(source="its trace at", row=row)
     except SpecError as exc:
-        raise _Damaged(str(exc)) from None
+        raise Damaged(str(exc)) from None
     if float(update_times[-1]) != float(manifest["time"]):
-        raise _Damaged(f"{MANIFEST} field time must be the time of update {version}, {float(update_times[-1])!r} in its "
+        raise Damaged(f"{MANIFEST} field time must be the time of update {version}, {float(update_times[-1])!r} in its "
                        f"part, got {manifest['time']!r}")  # fmt: skip
     _check_rounds(manifest, columns, row)
     return Checkpoint(
@@ -445,7 +320,7 @@ def _check_rounds(manifest: dict[str, Any], columns: dict[str, np.ndarray], row:
     for i in high.tolist():
         k = int(w[i])
         if int(r[i]) not in above[k]:
-            raise _Damaged(
+            raise Damaged(
                 f"{MANIFEST} field rounds.watermark[{k}] = {int(marks[k])}: round {int(r[i])} of worker {k} "
                 f"({row(i)}) is applied but not among the rounds taken (rounds.above[{k}] = {sorted(above[k])})"
             )
