@@ -197,11 +197,13 @@ def validate_model(model: Any, parameter: str, *, allow_zero_mean: bool = False)
     try:
         mean = float(model.mean())
     except (TypeError, ValueError, ArithmeticError) as exc:
-        raise invalid(f"{parameter} mean", f"an error ({exc})", "a number") from None
+        raise SpecError(f"{parameter} mean must be a number, but .mean() failed: {exc}") from None
     try:
         low, high = (float(x) for x in model.support())
     except (TypeError, ValueError, ArithmeticError) as exc:
-        raise invalid(f"{parameter} support", f"an error ({exc})", "a pair of numbers (low, high)") from None
+        raise SpecError(
+            f"{parameter} support must be a pair of numbers (low, high), but .support() failed: {exc}"
+        ) from None
     if not math.isfinite(mean) or mean < 0 or (mean == 0 and not allow_zero_mean):
         raise invalid(f"{parameter} mean", mean, "finite and > 0" if not allow_zero_mean else "finite and >= 0")
     if low < 0:
