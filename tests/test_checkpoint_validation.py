@@ -129,9 +129,15 @@ def deleter(*path):
         (deleter("run", "lr"), r"checkpoint.json lacks run.lr"),
         (setter(["run", "lr"], -1), r"field run.lr must be a number > 0.0, got -1"),
         (setter(["run", "batch"], 1.5), r"field run.batch must be an integer >= 1, got 1.5"),
-        (setter(["run", "n"], 3), r"field run: compute must be models for exactly n = 3 workers"),
-        (setter(["run", "n"], "x"), r"field run: n must be an integer >= 1, got 'x'"),
-        (setter(["run", "compute"], "x"), r"field run: compute must be a list of models in text form"),
+        (setter(["run", "n"], 3), r"field rounds.watermark must be a list of 3 integers, got \[20, 20\]"),
+        (setter(["run", "n"], "x"), r"field run.n must be an integer from 1 to 16777216, got 'x'"),
+        (setter(["run", "n"], 10**11), r"field run.n must be an integer from 1 to 16777216, got 100000000000"),
+        (setter(["run", "K"], 3), r"field trace_offset must be version \* K = 60, got 40"),
+        (setter(["run", "K"], 0), r"field run.K must be an integer >= 1, got 0"),
+        (setter(["run", "protocol"], "x"), r"field run.protocol must be one of k-batch-async, "),
+        (setter(["run", "staleness_bound"], -1), r"field run.staleness_bound must be an integer >= 0, got -1"),
+        (setter(["run", "uplink"], -1), r"field run.uplink must be a number of seconds >= 0 or a model, got -1"),
+        (setter(["run", "compute"], "x"), r"field run.compute must be a list of models in text form, got 'x'"),
         (setter(["run", "seed"], 8), r"field streams.seed must be the run's seed 8, got 7"),
         (setter(["counts", "dropped", "duplicate"], 1.5), r"field counts.dropped.duplicate must be an integer >= 0"),
         (setter(["counts", "lost"], [[5, 3]]), r"field counts.lost\[0\]\[0\] must be an integer from 0 to 1, got 5"),
@@ -233,3 +239,30 @@ def test_cli_resume_of_a_damaged_checkpoint_is_one_error_line_and_exit_2(good, r
     assert code == 2, err
     assert err.startswith("Error: --resume must be a folder with a checkpoint") and match in err, err
     assert err.count("\n") == 1 and out == ""
+
+
+class OwnModel:
+    """A compute-time model given from Python, with no text form that can be read back."""
+
+    def rvs(self, size=1, random_state=None):
+        return np.full(size, 2.0)
+
+    def mean(self):
+        return 2.0
+
+    def cdf(self, x):
+        return np.asarray(x) >= 2.0
+
+    def support(self):
+        return (2.0, 2.0)
+
+
+def test_a_run_of_a_model_without_a_text_form_resumes(tmp_path, monkeypatch):
+    """The manifest's models are checked as text, not parsed: a run of one's own model can be resumed."""
+    system = System(n=2, K=2, compute=OwnModel())
+    args = ck.run_args(system, LinearRegression(), 0.05, 16, 0.01, 7)
+    assert "OwnModel" in args["compute"][0]
+    monkeypatch.setattr(ck, "run_args", lambda *a: args)
+    write(tmp_path, None, 1, 5)
+    c = ck.load_checkpoint(tmp_path)
+    assert c.version == 5 and c.mismatches(args) == []

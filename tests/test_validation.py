@@ -12,9 +12,9 @@ import scipy.stats
 from stalegrad.distributions import Deterministic, validate_model
 from stalegrad.errors import SpecError
 from stalegrad.sim import simulate
-from stalegrad.spec import System
+from stalegrad.spec import MAX_WORKERS, System
 from stalegrad.trace import Trace
-from stalegrad.trace_io import MAX_WORKERS, read_trace, write_trace
+from stalegrad.trace_io import read_trace, write_trace
 
 EXPON = scipy.stats.expon(scale=1.0)
 
@@ -280,7 +280,10 @@ def test_a_file_that_is_not_a_trace_is_one_line(tmp_path, good_csv, make, match)
 def test_a_system_in_the_metadata_cannot_make_it_allocate(tmp_path, good_csv):
     lines = lines_of(good_csv)
     huge = lines[0].replace('"n": 4', '"n": 100000000000')
-    with pytest.raises(SpecError, match=rf"metadata: n must be an integer from 1 to {MAX_WORKERS}, got 100000000000"):
+    with pytest.raises(
+        SpecError,
+        match=rf"metadata: its system is invalid: n must be an integer from 1 to {MAX_WORKERS} in a system descr",
+    ):
         read_trace(write_lines(tmp_path, [huge, *lines[1:]]))
     counts = lines[0].replace('"4*expon', '"100000000000*expon')
     with pytest.raises(SpecError, match=r"metadata: its system is invalid: compute must be models for exactly n = 4"):
@@ -294,6 +297,9 @@ def test_a_good_file_with_blank_lines_at_its_end_and_extra_columns_reads(tmp_pat
     lines = lines_of(good_csv)
     extra = [lines[0], lines[1] + ",note", *(line + ",hello" for line in lines[2:])]
     assert read_trace(write_lines(tmp_path, [*extra, "", ""])).equals(trace)
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(good_csv.read_bytes().replace(b"\n", b"\r\n"))
+    assert read_trace(crlf).equals(trace)
 
 
 def test_parquet_rows_are_numbered_from_1(tmp_path, trace):

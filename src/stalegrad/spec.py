@@ -16,7 +16,7 @@ from .distributions import Deterministic, validate_model
 from .errors import invalid
 from .syntax import describe
 
-__all__ = ["ASYNC_PROTOCOLS", "PROTOCOLS", "System", "require_system"]
+__all__ = ["ASYNC_PROTOCOLS", "MAX_WORKERS", "PROTOCOLS", "System", "require_system"]
 
 #: Protocols, with what they do (Dutta et al. 2018, "Slow and stale gradients can win the race").
 PROTOCOLS = {
@@ -28,6 +28,8 @@ PROTOCOLS = {
 }
 #: Protocols whose workers compute on stale versions (a staleness bound applies to them).
 ASYNC_PROTOCOLS = ("k-batch-async", "k-async")
+#: The most workers a description read from a file may name (a System holds one model reference per worker).
+MAX_WORKERS = 1 << 24
 
 
 def _int_param(name: str, value: Any, low: int) -> int:
@@ -187,6 +189,8 @@ class System:
         if not isinstance(d, dict) or any(k not in d for k in ("n", "K", "compute", "uplink", "downlink")):
             raise SpecError(f"system description must have n, K, compute, uplink and downlink, got {d!r}")
         n = _int_param("n", d["n"], 1)
+        if n > MAX_WORKERS:
+            raise invalid("n", n, f"an integer from 1 to {MAX_WORKERS} in a system description")
         texts = d["compute"]
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             raise invalid("compute", texts, "a list of models in text form, such as ['4*expon(scale=1)']")

@@ -81,7 +81,8 @@ class _Check:
                 got = f"shape {a.shape}, dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
                 raise self.fail(None, k, f"must be a 1-d array of {want}, got {got}")
         w, upd, ver, drop = c["worker"], c["update"], c["version"], c["dropped"]
-        self.require((w >= 0) & (w < n), "worker", lambda i: f"must be a worker from 0 to n-1 = {n - 1}, got {w[i]}")
+        below = w.view(w.dtype.str.replace("i", "u")) < n  # negatives are huge unsigned: one pass
+        self.require(below, "worker", lambda i: f"must be a worker from 0 to n-1 = {n - 1}, got {w[i]}")
         self.require(c["round"] >= 1, "round", lambda i: f"must be a round number >= 1, got {c['round'][i]}")
         for k in ("start", "sent", "arrive"):
             i = _first(np.isfinite(c[k]))
@@ -92,18 +93,19 @@ class _Check:
             applied | (upd == -1), "update", lambda i: f"must be -1 (dropped) or an update number >= 1, got {upd[i]}"
         )
         self.require(ver >= 0, "version", lambda i: f"must be a version >= 0, got {ver[i]}")
-        reasons = ", ".join(f"{k} ({v})" for k, v in DROP_REASONS.items() if k != APPLIED)
+        rows = np.flatnonzero(applied) if not applied.all() else None
         self.require(
-            (drop == APPLIED) | ~applied,
+            drop == APPLIED if rows is None else (drop == APPLIED) | ~applied,
             "dropped",
             lambda i: f"must be {APPLIED} (applied) in a row applied by update {upd[i]}, got {drop[i]}",
         )
-        self.require(
-            (drop == STALE) | (drop == LATE) | applied,
-            "dropped",
-            lambda i: f"must give the reason of a dropped row (update -1): {reasons}; got {drop[i]}",
-        )
-        rows = np.flatnonzero(applied) if not applied.all() else None
+        if rows is not None:
+            reasons = ", ".join(f"{k} ({v})" for k, v in DROP_REASONS.items() if k != APPLIED)
+            self.require(
+                (drop == STALE) | (drop == LATE) | applied,
+                "dropped",
+                lambda i: f"must give the reason of a dropped row (update -1): {reasons}; got {drop[i]}",
+            )
         self.updates(upd if rows is None else upd[rows], rows, K)
         U = t.updates
         times = np.asarray(t.update_times)
@@ -122,8 +124,11 @@ class _Check:
     def updates(self, upd: np.ndarray, rows: np.ndarray | None, K: int) -> None:
         """The applied rows, in order, are update 1 K times, then update 2 K times, ..."""
         A = upd.size
-        expected = np.arange(A, dtype=np.int64) // K + 1
-        j = _first(upd == expected)
+        if A % K == 0 and (upd.reshape(-1, K) == np.arange(1, A // K + 1)[:, None]).all():  # the usual case
+            j = None
+        else:
+            expected = np.arange(A, dtype=np.int64) // K + 1
+            j = _first(upd == expected)
         if j is None:
             if A % K:
                 i = int(rows[-1]) if rows is not None else A - 1
@@ -135,7 +140,7 @@ class _Check:
                 )
             return
         i = int(rows[j]) if rows is not None else j
-        u, e, have = int(upd[j]), int(expected[j]), j % K
+        u, e, have = int(upd[j]), j // K + 1, j % K
         if u < e and u == e - 1 and have == 0:
             self.twice_in(u)
             what = f"update {u} has more than K = {K} gradients"
@@ -257,17 +262,21 @@ class _Check:
             if k is not None:
                 first, i = np.flatnonzero(slot == k)[:2].tolist()
                 raise self._twice(i, first)
-            filled = count > 0
-            starts = np.full(span, np.nan)
-            starts[slot] = start
-            seq = starts[filled]
+            if span == w.size:  # every slot filled (no round missing)
+                filled, seq = None, np.empty(span)
+                seq[slot] = start
+            else:
+                filled = count > 0
+                starts = np.full(span, np.nan)
+                starts[slot] = start
+                seq = starts[filled]
             later = seq[1:] >= seq[:-1]
             ends = np.cumsum(np.bincount(w, minlength=n))[:-1] - 1
             later[ends[(ends >= 0) & (ends < later.size)]] = True  # from one worker to the next: no order
             k = _first(later)
             if k is None:
                 return
-            at = np.flatnonzero(filled)[k : k + 2]
+            at = np.flatnonzero(filled)[k : k + 2] if filled is not None else np.arange(k, k + 2)
             before, i = (int(np.flatnonzero(slot == s)[0]) for s in at)
             raise self._early(i, before)
         order = np.lexsort((r, w))

@@ -12,6 +12,7 @@ them); in a Parquet file, from 1.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +23,8 @@ import numpy as np
 from .artefacts import dumps, metadata, write_csv, write_text
 from .errors import SpecError, StalegradError, invalid
 
-__all__ = ["MAX_WORKERS", "read_trace", "write_trace"]
+__all__ = ["read_trace", "write_trace"]
 
-#: The most workers a trace file may describe (its System holds one model reference per worker).
-MAX_WORKERS = 1 << 24
 _META = "# stalegrad-metadata: "
 _EXACT = 2.0**53  # integers beyond this are not exact in a float64 column
 
@@ -96,34 +95,44 @@ def _read_csv(path: Path, source: str) -> tuple[dict[str, Any], dict[str, Any], 
     """The metadata, the columns as read (numbers if every field is one, else text) and the file row of the first
     data row."""
     try:
-        text = path.read_text()
+        text = path.read_text().rstrip()
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{source} is not a readable text file ({exc})") from None
-    lines = text.rstrip().splitlines()
-    if not lines:
+    if not text:
         raise SpecError(f"{source} is empty")
     meta: dict[str, Any] = {}
+    line, pos = _line(text, 0)
     at = 0
-    if lines[0].startswith("#"):
-        meta = _json(lines[0].removeprefix(_META), f"{source} row 1: its metadata")
+    if line.startswith("#"):
+        meta = _json(line.removeprefix(_META), f"{source} row 1: its metadata")
         at = 1
-    if at == len(lines) or not lines[at].strip():
+        line, pos = _line(text, pos)
+    if not line.strip():
         raise SpecError(f"{source} has no header row (row {at + 1})")
-    header = [h.strip() for h in next(csv.reader([lines[at]]))]
+    header = [h.strip() for h in next(csv.reader([line]))]
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
         raise SpecError(f"{source} row {at + 1}: the header names {twice[0]!r} twice")
     first = at + 2  # the file row of the first data row
-    body = lines[at + 1 :]
+    body = text[pos:]
     if not body:
         raise SpecError(f"{source} has no rows (only a header)")
     try:  # the fast path: every field a number (blank lines, which loadtxt skips, go the slow way)
-        table = np.loadtxt(body, delimiter=",", dtype=np.float64, comments=None, ndmin=2, encoding=None)
-        if table.shape == (len(body), len(header)):
+        stream = io.StringIO(body, newline=None)
+        table = np.loadtxt(stream, delimiter=",", dtype=np.float64, comments=None, ndmin=2)
+        if table.shape == (body.count("\n") + 1, len(header)):
             return meta, {h: table[:, j] for j, h in enumerate(header)}, first
     except ValueError:
         pass
-    return meta, _parse_rows(body, header, first, source), first
+    return meta, _parse_rows(body.splitlines(), header, first, source), first
+
+
+def _line(text: str, pos: int) -> tuple[str, int]:
+    """The line of ``text`` from ``pos`` (without its line end) and where the next one starts."""
+    end = text.find("\n", pos)
+    if end == -1:
+        return text[pos:].rstrip("\r"), len(text)
+    return text[pos:end].rstrip("\r"), end + 1
 
 
 def _parse_rows(body: list[str], header: list[str], first: int, source: str) -> dict[str, Any]:
@@ -199,9 +208,6 @@ def _system(meta: dict[str, Any], source: str) -> Any:
         raise SpecError(f"{source} records no system in its metadata")
     if not isinstance(described, dict):
         raise SpecError(f"{source} metadata: the system must be a JSON object, got {described!r}")
-    n = described.get("n")
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_WORKERS:
-        raise SpecError(f"{source} metadata: n must be an integer from 1 to {MAX_WORKERS}, got {n!r}")
     try:
         return System.from_dict(described)
     except (StalegradError, ValueError) as exc:

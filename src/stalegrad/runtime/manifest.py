@@ -12,8 +12,9 @@ field, never a traceback and never a silently wrong resume:
   watermark plus one (the next round would have raised the watermark);
 * ``streams`` -- ``seed``: the run's; ``incarnations``: ``n`` integers ``>= 0``;
 * ``counts`` -- ``dropped``: counts ``>= 0`` by reason; ``lost``, ``restarted``: ``[worker, version]`` pairs;
-* ``run`` -- a System description (:meth:`~stalegrad.spec.System.from_dict`), ``problem`` (text), ``lr > 0``,
-  ``batch >= 1``, ``time_unit`` (``null`` or ``> 0``), ``seed >= 0``.
+* ``run`` -- a System description (``n`` up to :data:`~stalegrad.spec.MAX_WORKERS`, ``K``, ``protocol``,
+  ``staleness_bound``, ``compute``, ``uplink``, ``downlink``; the models as text, not parsed), ``problem`` (text),
+  ``lr > 0``, ``batch >= 1``, ``time_unit`` (``null`` or ``> 0``), ``seed >= 0``.
 
 Fields not named here are left alone (a newer writer may add some).
 """
@@ -75,20 +76,43 @@ def _ints(value: Any, key: str, size: int, low: int = 0) -> list[int]:
     return [_int(x, f"{key}[{i}]", low) for i, x in enumerate(value)]
 
 
+def _shape(m: dict[str, Any]) -> Any:
+    """The run's system as far as its rows need it (``n``, ``K``, the protocol, the staleness bound), its models
+    checked as text only: a model given from Python may have no text form that can be read back, and the rows do
+    not depend on it."""
+    from ..distributions import Deterministic
+    from ..spec import MAX_WORKERS, PROTOCOLS, System
+
+    n = _int(_field(m, "run.n"), "run.n", 1, MAX_WORKERS)
+    K = _int(_field(m, "run.K"), "run.K", 1)
+    protocol = _field(m, "run.protocol")
+    if protocol not in PROTOCOLS:
+        raise Damaged(f"{MANIFEST} field run.protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    bound = _field(m, "run.staleness_bound")
+    if bound is not None:
+        _int(bound, "run.staleness_bound")
+    compute = _field(m, "run.compute")
+    if not isinstance(compute, list) or not compute or not all(isinstance(c, str) for c in compute):
+        raise Damaged(f"{MANIFEST} field run.compute must be a list of models in text form, got {compute!r}")
+    for key in ("run.uplink", "run.downlink"):
+        delay = _field(m, key)
+        if not isinstance(delay, str) and (_number(delay, key) < 0):
+            raise Damaged(f"{MANIFEST} field {key} must be a number of seconds >= 0 or a model, got {delay!r}")
+    try:
+        return System(n=n, K=K, compute=Deterministic(1.0), protocol=protocol, staleness_bound=bound)
+    except SpecError as exc:
+        raise Damaged(f"{MANIFEST} field run: {exc}") from None
+
+
 def check_manifest(m: dict[str, Any]) -> tuple[Any, int, list[tuple[str, int]]]:
     """Every field of the manifest against its schema: returns the run's System, the version and the parts with
     their versions."""
-    from ..spec import System
-
     if m["format"] != FORMAT:
         raise Damaged(f"{MANIFEST} has format {m['format']!r}, this stalegrad reads {FORMAT!r}")
     run = m["run"]
     if not isinstance(run, dict):
         raise Damaged(f"{MANIFEST} field run must be a JSON object, got {run!r}")
-    try:
-        system = System.from_dict(run)
-    except SpecError as exc:
-        raise Damaged(f"{MANIFEST} field run: {exc}") from None
+    system = _shape(m)
     n = system.n
     if not isinstance(_field(m, "run.problem"), str):
         raise Damaged(f"{MANIFEST} field run.problem must be text, got {run['problem']!r}")
