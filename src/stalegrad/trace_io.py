@@ -95,18 +95,18 @@ def _read_csv(path: Path, source: str) -> tuple[dict[str, Any], dict[str, Any], 
     """The metadata, the columns as read (numbers if every field is one, else text) and the file row of the first
     data row."""
     try:
-        text = path.read_text().rstrip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{source} is not a readable text file ({exc})") from None
-    if not text:
+        data = path.read_bytes().rstrip()
+    except OSError as exc:
+        raise SpecError(f"{source} cannot be read ({exc})") from None
+    if not data:
         raise SpecError(f"{source} is empty")
     meta: dict[str, Any] = {}
-    line, pos = _line(text, 0)
+    line, pos = _line(data, 0, source, 1)
     at = 0
     if line.startswith("#"):
         meta = _json(line.removeprefix(_META), f"{source} row 1: its metadata")
         at = 1
-        line, pos = _line(text, pos)
+        line, pos = _line(data, pos, source, 2)
     if not line.strip():
         raise SpecError(f"{source} has no header row (row {at + 1})")
     header = [h.strip() for h in next(csv.reader([line]))]
@@ -114,25 +114,31 @@ def _read_csv(path: Path, source: str) -> tuple[dict[str, Any], dict[str, Any], 
     if twice:
         raise SpecError(f"{source} row {at + 1}: the header names {twice[0]!r} twice")
     first = at + 2  # the file row of the first data row
-    body = text[pos:]
+    body = data[pos:]
     if not body:
         raise SpecError(f"{source} has no rows (only a header)")
     try:  # the fast path: every field a number (blank lines, which loadtxt skips, go the slow way)
-        stream = io.StringIO(body, newline=None)
-        table = np.loadtxt(stream, delimiter=",", dtype=np.float64, comments=None, ndmin=2)
-        if table.shape == (body.count("\n") + 1, len(header)):
-            return meta, {h: table[:, j] for j, h in enumerate(header)}, first
-    except ValueError:
+        table = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float64, comments=None, ndmin=2, encoding="utf-8")
+        if table.shape == (body.count(b"\n") + 1, len(header)):
+            columns = np.ascontiguousarray(table.T)  # one copy: each column contiguous
+            return meta, {h: columns[j] for j, h in enumerate(header)}, first
+    except (ValueError, UnicodeDecodeError):
         pass
-    return meta, _parse_rows(body.splitlines(), header, first, source), first
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{source} is not UTF-8 text ({exc})") from None
+    return meta, _parse_rows(text.splitlines(), header, first, source), first
 
 
-def _line(text: str, pos: int) -> tuple[str, int]:
-    """The line of ``text`` from ``pos`` (without its line end) and where the next one starts."""
-    end = text.find("\n", pos)
-    if end == -1:
-        return text[pos:].rstrip("\r"), len(text)
-    return text[pos:end].rstrip("\r"), end + 1
+def _line(data: bytes, pos: int, source: str, row: int) -> tuple[str, int]:
+    """The line of ``data`` from ``pos`` (without its line end) and where the next one starts."""
+    end = data.find(b"\n", pos)
+    end = len(data) if end == -1 else end
+    try:
+        return data[pos:end].decode().rstrip("\r"), end + 1
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{source} row {row} is not UTF-8 text ({exc})") from None
 
 
 def _parse_rows(body: list[str], header: list[str], first: int, source: str) -> dict[str, Any]:
@@ -188,8 +194,7 @@ def _column(raw: Any, name: str, integer: bool, source: str, row: Callable[[int]
         return np.asarray(values, dtype=np.float64)
     if values.dtype.kind in "iu":
         return values.astype(np.int64)
-    exact = np.isfinite(values) & (np.abs(values) < _EXACT)
-    exact[exact] = values[exact] == np.floor(values[exact])
+    exact = (np.floor(values) == values) & (np.abs(values) < _EXACT)  # NaN, infinities, fractions fail
     if not exact.all():
         i = int(np.argmin(exact))
         raise SpecError(f"{source} {row(i)}, column {name}: must be an integer, got {values[i]}")
