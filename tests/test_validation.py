@@ -391,3 +391,15 @@ def test_predict_names_a_value_that_is_not_a_system():
 
     with pytest.raises(SpecError, match=r"^system must be a stalegrad.System, got 'str'$"):
         predict("x")
+
+
+def test_a_file_that_is_not_utf8_text_is_one_line(tmp_path, good_csv):
+    data = good_csv.read_bytes()
+    body = tmp_path / "body.csv"
+    body.write_bytes(data.replace(b"\n0,", b"\n\xff,", 1))
+    with pytest.raises(SpecError, match=rf"^trace file '{body}' is not UTF-8 text"):
+        read_trace(body)
+    head = tmp_path / "head.csv"
+    head.write_bytes(b"\xff" + data)
+    with pytest.raises(SpecError, match=rf"^trace file '{head}' row 1 is not UTF-8 text"):
+        read_trace(head)
