@@ -6,8 +6,10 @@
   many gaps (rounds cancelled by the synchronous protocols: the sort path).
 * ``read_trace`` of a CSV of 1e6 rows against ``numpy.loadtxt`` of the same file (its parser), best of 2.
 
-Targets: validating 1e7 rows within 10x the copy and under 1 s; reading within 1.5x loadtxt. A MISS is reported,
-not an error. ``--quick`` uses 1e6 and 1e5 rows (its ratios are not meaningful); ``--json PATH`` writes the numbers.
+Targets (ratios in one run, so a busy machine does not change them much): validating 1e7 rows in order within 5x
+the copy; reading (parsing, checking, building the Trace) within 2x loadtxt's parse alone. A MISS is reported, not
+an error; the seconds are printed too. ``--quick`` uses 1e6 and 1e5 rows (its ratios are not meaningful);
+``--json PATH`` writes the numbers.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from stalegrad.trace_io import read_trace, write_trace
 
 FULL = {"updates": 1_000_000, "file_updates": 100_000}
 QUICK = {"updates": 100_000, "file_updates": 10_000}
-TARGET_RATIO, TARGET_SECONDS, TARGET_READ = 10.0, 1.0, 1.5
+TARGET_RATIO, TARGET_READ = 5.0, 2.0
 
 
 def overtaken(trace: Trace) -> Trace:
@@ -69,9 +71,8 @@ def main() -> None:
         seconds, _ = best_of(3, t.validate)
         out[f"validate_{name}_s"] = seconds
         print(f"validate {rows:.0e} rows ({name}): {seconds:.3f} s = {seconds / copy:.1f}x copying the columns")
-    ratio, seconds = out["validate_in order_s"] / copy, out["validate_in order_s"]
-    hit = ratio <= TARGET_RATIO and seconds <= TARGET_SECONDS
-    print(f"target validate <= {TARGET_RATIO:g}x copy and <= {TARGET_SECONDS:g} s: {'ok' if hit else 'MISS'}")
+    ratio = out["validate_in order_s"] / copy
+    print(f"target validate (in order) <= {TARGET_RATIO:g}x copy: {'ok' if ratio <= TARGET_RATIO else 'MISS'}")
     small = simulate(system, sizes["file_updates"], seed=2)
     with tempfile.TemporaryDirectory() as folder:
         path = write_trace(small, Path(folder) / "t.csv")
