@@ -30,6 +30,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_runtime.py
 	$(BIN)/python bench/bench_startup.py
+	$(BIN)/python bench/bench_validate.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,6 @@
 """Written results: every file records the seed, the package version and the resolved system, and is written to
-a temporary name, flushed and renamed into place (never a half-written file)."""
+a temporary name, flushed and renamed into place (never a half-written file). Traces in files (:func:`read_trace`,
+:func:`write_trace`) are in :mod:`stalegrad.trace_io`."""
 
 from __future__ import annotations
 
@@ -20,12 +21,10 @@ __all__ = [
     "clean_json",
     "dumps",
     "metadata",
-    "read_trace",
     "write_csv",
     "write_figure",
     "write_json",
     "write_text",
-    "write_trace",
 ]
 
 
@@ -124,80 +123,10 @@ def write_figure(fig: Any, path: str | Path, meta: dict[str, Any]) -> Path:
     return path
 
 
-def write_trace(trace: Any, path: str | Path, **extra: Any) -> Path:
-    """Save a Trace as CSV (``.csv``) or Parquet (``.parquet``, needs pyarrow), with its system and seed."""
-    from .trace import COLUMNS
+def __getattr__(name: str) -> Any:
+    """``read_trace`` and ``write_trace`` live in :mod:`stalegrad.trace_io` (importable from here too)."""
+    if name in ("read_trace", "write_trace"):
+        from . import trace_io
 
-    path = Path(path)
-    if path.suffix not in (".csv", ".parquet"):
-        from .errors import invalid
-
-        raise invalid("trace file", str(path), "a name ending in .csv or .parquet")
-    meta = metadata(trace.seed, {"trace": trace.system}, engine=trace.meta.get("engine"), **extra)
-    cols = trace.columns
-    if path.suffix == ".parquet":
-        pa, pq = _pyarrow()
-        table = pa.table({k: cols[k] for k in COLUMNS})
-        table = table.replace_schema_metadata({b"stalegrad": dumps(meta).encode()})
-        buf = pa.BufferOutputStream()
-        pq.write_table(table, buf)
-        return write_text(path, buf.getvalue().to_pybytes())
-    names = list(COLUMNS)
-    return write_csv(path, names, zip(*(cols[k].tolist() for k in names), strict=True), meta)
-
-
-def read_trace(path: str | Path) -> Any:
-    """Load a Trace written by :func:`write_trace` (or any CSV/Parquet with the Trace columns and a system in its
-    metadata, such as ``stalegrad run --out``'s ``trace.csv``)."""
-    import numpy as np
-
-    from .errors import SpecError, invalid
-    from .spec import System
-    from .trace import COLUMNS, Trace
-
-    path = Path(path)
-    if not path.is_file():
-        raise invalid("trace file", str(path), "an existing .csv or .parquet file")
-    try:
-        if path.suffix == ".parquet":
-            _, pq = _pyarrow()
-            table = pq.read_table(path)
-            raw = (table.schema.metadata or {}).get(b"stalegrad", b"{}")
-            meta = json.loads(raw)
-            data = {k: table.column(k).to_numpy() for k in table.column_names}
-        else:
-            lines = path.read_text().splitlines()
-            meta = json.loads(lines[0].removeprefix("# stalegrad-metadata: ")) if lines[0].startswith("#") else {}
-            rows = list(csv.reader(lines[1 if lines[0].startswith("#") else 0 :]))
-            header, body = rows[0], rows[1:]
-            data = {h: np.array([r[j] for r in body], dtype=float) for j, h in enumerate(header)}
-        cols = {k: np.asarray(data[k]).astype(dt) for k, dt in COLUMNS.items() if k in data}
-        missing = [k for k in COLUMNS if k not in cols and k != "dropped"]
-    except (ValueError, KeyError, IndexError, json.JSONDecodeError) as exc:
-        raise SpecError(f"trace file {str(path)!r} cannot be read: {exc}") from None
-    if missing:
-        raise SpecError(f"trace file {str(path)!r} lacks the columns {', '.join(missing)}")
-    systems = meta.get("systems") or {}
-    described = systems.get("trace") or next(iter(systems.values()), None)
-    if described is None:
-        raise SpecError(f"trace file {str(path)!r} records no system in its metadata")
-    system = System.from_dict(described)
-    upd = cols["update"]
-    applied = upd >= 1
-    U = int(upd.max()) if applied.any() else 0
-    update_times = np.full(U, -np.inf)  # update u happened when its last gradient arrived
-    np.maximum.at(update_times, upd[applied] - 1, cols["arrive"][applied])
-    return Trace(cols, update_times, system, meta.get("seed"), {"engine": "file", "path": str(path)})
-
-
-def _pyarrow() -> tuple[Any, Any]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - pyarrow is a test dependency
-        from .errors import StalegradError
-
-        raise StalegradError(
-            "Parquet needs pyarrow: pip install 'stalegrad[parquet]' (or pip install pyarrow)"
-        ) from None
-    return pa, pq
+        return getattr(trace_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -273,16 +273,35 @@ def empirical(path: str | None = None, values: Any = None, column: int | str | N
 
 
 def validate_model(model: Any, parameter: str, *, allow_zero_mean: bool = False) -> Any:
-    """Check that ``model`` behaves like a frozen distribution of nonnegative times with a finite mean."""
+    """Check that ``model`` behaves like a frozen distribution of nonnegative times with a finite mean: it has the
+    scipy.stats methods, its mean is finite and ``> 0`` (``>= 0`` with ``allow_zero_mean``, as for a delay), and its
+    support is an interval of times ``0 <= low <= high`` (``high`` may be infinite). Its draws are checked where
+    they are drawn (:func:`stalegrad.streams.check_draws`).
+
+    >>> validate_model(float("nan"), "uplink")
+    Traceback (most recent call last):
+    ...
+    stalegrad.errors.SpecError: uplink must be a scipy.stats-like distribution (it has no .rvs()), got nan
+    """
     for method in ("rvs", "mean", "cdf", "support"):
         if not callable(getattr(model, method, None)):
             raise invalid(parameter, model, f"a scipy.stats-like distribution (it has no .{method}())")
-    mean = float(model.mean())
-    low = float(model.support()[0])
+    try:
+        mean = float(model.mean())
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise SpecError(f"{parameter} mean must be a number, but .mean() failed: {exc}") from None
+    try:
+        low, high = (float(x) for x in model.support())
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise SpecError(
+            f"{parameter} support must be a pair of numbers (low, high), but .support() failed: {exc}"
+        ) from None
     if not math.isfinite(mean) or mean < 0 or (mean == 0 and not allow_zero_mean):
         raise invalid(f"{parameter} mean", mean, "finite and > 0" if not allow_zero_mean else "finite and >= 0")
     if low < 0:
         raise invalid(f"{parameter} support", f"starts at {low}", "times >= 0 (support starting at 0 or later)")
+    if not (math.isfinite(low) and low <= high):  # NaN fails every comparison
+        raise invalid(f"{parameter} support", (low, high), "an interval (low, high) of times, 0 <= low <= high")
     return model
 
 

@@ -16,7 +16,7 @@ from .distributions import ComputeModel, Deterministic, validate_model
 from .errors import invalid
 from .syntax import describe
 
-__all__ = ["ASYNC_PROTOCOLS", "MAX_WORKERS", "PROTOCOLS", "System"]
+__all__ = ["ASYNC_PROTOCOLS", "MAX_WORKERS", "PROTOCOLS", "System", "require_system"]
 
 #: The most workers a System may have (a simulated cluster of a million workers runs; a billion does not fit).
 MAX_WORKERS = 1_000_000
@@ -181,30 +181,43 @@ class System:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> System:
-        """Rebuild a System from :meth:`to_dict`'s output (models in the ``--compute`` text form)."""
+        """Rebuild a System from :meth:`to_dict`'s output (models in the ``--compute`` text form).
+
+        Every problem is a :class:`SpecError`; the worker counts of ``compute`` are checked against ``n`` before
+        any list of models is made (a file cannot make it allocate more than ``n`` entries).
+        """
         from .errors import SpecError
         from .syntax import parse_model
 
-        try:
-            workers = []
-            for text in d["compute"]:
-                count, model = parse_model(text)
-                workers += [model] * count
+        if not isinstance(d, dict) or any(k not in d for k in ("n", "K", "compute", "uplink", "downlink")):
+            raise SpecError(f"system description must have n, K, compute, uplink and downlink, got {d!r}")
+        n = _int_param("n", d["n"], 1)
+        if n > MAX_WORKERS:
+            raise invalid("n", n, f"an integer from 1 to {MAX_WORKERS:,} in a system description")
+        texts = d["compute"]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise invalid("compute", texts, "a list of models in text form, such as ['4*expon(scale=1)']")
+        parsed = [parse_model(text) for text in texts]
+        if sum(count for count, _ in parsed) != n:
+            raise invalid("compute", texts, f"models for exactly n = {n} workers")
+        workers = [model for count, model in parsed for _ in range(count)]
 
-            def delay(value: Any) -> Any:
-                return float(value) if isinstance(value, (int, float)) else parse_model(str(value))[1]
+        def delay(name: str, value: Any) -> Any:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            if not isinstance(value, str):
+                raise invalid(name, value, "a number of seconds or a model in text form")
+            return parse_model(value)[1]
 
-            return cls(
-                n=int(d["n"]),
-                K=int(d["K"]),
-                compute=workers,
-                uplink=delay(d["uplink"]),
-                downlink=delay(d["downlink"]),
-                protocol=d.get("protocol", "k-batch-async"),
-                staleness_bound=d.get("staleness_bound"),
-            )
-        except (KeyError, TypeError) as exc:
-            raise SpecError(f"system description must have n, K, compute, uplink and downlink, got {d!r}") from exc
+        return cls(
+            n=n,
+            K=d["K"],
+            compute=workers,
+            uplink=delay("uplink", d["uplink"]),
+            downlink=delay("downlink", d["downlink"]),
+            protocol=d.get("protocol", "k-batch-async"),
+            staleness_bound=d.get("staleness_bound"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description that records everything needed to rebuild the system."""
@@ -226,6 +239,19 @@ class System:
             f"compute={' + '.join(d['compute'])!r}, protocol={d['protocol']!r}"
             + (f", staleness_bound={self.staleness_bound})" if self.staleness_bound is not None else ")")
         )
+
+
+def require_system(value: Any, parameter: str = "system") -> System:
+    """``value`` itself if it is a :class:`System`, else the one-line :class:`SpecError` naming ``parameter``.
+
+    >>> require_system("x")
+    Traceback (most recent call last):
+    ...
+    stalegrad.errors.SpecError: system must be a stalegrad.System, got 'str'
+    """
+    if not isinstance(value, System):
+        raise invalid(parameter, type(value).__name__, "a stalegrad.System")
+    return value
 
 
 def _mean(delay: Any) -> float:

@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError
+from .manifest import FORMAT, MANIFEST, Damaged, check_manifest
 
 __all__ = ["FORMAT", "MANIFEST", "Checkpoint", "load_checkpoint", "run_args", "write_checkpoint", "write_counts"]
 
-FORMAT = "stalegrad-checkpoint/1"
-MANIFEST = "checkpoint.json"
+_ARRAYS = ("w", "update_times", "errors", "downlink")
 _KEYS = ("format", "version", "trace_offset", "time", "parts", "rounds", "streams", "run")
 
 
@@ -208,9 +208,14 @@ def has_checkpoint(folder: str | Path) -> bool:
 
 
 def load_checkpoint(folder: str | Path, *, name: str = "resume") -> Checkpoint:
-    """Read and check a checkpoint folder; every problem is one :class:`SpecError` naming ``name`` and the folder."""
-    from ..trace import COLUMNS
+    """Read and check a checkpoint folder; every problem is one :class:`SpecError` naming ``name`` and the folder.
 
+    Checked before anything is used: every field of the manifest (types and ranges, one entry per worker), a
+    SHA-256 for every part (and the part's bytes against it), the arrays of every part, the rows as a Trace
+    (:meth:`~stalegrad.trace.Trace.validate`: updates ``1..version``, ``K`` rows each, ...), the time of the last
+    update, and the rounds the manifest says were taken against the rows (a round in the rows that is not among
+    them would be taken again by the resumed master).
+    """
     path = Path(folder)
 
     def bad(reason: str) -> SpecError:
@@ -230,53 +235,92 @@ def load_checkpoint(folder: str | Path, *, name: str = "resume") -> Checkpoint:
     missing = [k for k in _KEYS if k not in manifest]
     if missing:
         raise bad(f"{MANIFEST} lacks {', '.join(missing)}")
-    if manifest["format"] != FORMAT:
-        raise bad(f"{MANIFEST} has format {manifest['format']!r}, this stalegrad reads {FORMAT!r}")
     try:
-        parts = [str(p) for p in manifest["parts"]]
-        sums = dict(manifest.get("sha256", {}))
-        version, offset = int(manifest["version"]), int(manifest["trace_offset"])
-        n = int(manifest["run"]["n"])
-        K = int(manifest["run"]["K"])
-        rounds = manifest["rounds"]
-        if len(rounds["watermark"]) != n or len(rounds["above"]) != n or len(manifest["streams"]["incarnations"]) != n:
-            raise ValueError("rounds and streams must have one entry per worker")
-    except (TypeError, ValueError, KeyError) as exc:
-        raise bad(f"{MANIFEST} is malformed ({exc})") from None
-    if not parts:
-        raise bad(f"{MANIFEST} names no part")
+        return _load(path, manifest)
+    except Damaged as exc:
+        raise bad(str(exc)) from None
+
+
+def _load(path: Path, manifest: dict[str, Any]) -> Checkpoint:
+    from ..trace import COLUMNS, Trace
+
+    system, version, named = check_manifest(manifest)
+    K = system.K
     chunks: list[dict[str, np.ndarray]] = []
-    for part in parts:
+    before = 0
+    for part, v in named:
         ppath = path / part
-        if Path(part).name != part or not ppath.is_file():
-            raise bad(f"{part} is missing")
+        if not ppath.is_file():
+            raise Damaged(f"{part} is missing")
         raw = ppath.read_bytes()
-        if part in sums and hashlib.sha256(raw).hexdigest() != sums[part]:
-            raise bad(f"{part} is corrupt (its SHA-256 differs from the manifest's)")
+        if hashlib.sha256(raw).hexdigest() != manifest["sha256"][part]:
+            raise Damaged(f"{part} is corrupt (its SHA-256 differs from the manifest's)")
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                chunks.append({k: z[k] for k in z.files})
+                chunk = {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError) as exc:
-            raise bad(f"{part} is not a readable .npz ({exc})") from None
-        lacking = [k for k in (*COLUMNS, "w", "update_times", "errors", "downlink") if k not in chunks[-1]]
+            raise Damaged(f"{part} is not a readable .npz ({exc})") from None
+        lacking = [k for k in (*COLUMNS, *_ARRAYS) if k not in chunk]
         if lacking:
-            raise bad(f"{part} lacks {', '.join(lacking)}")
-    columns = {k: np.concatenate([c[k] for c in chunks]).astype(COLUMNS[k]) for k in COLUMNS}
+            raise Damaged(f"{part} lacks {', '.join(lacking)}")
+        shapes = {
+            **{k: (dt, ((v - before) * K,)) for k, dt in COLUMNS.items()},
+            "update_times": (np.float64, (v - before,)),
+        }
+        for k, (dt, shape) in shapes.items():
+            if chunk[k].dtype != dt or chunk[k].shape != shape:
+                raise Damaged(f"{part} array {k} must be {np.dtype(dt)} of shape {shape} (versions {before + 1}..{v}, "
+                               f"K = {K}), got {chunk[k].dtype} of shape {chunk[k].shape}")  # fmt: skip
+        if not np.isfinite(chunk["update_times"]).all():
+            raise Damaged(f"{part} array update_times must be finite")
+        w, errors, down = chunk["w"], chunk["errors"], chunk["downlink"]
+        if w.dtype != np.float64 or w.ndim != 1 or not w.size or (chunks and w.shape != chunks[0]["w"].shape):
+            raise Damaged(f"{part} array w must be a 1-d float64 array (one size in every part), got {w.dtype} of "
+                           f"shape {w.shape}")  # fmt: skip
+        if errors.dtype != np.float64 or errors.ndim != 2 or errors.shape[1] != 3:
+            raise Damaged(f"{part} array errors must be float64 of shape (rows, 3), got {errors.dtype} {errors.shape}")
+        if down.dtype != np.float64 or down.ndim != 1 or not (np.isfinite(down).all() and (down >= 0).all()):
+            raise Damaged(f"{part} array downlink must be 1-d float64 delays, finite and >= 0")
+        chunks.append(chunk)
+        before = v
+    columns = {k: np.concatenate([c[k] for c in chunks]) for k in COLUMNS}
     update_times = np.concatenate([c["update_times"] for c in chunks])
-    rows = len(columns["worker"])
-    if rows != offset or update_times.size != version or rows != version * K:
-        raise bad(
-            f"its parts hold {rows} rows and {update_times.size} updates; the manifest says trace offset {offset} "
-            f"and version {version} (K = {K})"
-        )
-    if version and not np.array_equal(np.unique(columns["update"]), np.arange(1, version + 1)):
-        raise bad("its rows do not cover updates 1..version")
+    ends = np.cumsum([(v - prev) * K for (_, v), prev in zip(named, [0, *(v for _, v in named)], strict=False)])
+
+    def row(i: int) -> str:
+        j = int(np.searchsorted(ends, i, side="right"))
+        return f"row {i - (int(ends[j - 1]) if j else 0) + 1} of {named[j][0]}"
+
+    try:
+        Trace(columns, update_times, system).validate(source="its trace at", row=row)
+    except SpecError as exc:
+        raise Damaged(str(exc)) from None
+    if float(update_times[-1]) != float(manifest["time"]):
+        raise Damaged(f"{MANIFEST} field time must be the time of update {version}, {float(update_times[-1])!r} in its "
+                       f"part, got {manifest['time']!r}")  # fmt: skip
+    _check_rounds(manifest, columns, row)
     return Checkpoint(
         folder=path,
         manifest=manifest,
         w=chunks[-1]["w"],
         columns=columns,
         update_times=update_times,
-        errors=np.concatenate([c["errors"].reshape(-1, 3) for c in chunks]),
+        errors=np.concatenate([c["errors"] for c in chunks]),
         downlink=np.concatenate([c["downlink"] for c in chunks]),
     )
+
+
+def _check_rounds(manifest: dict[str, Any], columns: dict[str, np.ndarray], row: Any) -> None:
+    """Every (worker, round) in the rows is among the rounds the manifest says were taken (up to the worker's
+    watermark, or above it): else the resumed master would take it again."""
+    marks = np.asarray(manifest["rounds"]["watermark"], dtype=np.int64)
+    w, r = columns["worker"], columns["round"]
+    high = np.flatnonzero(r > marks[w])
+    above = [set(a) for a in manifest["rounds"]["above"]]
+    for i in high.tolist():
+        k = int(w[i])
+        if int(r[i]) not in above[k]:
+            raise Damaged(
+                f"{MANIFEST} field rounds.watermark[{k}] = {int(marks[k])}: round {int(r[i])} of worker {k} "
+                f"({row(i)}) is applied but not among the rounds taken (rounds.above[{k}] = {sorted(above[k])})"
+            )

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import System
+from ..spec import System, require_system
 from .renewal import renewal_function
 
 __all__ = [
@@ -134,6 +134,7 @@ def predict(system: System) -> Prediction:
     >>> round(p.staleness_paper, 6), round(p.staleness_exact, 6)
     (1.4, 1.36)
     """
+    require_system(system)
     paper = staleness_paper(system)
     per = staleness_exact_per_worker(system)
     exact = staleness_exact(system)
