@@ -29,6 +29,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_sim.py
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_runtime.py
+	$(BIN)/python bench/bench_pmf.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
