@@ -113,7 +113,7 @@ def arrivals_numerical(
     """
     scales = []
     for c in classes:
-        std = float(c.model.std())
+        std = float(c.model.std()) if callable(getattr(c.model, "std", None)) else math.nan
         scales.append(min(c.mean, std) if math.isfinite(std) and std > 0 else c.mean)
     h = min(scales) / steps_per_scale
     body = max(_upper(c.model, 1e-4) for c in classes)
@@ -161,20 +161,26 @@ def _on_grid(classes: list[WorkerClass], tc: float, h: float, nodes: list[np.nda
         # the windows grow along the chunk: the last one's support bounds the chunk's (no aliasing in the FFT)
         M = _fft_size(laws, counts, r + int(columns[i1 - 1]), delta)
         tables = [np.fft.rfft(_fold(law.equilibrium(r + columns[i0:i1], delta), M), M, axis=1) for law in laws]
-        # generating functions of the other workers' arrivals, prod_d G_d^(n_d - [d = c]), in place
+        # the other workers' arrivals: G_c^(n_c - 1) prod_{d != c} G_d^(n_d), from running products over the classes
+        # before c and products of those after it (a cost linear in the number of classes)
         minus_one = [_power(t, n - 1) for t, n in zip(tables, counts, strict=True)]
+        for m1, t in zip(minus_one[1:], tables[1:], strict=True):
+            t *= m1  # the tables after the first now hold G_d^(n_d)
         if len(classes) > 1:
-            for m1, t in zip(minus_one, tables, strict=True):
-                t *= m1  # the tables now hold G_d^(n_d)
+            tables[0] *= minus_one[0]
+        after: list[np.ndarray | None] = [None] * len(classes)
+        for d in range(len(classes) - 1, 0, -1):
+            after[d - 1] = tables[d] if after[d] is None else tables[d] * after[d]
+        before: np.ndarray | None = None
         for c in range(len(classes)):
-            if not weights[c][i0:i1].any():
-                continue
             prod = minus_one[c]
-            for d in range(len(classes)):
-                if d != c:
-                    prod = prod * tables[d] if prod is minus_one[c] else np.multiply(prod, tables[d], out=prod)
-            mixed = (weights[c][i0:i1] @ prod.view(np.float64)).view(np.complex128)  # real weights: one BLAS call
-            others[c] = _add(others[c], np.fft.irfft(mixed, M))
+            for factor in (before, after[c]):
+                if factor is not None:
+                    prod *= factor
+            if weights[c][i0:i1].any():
+                mixed = (weights[c][i0:i1] @ prod.view(np.float64)).view(np.complex128)  # real weights: BLAS
+                others[c] = _add(others[c], np.fft.irfft(mixed, M))
+            before = tables[c] if before is None else before * tables[c]
         i0 = i1
     # the worker's earlier gradients in flight, and its own previous gradient (+1)
     return [np.concatenate([[0.0], np.convolve(o, j)]) for o, j in zip(others, in_flight, strict=True)]
