@@ -170,7 +170,8 @@ def _on_grid(classes: list[WorkerClass], tc: float, h: float, nodes: list[np.nda
             tables[0] *= minus_one[0]
         after: list[np.ndarray | None] = [None] * len(classes)
         for d in range(len(classes) - 1, 0, -1):
-            after[d - 1] = tables[d] if after[d] is None else tables[d] * after[d]
+            later = after[d]
+            after[d - 1] = tables[d] if later is None else tables[d] * later
         before: np.ndarray | None = None
         for c in range(len(classes)):
             prod = minus_one[c]
