@@ -17,7 +17,7 @@ For i.i.d. compute times ``X ~ F`` (mean ``mu``) with partial sums ``S_j`` and c
 The convolution powers are computed on the grid ``t_k = k h`` by the product-trapezoid Stieltjes rule with the
 exact increments of ``F`` (``F^{*(m+1)}(t_k) = sum_j [F(t_{j+1}) - F(t_j)] (F^{*m}(t_k - t_j) + F^{*m}(t_k -
 t_{j+1})) / 2``, one FFT product per power), the equilibrium tails by the cumulative trapezoid rule: both are
-``O(h^2)``, which :mod:`stalegrad.theory.pmf` removes by Richardson extrapolation. Exponential times have the
+``O(h^2)``, which :mod:`stalegrad.theory.arrivals` removes by Richardson extrapolation. Exponential times have the
 closed forms ``N^o(t) ~ N^eq(t) ~ Poisson(t / mu)``.
 """
 
