@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 import scipy.stats
 
 from ..spec import System
@@ -83,7 +82,7 @@ def arrivals_closed_form(classes: list[WorkerClass], tc: float, tol: float) -> A
     besides its previous gradient, the worker's earlier gradients in flight (Poisson(lambda_i Tc)) and the others'
     arrivals over ``Tc`` (Poisson((Lambda - lambda_i) Tc)) make Poisson(Lambda Tc), and over its ``Exp(lambda_i)``
     compute time the others add a geometric number. The sum is the recursion ``r_m = p_i pi_m + q_i r_{m-1}`` over
-    the Poisson pmf ``pi``; mass ``< tol`` is left in the tail."""
+    the Poisson pmf ``pi``, i.e. its convolution with ``p_i q_i^m``; mass ``< tol`` is left in the tail."""
     total = sum(len(c.workers) / c.mean for c in classes)
     lam = total * tc
     laws, cut = [], []
@@ -93,7 +92,8 @@ def arrivals_closed_form(classes: list[WorkerClass], tc: float, tol: float) -> A
         length = int(scipy.stats.poisson.isf(tol / 4, lam)) + 2
         if q > 0:
             length += math.ceil(math.log(tol / 4) / math.log(q))
-        r = scipy.signal.lfilter([p], [1.0, -q], scipy.stats.poisson.pmf(np.arange(length), lam))
+        m = np.arange(length)
+        r = np.convolve(scipy.stats.poisson.pmf(m, lam), p * q**m)[:length]
         laws.append(np.concatenate([[0.0], r]))
         cut.append(max(0.0, 1.0 - float(r.sum())))
     return ArrivalLaws(laws, cut, 0.0, None)

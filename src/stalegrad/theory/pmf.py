@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.signal
 
 from ..errors import StalegradError, invalid
 from ..spec import System
@@ -235,7 +234,9 @@ def _batch(arrivals: np.ndarray, K: int) -> np.ndarray:
     if arrivals.size * K <= 4_000_000:
         conv = np.convolve(arrivals, tri)
     else:
-        conv = np.maximum(scipy.signal.fftconvolve(arrivals, tri), 0.0)
+        size = arrivals.size + tri.size - 1
+        conv = np.maximum(np.fft.irfft(np.fft.rfft(arrivals, 2 * size) * np.fft.rfft(tri, 2 * size), 2 * size), 0)
+        conv = conv[:size]
     return _trim(conv[K - 1 :: K])
 
 
