@@ -31,6 +31,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_runtime.py
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_validate.py
+	$(BIN)/python bench/bench_pmf.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

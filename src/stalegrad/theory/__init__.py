@@ -3,7 +3,9 @@ function it needs. Pure functions of a :class:`~stalegrad.spec.System`; nothing 
 
 * :mod:`.limits` -- the K-batch-async staleness limits and :func:`predict`;
 * :mod:`.rates` -- the other protocols' update rates (Dutta et al. 2018);
-* :mod:`.renewal` -- the renewal function ``m(t)`` of any compute-time law.
+* :mod:`.renewal` -- the renewal function ``m(t)`` of any compute-time law;
+* :mod:`.pmf` -- the whole stationary staleness distribution of k-batch-async (with :mod:`.arrivals`, the law of
+  the arrivals ahead of a gradient, and :mod:`.counts`, the renewal-count laws it is made of).
 """
 
 from __future__ import annotations
@@ -18,18 +20,23 @@ from .limits import (
     staleness_paper,
     update_rate,
 )
+from .pmf import ClassStaleness, StalenessDistribution, distribution_refusal, staleness_distribution
 from .rates import is_exponential, order_statistic_mean, protocol_update_rate
 from .renewal import renewal_function
 
 __all__ = [
+    "ClassStaleness",
     "Prediction",
+    "StalenessDistribution",
     "caveat",
+    "distribution_refusal",
     "is_exponential",
     "is_lattice",
     "order_statistic_mean",
     "predict",
     "protocol_update_rate",
     "renewal_function",
+    "staleness_distribution",
     "staleness_exact",
     "staleness_exact_per_worker",
     "staleness_paper",
