@@ -53,6 +53,10 @@ def _constant(node: ast.AST, text: str) -> Any:
                 pass
     if isinstance(node, ast.Name):  # bare words as strings: empirical(path=times.csv) is not valid Python
         return node.id
+    if isinstance(node, (ast.List, ast.Tuple)):  # a list of numbers: empirical(values=[1.5, 2.0]), as describe writes
+        items = [_constant(item, text) for item in node.elts]
+        if all(isinstance(v, (int, float)) for v in items):
+            return items
     raise SpecError(f"compute model {text!r}: arguments must be numbers or strings, got {ast.unparse(node)!r}")
 
 
