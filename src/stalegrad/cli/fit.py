@@ -45,7 +45,7 @@ from .options import emit_json, fmt, print_table
     type=click.IntRange(min=0),
     default=99,
     show_default=True,
-    help="Bootstrap samples of each class's goodness-of-fit test (0: no test).",
+    help="Bootstrap samples of each class's goodness-of-fit test (0: no test; at least 1/level - 1).",
 )
 def fit_command(
     logs: tuple[str, ...],
@@ -73,8 +73,10 @@ def fit_command(
     from ..errors import invalid
     from ..fit import fit_cluster, parse_columns, read_records
     from ..fit.classes import check_level
+    from ..fit.laws import check_gof_samples
 
     check_level(level, "--level")
+    check_gof_samples(gof_samples, level, "--gof-samples")
     mapping = parse_columns(columns)
     if out is not None and not out.endswith(".json"):
         raise invalid("--out", out, "a file name ending in .json")

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError, invalid
+from ..errors import SpecError
 from ..spec import PROTOCOLS, System
 from ..streams import derive_seed, resolve_seed
 from .checks import Finding, check_workers
 from .classes import check_level, group_workers
-from .laws import SampleFit, fit_sample
+from .laws import SampleFit, check_gof_samples, fit_sample
 from .records import Records
 
 __all__ = ["ClusterFit", "WorkerClass", "fit_cluster"]
@@ -112,8 +112,7 @@ def fit_cluster(
     say). ``gof_samples``: bootstrap samples of each class's goodness-of-fit test (0: no test).
     """
     level = check_level(level)
-    if isinstance(gof_samples, bool) or not isinstance(gof_samples, int) or gof_samples < 0:
-        raise invalid("gof_samples", gof_samples, "an integer >= 0")
+    check_gof_samples(gof_samples, level)
     root = resolve_seed(seed)
     samples = records.samples()
     findings = check_workers(samples, level)

@@ -97,6 +97,32 @@ class Records:
     order: np.ndarray  # int64 sort key of the record in its worker's series (input file, then round/start/row)
     sources: tuple[Source, ...] = field(default=())
 
+    @classmethod
+    def from_arrays(
+        cls, worker: Any, duration: Any, censored: Any = None, uplink: Any = None, *, source: str = "arrays"
+    ) -> Records:
+        """Records from arrays (one entry per round, each worker's rounds in the order they were measured).
+
+        >>> r = Records.from_arrays(["a", "b", "a"], [1.0, 2.0, 1.5], censored=[0, 0, 1])
+        >>> r.workers(), r.sample("a").times.tolist(), r.sample("a").n_censored
+        (['a', 'b'], [1.0, 1.5], 1)
+        """
+        d = np.asarray(duration, dtype=float).ravel()
+        n = d.size
+        w = np.array([_label(v) for v in np.asarray(worker).ravel()], dtype=object)
+        c = np.zeros(n, dtype=bool) if censored is None else np.asarray(censored, dtype=bool).ravel()
+        u = np.full(n, np.nan) if uplink is None else np.asarray(uplink, dtype=float).ravel()
+        if not (w.size == c.size == u.size == n):
+            raise SpecError(
+                f"worker, duration, censored and uplink must have one entry per record, got {w.size}, "
+                f"{n}, {c.size}, {u.size}"
+            )
+        _check_positive(d, "duration", Path(source))
+        mapping = {"worker": "worker", "duration": "duration"}
+        return cls(
+            w, d, c, u, np.full(n, np.nan), np.arange(n, dtype=np.int64), (Source(source, "arrays", n, mapping),)
+        )
+
     def __len__(self) -> int:
         return int(self.duration.size)
 
