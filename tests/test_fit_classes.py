@@ -56,5 +56,5 @@ def test_same_law_pvalue_is_scipys_interpolated_range():
 
 @pytest.mark.parametrize("level", [0.0, 0.0005, 0.3, 1.0])
 def test_levels_outside_the_tests_range_are_refused(level):
-    with pytest.raises(SpecError, match="level must be a significance level between 0.001 and 0.25"):
+    with pytest.raises(SpecError, match=r"level must be a significance level between 0\.001 and 0\.25"):
         group_workers(cluster(50, 1, seed=0), level)

@@ -146,3 +146,25 @@ def test_censored_fit_recovers_mean_and_p95_where_dropping_misses(family, law):
     dropped = fit_sample(Sample.of(sample.finished), gof_samples=0)
     assert dropped.law.quantile(0.95) / law.ppf(0.95) - 1 < -0.20
     assert dropped.law.mean() / law.mean() - 1 < -0.15
+
+
+@pytest.mark.slow
+def test_aic_on_single_workers_of_1000_rounds():
+    """The strictest case, one worker's 1000 rounds (a class of one), 100 samples per family, printed (measured:
+    gamma 0.93, lognorm 0.98, weibull_min 1.0, shifted_expon 0.94). Gamma lies between Weibull and lognormal and
+    is the hardest to tell apart; the shifted exponential is nested in gamma and Weibull (shape 1), so AIC may
+    prefer one of them when the extra parameter gains more than 1 in log-likelihood -- the same law, with a shape
+    near 1. Thresholds for these two are looser than the measured rates by about 4 standard errors."""
+    laws = {**LAWS, "shifted_expon": scipy.stats.expon(loc=1.0, scale=1.5)}
+    rates = {}
+    for family, law in laws.items():
+        rng = np.random.default_rng(20_000)
+        chosen = [fit_sample(Sample.of(law.rvs(size=1000, random_state=rng)), gof_samples=0).law for _ in range(100)]
+        rates[family] = sum(c.family == family for c in chosen) / 100
+        if family == "shifted_expon":  # what wins instead is the same law: a shape within 0.15 of 1
+            for c in chosen:
+                shape = c.model.kwds.get("a", c.model.kwds.get("c", 1.0))
+                assert c.family in ("shifted_expon", "gamma", "weibull_min") and abs(shape - 1) < 0.15
+    print(f"\nfamily chosen, one worker of 1000 rounds: {rates}")
+    assert rates["lognorm"] >= 0.9 and rates["weibull_min"] >= 0.9
+    assert rates["gamma"] >= 0.8 and rates["shifted_expon"] >= 0.8

@@ -84,7 +84,8 @@ def fit_command(
         if not plot.endswith(".png"):
             raise invalid("--plot", plot, "a file name ending in .png")
         if out is not None and Path(plot).with_suffix(".json").resolve() == Path(out).resolve():
-            raise invalid("--plot", plot, f"another name than --out's (its metadata goes to {out})")
+            meta = Path(plot).with_suffix(".json").name
+            raise invalid("--plot", plot, f"a name whose metadata file ({meta}) is not --out")
     records = read_records(logs, mapping)
     cluster = fit_cluster(records, level=level, seed=seed, gof_samples=gof_samples, per_worker=per_worker, K=K)
     _write(cluster, out, plot)

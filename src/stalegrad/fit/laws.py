@@ -252,7 +252,8 @@ def _check_fittable(sample: Sample) -> None:
     if np.unique(finished).size < 2:
         value = float(finished[0])
         raise SpecError(
-            f"every finished time is {value!r}: that is a fixed time, not a law to fit (use deterministic(value={value!r}))"
+            f"every finished time is {value!r}: that is a fixed time, not a law to fit "
+            f"(use deterministic(value={value!r}))"
         )
 
 
