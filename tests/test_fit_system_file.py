@@ -118,3 +118,22 @@ def test_simulate_takes_system(run_cli, system_file):
 def test_a_missing_system_file_is_a_usage_error(run_cli, tmp_path):
     code, _, err = run_cli(["predict", "--system", str(tmp_path / "none.json")])
     assert code == 2 and err.startswith("Error: --system must be an existing system file")
+
+
+def test_a_rejected_law_is_replaced_by_the_empirical_one_which_reads_back(tmp_path, run_cli):
+    """Two-mode compute times (a worker that sometimes does twice the work): every family is rejected and the
+    class gets the empirical law, written inline, which --system reads back."""
+    rng = np.random.default_rng(12)
+    times = np.where(rng.random(2000) < 0.5, 1.0, 2.0) * LAWS[0].rvs(size=2000, random_state=rng)
+    records = Records.from_arrays(np.repeat(["a", "b"], 1000), times)
+    fitted = fit_cluster(records, gof_samples=19, level=0.05, seed=4)
+    (klass,) = fitted.classes
+    assert klass.fit.rejected and klass.fit.fallback and klass.fit.law.family == "empirical"
+    assert any("every family is rejected" in line for line in fitted.warnings())
+    path = write_system_file(tmp_path / "empirical.json", fitted)
+    assert json.loads(path.read_text())["compute"][0].startswith("2*empirical(values=[")
+    system, _ = read_system_file(path)
+    assert system.means[0] == pytest.approx(times.mean(), rel=0.01)
+    code, out, err = run_cli(["predict", "--system", str(path), "--json"])
+    assert code == 0, err
+    assert "lattice" in json.loads(out)["caveat"]  # resampled measurements: the theory says it may be off

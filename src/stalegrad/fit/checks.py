@@ -67,7 +67,7 @@ def check_series(worker: str, sample: Sample, level: float) -> list[Finding]:
     slope, intercept = _slope(index, ranks)
     resid = ranks - (intercept + slope * index)  # the series without its trend
     tau, p_trend = _trend_test(index, ranks, resid)
-    if p_trend < level:
+    if p_trend <= level:
         tenth = max(n // 10, 1)
         first, last = _median_of(x, slice(0, tenth)), _median_of(x, slice(n - tenth, n))
         change = (last / first) ** (1.0 / max(n - tenth, 1)) - 1.0
@@ -83,7 +83,7 @@ def check_series(worker: str, sample: Sample, level: float) -> list[Finding]:
         )
     lags = min(10, n // 5)
     q, p_burst, r1 = _ljung_box(scipy.stats.rankdata(resid), lags)
-    if p_burst < level and r1 > 0:
+    if p_burst <= level and r1 > 0:
         found.append(
             Finding(
                 worker,

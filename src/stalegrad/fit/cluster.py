@@ -86,7 +86,7 @@ class ClusterFit:
                 what = "the empirical law replaces it" if c.fit.fallback else "it is kept (censored tail unknown)"
                 lines.append(
                     f"class {c.index}: every family is rejected (best {c.fit.best.family}, goodness-of-fit "
-                    f"p = {p:.3g} < {self.level}); {what}"
+                    f"p = {p:.3g} <= {self.level}); {what}"
                 )
         return lines
 

@@ -192,7 +192,7 @@ class SampleFit:
 
     @property
     def rejected(self) -> bool:
-        return self.gof is not None and self.gof.p_value < self.level
+        return self.gof is not None and self.gof.p_value <= self.level
 
 
 def _round(x: float, down: bool = False) -> float:
@@ -463,6 +463,6 @@ def fit_sample(
     best = laws[0]
     gof = goodness_of_fit(best, sample, samples=gof_samples, rng=rng) if gof_samples > 0 else None
     chosen = best
-    if gof is not None and gof.p_value < level:
+    if gof is not None and gof.p_value <= level:
         chosen = empirical_law(sample) or best
     return SampleFit(sample, tuple(laws), chosen, gof, level)

@@ -72,7 +72,7 @@ class Source:
     """One input file: what it was, how many records it gave, which columns were used."""
 
     path: str
-    kind: str  # "trace" or "table"
+    kind: str  # "trace", "table" or "arrays"
     records: int
     columns: dict[str, str]
     system: dict[str, Any] | None = None  # a Trace's system
@@ -217,8 +217,14 @@ def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
         "batch": np.full(n, np.nan),
         "order": order,
     }
-    mapping = {"worker": "worker", "start": "start", "end": "sent", "round": "round", "sent": "sent"}
-    mapping["arrive"] = "arrive"
+    mapping = {
+        "worker": "worker",
+        "round": "round",
+        "start": "start",
+        "end": "sent",
+        "sent": "sent",
+        "arrive": "arrive",
+    }
     return cols, Source(str(path), "trace", n, mapping, trace.system.to_dict(), tuple(notes))
 
 
