@@ -57,6 +57,10 @@ def _constant(node: ast.AST, text: str, parameter: str) -> Any:
                 pass
     if isinstance(node, ast.Name):  # bare words as strings: empirical(path=times.csv) is not valid Python
         return node.id
+    if isinstance(node, (ast.List, ast.Tuple)):  # a list of numbers: empirical(values=[1.5, 2.0]), as describe writes
+        items = [_constant(item, text, parameter) for item in node.elts]
+        if all(isinstance(v, (int, float)) for v in items):
+            return items
     raise SpecError(f"{parameter} model {text!r}: arguments must be numbers or strings, got {ast.unparse(node)!r}")
 
 
@@ -133,6 +137,10 @@ def make_model(
     text = text or name
     for key, value in [*((f"argument {k + 1}", v) for k, v in enumerate(args)), *kwargs.items()]:
         if key in _TEXT_ARGS and name in _OWN:
+            continue
+        if key == "values" and name == "empirical" and isinstance(value, list):
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value):
+                raise SpecError(f"{parameter} model {text!r}: values must be finite numbers")
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise SpecError(f"{parameter} model {text!r}: {key} must be a finite number, got {value!r}")

@@ -12,6 +12,7 @@ import click
 
 from .. import __version__
 from .compare import compare_command
+from .fit import fit_command
 from .predict import predict_command
 from .reproduce import reproduce_command
 from .run import run_command
@@ -35,6 +36,7 @@ cli.add_command(compare_command)
 cli.add_command(reproduce_command)
 cli.add_command(train_command)
 cli.add_command(run_command)
+cli.add_command(fit_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -132,7 +132,9 @@ def compute_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--n, --K, --tc, --uplink, --downlink, --compute, --protocol, --staleness-bound (n, K, tc accept sweeps)."""
+    """--n, --K, --tc, --uplink, --downlink, --compute, --protocol, --staleness-bound (n, K, tc accept sweeps),
+    and --system FILE."""
+    f = system_file_option(f)
     f = click.option(
         "--staleness-bound",
         "staleness_bound",
@@ -174,6 +176,36 @@ def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "--n", "n", default=None, metavar="N", help="Workers (a value like 16, a range 10:20 or a list). Required."
     )(f)
     return f
+
+
+# ------------------------------------------------------------------ --system FILE (the fit room's system file)
+
+
+def system_file_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--system FILE: the system options take the file's values (``stalegrad fit --out``, or System.to_dict as
+    JSON), except those given on the command line beside it (``--system cluster.json --K 4``)."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, system_file: str | None = None, **options: Any) -> Any:
+        if system_file is not None:
+            from click.core import ParameterSource
+
+            from ..fit.system_file import option_values
+
+            ctx = click.get_current_context()
+            given = {k for k in options if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT)}
+            options.update(option_values(system_file, options, given))
+        return f(*args, **options)
+
+    return click.option(
+        "--system",
+        "system_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE",
+        help="Start from this system file (stalegrad fit --out); options given beside it override its values.",
+    )(wrapper)
 
 
 def parse_delay(name: str, text: str | None) -> Any:

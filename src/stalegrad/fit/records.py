@@ -1,0 +1,346 @@
+"""Measured compute times in: tables of per-gradient records (CSV, Parquet, JSON lines) and stalegrad's Traces.
+
+A record is one round of one worker: who computed it, how long it took (a ``duration``, or ``start`` and ``end``
+times), whether it was cancelled or cut off (``censored``: its time is then a lower bound), and optionally when
+its gradient was sent and arrived (for the uplink delay), its round number and its batch size. A column mapping
+(``{"worker": "rank", "duration": "step_time"}``, on the command line ``--columns worker=rank,duration=step_time``)
+names the table's columns; fields not mapped are looked up under their own name.
+
+stalegrad's own Traces (``stalegrad run --out``, ``stalegrad simulate --trace-out``) are recognised by their
+metadata and read with :func:`stalegrad.artefacts.read_trace`: the compute time of a row is ``sent - start`` and
+its uplink delay ``arrive - sent``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SpecError, invalid
+from .laws import Sample
+
+__all__ = ["FIELDS", "Records", "Source", "parse_columns", "read_records"]
+
+#: The fields a record can have, and what they mean.
+FIELDS = {
+    "worker": "who computed the round (any text or number; default: the file's name)",
+    "duration": "compute time, seconds",
+    "start": "when the round started, seconds",
+    "end": "when it finished or was cut off, seconds (duration = end - start)",
+    "censored": "1/true/yes when the work was cancelled or cut off: its time is a lower bound",
+    "round": "the worker's round number (orders its records; default: start, then the row order)",
+    "sent": "when the gradient was sent, seconds",
+    "arrive": "when it reached the master, seconds (uplink delay = arrive - sent)",
+    "batch": "batch size (recorded, not used yet)",
+}
+TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
+#: Protocols that cancel work: their Traces hold only the rounds that finished.
+CANCELLING = ("k-sync", "k-batch-sync", "sync")
+_SOURCE = 2**32  # order of a record: its file's index * _SOURCE + its rank in the file
+_TRUE = {"1", "true", "t", "yes", "y", "1.0"}
+_FALSE = {"0", "false", "f", "no", "n", "0.0", "", "none", "null"}
+
+
+def parse_columns(text: str | None) -> dict[str, str]:
+    """``"worker=rank,duration=step_time"`` into ``{"worker": "rank", "duration": "step_time"}``.
+
+    >>> parse_columns("worker=rank, start=t0,end=t1")
+    {'worker': 'rank', 'start': 't0', 'end': 't1'}
+    """
+    if text is None or not text.strip():
+        return {}
+    mapping: dict[str, str] = {}
+    for item in text.split(","):
+        name, eq, column = (part.strip() for part in item.partition("="))
+        if not eq or not name or not column:
+            raise invalid("--columns", text, "FIELD=COLUMN pairs separated by commas, like worker=rank,duration=t")
+        if name not in FIELDS:
+            raise invalid("--columns field", name, f"one of {', '.join(FIELDS)}")
+        mapping[name] = column
+    return mapping
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: what it was, how many records it gave, which columns were used."""
+
+    path: str
+    kind: str  # "trace", "table" or "arrays"
+    records: int
+    columns: dict[str, str]
+    system: dict[str, Any] | None = None  # a Trace's system
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "kind": self.kind, "records": self.records, "columns": self.columns}
+        if self.system is not None:
+            d["system"] = self.system
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class Records:
+    """Every record of every input, as columns (``uplink`` and ``batch`` are NaN where unknown)."""
+
+    worker: np.ndarray  # labels, str
+    duration: np.ndarray
+    censored: np.ndarray
+    uplink: np.ndarray
+    batch: np.ndarray
+    order: np.ndarray  # int64 sort key of the record in its worker's series (input file, then round/start/row)
+    sources: tuple[Source, ...] = field(default=())
+
+    @classmethod
+    def from_arrays(
+        cls, worker: Any, duration: Any, censored: Any = None, uplink: Any = None, *, source: str = "arrays"
+    ) -> Records:
+        """Records from arrays (one entry per round, each worker's rounds in the order they were measured).
+
+        >>> r = Records.from_arrays(["a", "b", "a"], [1.0, 2.0, 1.5], censored=[0, 0, 1])
+        >>> r.workers(), r.sample("a").times.tolist(), r.sample("a").n_censored
+        (['a', 'b'], [1.0, 1.5], 1)
+        """
+        d = np.asarray(duration, dtype=float).ravel()
+        n = d.size
+        w = np.array([_label(v) for v in np.asarray(worker).ravel()], dtype=object)
+        c = np.zeros(n, dtype=bool) if censored is None else np.asarray(censored, dtype=bool).ravel()
+        u = np.full(n, np.nan) if uplink is None else np.asarray(uplink, dtype=float).ravel()
+        if not (w.size == c.size == u.size == n):
+            raise SpecError(
+                f"worker, duration, censored and uplink must have one entry per record, got {w.size}, "
+                f"{n}, {c.size}, {u.size}"
+            )
+        _check_positive(d, "duration", Path(source))
+        mapping = {"worker": "worker", "duration": "duration"}
+        return cls(
+            w, d, c, u, np.full(n, np.nan), np.arange(n, dtype=np.int64), (Source(source, "arrays", n, mapping),)
+        )
+
+    def __len__(self) -> int:
+        return int(self.duration.size)
+
+    def workers(self) -> list[str]:
+        """Worker labels in natural order (numbers inside them compared as numbers)."""
+        return sorted(set(self.worker.tolist()), key=_natural)
+
+    def sample(self, worker: str) -> Sample:
+        """The worker's times, in the order they were measured."""
+        mine = np.flatnonzero(self.worker == worker)
+        mine = mine[np.argsort(self.order[mine], kind="stable")]
+        return Sample(self.duration[mine], self.censored[mine])
+
+    def samples(self) -> dict[str, Sample]:
+        return {w: self.sample(w) for w in self.workers()}
+
+    def uplink_delays(self) -> np.ndarray:
+        """The measured uplink delays (``arrive - sent``), every worker pooled."""
+        return self.uplink[np.isfinite(self.uplink)]
+
+    @property
+    def notes(self) -> list[str]:
+        return [note for s in self.sources for note in s.notes]
+
+
+def _natural(label: str) -> list[tuple[int, Any]]:
+    """Sort key with numbers compared as numbers: node2 before node10."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", label) if part]
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value).strip()
+
+
+def read_records(paths: Sequence[str | Path], columns: dict[str, str] | None = None) -> Records:
+    """Read every file (Traces are recognised; other tables use the column mapping) into one :class:`Records`."""
+    if not paths:
+        raise SpecError("LOGS must name at least one file of records")
+    parts = []
+    for k, path in enumerate(paths):
+        parts.append(_read_one(Path(path), columns or {}, k))
+    cols = {name: np.concatenate([p[name] for p, _ in parts]) for name in parts[0][0]}
+    return Records(**cols, sources=tuple(s for _, s in parts))
+
+
+def _read_one(path: Path, columns: dict[str, str], index: int) -> tuple[dict[str, np.ndarray], Source]:
+    if not path.is_file():
+        raise invalid("LOGS", str(path), "existing files of records (.csv, .parquet, .jsonl)")
+    if path.suffix not in TABLE_SUFFIXES:
+        raise invalid("LOGS", str(path), f"files ending in {', '.join(TABLE_SUFFIXES)}")
+    if _is_trace(path):
+        return _from_trace(path, index)
+    header, table = _read_table(path)
+    return _from_table(path, header, table, columns, index)
+
+
+def _is_trace(path: Path) -> bool:
+    if path.suffix == ".csv":
+        with path.open() as fh:
+            return fh.readline().startswith("# stalegrad-metadata:")
+    if path.suffix == ".parquet":
+        from ..artefacts import _pyarrow
+
+        _, pq = _pyarrow()
+        return b"stalegrad" in (pq.read_schema(path).metadata or {})
+    return False
+
+
+def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
+    from ..artefacts import read_trace
+
+    trace = read_trace(path)
+    n = len(trace)
+    duration = trace["sent"] - trace["start"]
+    _check_positive(duration, "sent - start", path)
+    order = index * _SOURCE + np.lexsort((trace["round"], trace["start"])).argsort()
+    notes = []
+    if trace.system.protocol in CANCELLING:
+        notes.append(
+            f"{path}: a {trace.system.protocol} Trace holds only the rounds that finished (cancelled work is not "
+            "recorded), so its times are biased fast"
+        )
+    cols = {
+        "worker": np.array([str(w) for w in trace["worker"]], dtype=object),
+        "duration": duration.astype(float),
+        "censored": np.zeros(n, dtype=bool),
+        "uplink": (trace["arrive"] - trace["sent"]).astype(float),
+        "batch": np.full(n, np.nan),
+        "order": order,
+    }
+    mapping = {
+        "worker": "worker",
+        "round": "round",
+        "start": "start",
+        "end": "sent",
+        "sent": "sent",
+        "arrive": "arrive",
+    }
+    return cols, Source(str(path), "trace", n, mapping, trace.system.to_dict(), tuple(notes))
+
+
+def _read_table(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
+    """The column names and the values of a CSV (``#`` lines skipped), Parquet or JSON-lines file."""
+    try:
+        if path.suffix == ".parquet":
+            from ..artefacts import _pyarrow
+
+            _, pq = _pyarrow()
+            t = pq.read_table(path)
+            return list(t.column_names), {k: t.column(k).to_pylist() for k in t.column_names}
+        if path.suffix == ".csv":
+            with path.open(newline="") as fh:
+                rows = list(csv.reader(line for line in fh if not line.startswith("#")))
+            if not rows:
+                raise SpecError(f"{path} holds no header and no records")
+            header = [h.strip() for h in rows[0]]
+            body = [r for r in rows[1:] if any(c.strip() for c in r)]
+            return header, {h: [r[j] if j < len(r) else "" for r in body] for j, h in enumerate(header)}
+        objs = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if line.strip():
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise SpecError(f"{path} line {number} must be a JSON object, got {line[:60]!r}")
+                objs.append(obj)
+        header = list(dict.fromkeys(k for o in objs for k in o))
+        return header, {h: [o.get(h) for o in objs] for h in header}
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"{path} cannot be read as a table: {exc}") from None
+
+
+def _from_table(
+    path: Path, header: list[str], table: dict[str, list[Any]], columns: dict[str, str], index: int
+) -> tuple[dict[str, np.ndarray], Source]:
+    def column(name: str) -> str | None:
+        if name in columns:
+            if columns[name] not in table:
+                raise SpecError(
+                    f"--columns {name}={columns[name]}: {path} has no column {columns[name]!r} "
+                    f"(its columns: {', '.join(header)})"
+                )
+            return columns[name]
+        return name if name in table else None
+
+    used = {name: c for name in FIELDS if (c := column(name)) is not None}
+    n = len(next(iter(table.values()), []))
+    if "duration" in used:
+        duration = _floats(table[used["duration"]], "duration", path)
+    elif "start" in used and "end" in used:
+        duration = _floats(table[used["end"]], "end", path) - _floats(table[used["start"]], "start", path)
+    else:
+        raise SpecError(
+            f"{path}: no compute time; map duration=COLUMN, or start=COLUMN,end=COLUMN, with --columns "
+            f"(its columns: {', '.join(header)})"
+        )
+    _check_positive(duration, "duration" if "duration" in used else "end - start", path)
+    notes = []
+    if "worker" in used:
+        worker = np.array([_label(v) for v in table[used["worker"]]], dtype=object)
+    else:
+        worker = np.full(n, path.stem, dtype=object)
+        notes.append(f"{path}: no worker column, so its records are one worker, {path.stem!r}")
+    censored = _flags(table[used["censored"]], path) if "censored" in used else np.zeros(n, dtype=bool)
+    uplink = np.full(n, np.nan)
+    if "sent" in used and "arrive" in used:
+        uplink = _floats(table[used["arrive"]], "arrive", path) - _floats(table[used["sent"]], "sent", path)
+        bad = np.flatnonzero(~(uplink >= 0))
+        if bad.size:
+            raise invalid(f"arrive - sent ({path}, record {bad[0] + 1})", float(uplink[bad[0]]), "a delay >= 0")
+    batch = _floats(table[used["batch"]], "batch", path) if "batch" in used else np.full(n, np.nan)
+    key = np.arange(n, dtype=np.int64)
+    for name in ("start", "round"):  # the later sort key wins; the row order breaks ties
+        if name in used:
+            key = np.lexsort((key, _floats(table[used[name]], name, path))).argsort()
+    cols = {
+        "worker": worker,
+        "duration": duration,
+        "censored": censored,
+        "uplink": uplink,
+        "batch": batch,
+        "order": index * _SOURCE + key,
+    }
+    return cols, Source(str(path), "table", n, used, None, tuple(notes))
+
+
+def _floats(values: Iterable[Any], name: str, path: Path) -> np.ndarray:
+    out = []
+    for row, v in enumerate(values, start=1):
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            raise invalid(f"{name} ({path}, record {row})", v, "a number") from None
+    return np.asarray(out, dtype=float)
+
+
+def _flags(values: Iterable[Any], path: Path) -> np.ndarray:
+    out = []
+    for row, v in enumerate(values, start=1):
+        if isinstance(v, (bool, np.bool_)):
+            out.append(bool(v))
+            continue
+        text = str(v).strip().lower() if v is not None else ""
+        if text in _TRUE:
+            out.append(True)
+        elif text in _FALSE:
+            out.append(False)
+        else:
+            raise invalid(f"censored ({path}, record {row})", v, "a flag: 1/0, true/false or yes/no")
+    return np.asarray(out, dtype=bool)
+
+
+def _check_positive(duration: np.ndarray, name: str, path: Path) -> None:
+    bad = np.flatnonzero(~(np.isfinite(duration) & (duration > 0)))
+    if bad.size:
+        raise invalid(f"{name} ({path}, record {bad[0] + 1})", float(duration[bad[0]]), "a finite time > 0 seconds")

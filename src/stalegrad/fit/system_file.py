@@ -1,0 +1,152 @@
+"""The system file: a versioned, human-readable JSON of a System, with the evidence behind it.
+
+Its top-level keys ``protocol, staleness_bound, n, K, tc, uplink, downlink, compute`` are
+:meth:`System.to_dict <stalegrad.spec.System.to_dict>`'s, so :meth:`System.from_dict
+<stalegrad.spec.System.from_dict>` reads it (and ignores the rest); the laws are in the ``--compute`` text form
+(``"4*gamma(a=2.9, loc=1.01, scale=0.26)"``). Beside them, ``stalegrad fit`` writes ``format`` and ``version``,
+the ``classes`` (law, mean, p95, AIC, BIC, goodness of fit, every candidate), the ``workers`` (their place in the
+system and their class), the ``warnings``, the ``notes`` and the ``provenance`` (input files with their SHA-256,
+record counts, the level, the seed, the versions). Any command reads it with ``--system FILE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError, invalid
+from ..spec import System
+from ..syntax import describe
+
+__all__ = ["FORMAT", "VERSION", "document", "option_values", "read_system_file", "write_system_file"]
+
+FORMAT = "stalegrad-system"
+VERSION = 1
+
+
+def _sha256(path: str) -> str | None:
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+def document(cluster: Any) -> dict[str, Any]:
+    """The system file's content for a :class:`~stalegrad.fit.cluster.ClusterFit`."""
+    from ..artefacts import clean_json, metadata
+
+    system: System = cluster.system
+    records = cluster.records
+    samples = records.samples()
+    klass = {w: c.index for c in cluster.classes for w in c.workers}
+    warned: dict[str, list[str]] = {}
+    for f in cluster.findings:
+        warned.setdefault(f.worker, []).append(f.kind)
+    workers = [
+        {
+            "worker": w,
+            "index": i,
+            "class": klass[w],
+            "records": samples[w].n,
+            "censored": samples[w].n_censored,
+            "warnings": warned.get(w, []),
+        }
+        for i, w in enumerate(cluster.worker_order())
+    ]
+    delays = records.uplink_delays()
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        **system.to_dict(),
+        "classes": [c.to_dict() for c in cluster.classes],
+        "workers": workers,
+        "delays": {
+            "uplink": {
+                "fitted": "mean, every worker pooled" if delays.size else None,
+                "records": int(delays.size),
+                "mean": float(delays.mean()) if delays.size else None,
+                "std": float(delays.std()) if delays.size > 1 else None,
+            },
+            "downlink": "taken equal to the uplink (not in the records)",
+        },
+        "warnings": cluster.warnings(),
+        "notes": list(cluster.notes),
+        "provenance": {
+            "created_by": "stalegrad fit",
+            "inputs": [dict(s.to_dict(), sha256=_sha256(s.path)) for s in records.sources],
+            "records": len(records),
+            "censored": int(records.censored.sum()),
+            "level": cluster.level,
+            "gof_samples": cluster.gof_samples,
+            "grouping": "k-sample Anderson-Darling, average-linkage tree cut at the level",
+            "checks": "Mann-Kendall trend (Hamed-Rao variance), Ljung-Box on ranks; level / workers each",
+            "metadata": metadata(cluster.seed),
+        },
+    }
+    return clean_json(doc)
+
+
+def write_system_file(path: str | Path, cluster: Any) -> Path:
+    """Write the system file atomically (``stalegrad.artefacts.write_json``)."""
+    from ..artefacts import write_json
+
+    return write_json(path, document(cluster))
+
+
+def read_system_file(path: str | Path, parameter: str = "--system") -> tuple[System, dict[str, Any]]:
+    """The System of a system file (``stalegrad fit --out``, or any :meth:`System.to_dict` JSON), and the file's
+    content."""
+    p = Path(path)
+    allowed = "an existing system file (JSON from stalegrad fit --out, or System.to_dict)"
+    if not p.is_file():
+        raise invalid(parameter, str(path), allowed)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{parameter} {str(path)!r} is not a JSON system file: {exc}") from None
+    if not isinstance(doc, dict):
+        raise invalid(parameter, str(path), allowed)
+    fmt = doc.get("format", FORMAT)
+    if fmt != FORMAT:
+        raise invalid(f"{parameter} format", fmt, f"{FORMAT!r}")
+    version = doc.get("version", VERSION)
+    if not isinstance(version, int) or version > VERSION:
+        raise invalid(f"{parameter} version", version, f"at most {VERSION} (written by a newer stalegrad?)")
+    try:
+        return System.from_dict(doc), doc
+    except SpecError as exc:
+        raise SpecError(f"{parameter} {str(path)!r}: {exc}") from None
+
+
+def _delay_text(delay: Any) -> str:
+    return repr(delay) if isinstance(delay, float) else describe(delay)
+
+
+def option_values(path: str | Path, options: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """The system options' values taken from a system file: every option of ``options`` not in ``given`` (the
+    ones on the command line), in the options' text form. ``--tc`` given replaces both delays."""
+    system, _ = read_system_file(path)
+    d = system.to_dict()
+    values: dict[str, Any] = {
+        "n": str(system.n),
+        "K": str(system.K),
+        "protocol": system.protocol,
+        "staleness_bound": system.staleness_bound,
+        "uplink": _delay_text(system.uplink),
+        "downlink": _delay_text(system.downlink),
+    }
+    if system.identical:  # one law for every worker: any --n
+        values["compute"] = (describe(system.compute[0]),)
+    else:
+        values["compute"] = tuple(d["compute"])
+        if "n" in given and "compute" not in given and str(options.get("n")).strip() != str(system.n):
+            raise invalid("--n", options.get("n"), f"{system.n}, the workers of {path} (or give --compute for them)")
+    if "tc" in given:
+        given = given | {"uplink", "downlink"}
+    return {k: v for k, v in values.items() if k in options and k not in given}
