@@ -1,7 +1,7 @@
 """Experiments: compositions of theory, engines, analysis and replay that answer a question, above all of them.
 
 * :mod:`.points` -- one simulated system beside its theory (``simulate``, ``compare``);
-* :mod:`.paper` -- the paper's figures 1-3 and Section 4; :mod:`.reproduce` writes them;
+* :mod:`.paper` -- the paper's figures 1-3 and Section 4; :mod:`.reproduction` writes them;
 * :mod:`.measured` -- a real run's staleness beside the prediction from its measured times;
 * :mod:`.figures` -- the figures of ``simulate``, ``compare`` and ``run``, written with their metadata.
 """
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .measured import Comparison, compare, measured_system, simulate_measured
     from .paper import Fig3, fig1, fig2, fig3, section4
     from .points import Point, compare_protocols, for_protocol, run_point, simulate_points
-    from .reproduce import TARGETS, reproduce
+    from .reproduction import TARGETS, reproduce
     from .training import TrainConfig, TrainSweep, configurations, train_sweep, write_train
 
 # loaded on first use: a command that needs one name does not pay for the others' imports
@@ -38,8 +38,8 @@ _EXPORTS = {
     "for_protocol": "points",
     "run_point": "points",
     "simulate_points": "points",
-    "TARGETS": "reproduce",
-    "reproduce": "reproduce",
+    "TARGETS": "reproduction",
+    "reproduce": "reproduction",
     "TrainConfig": "training",
     "TrainSweep": "training",
     "configurations": "training",
