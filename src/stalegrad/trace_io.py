@@ -39,7 +39,7 @@ def write_trace(trace: Any, path: str | Path, **extra: Any) -> Path:
     meta = metadata(trace.seed, {"trace": trace.system}, engine=trace.meta.get("engine"), **extra)
     cols = trace.columns
     if path.suffix == ".parquet":
-        pa, pq = _pyarrow()
+        pa, pq = pyarrow_modules()
         table = pa.table({k: cols[k] for k in COLUMNS})
         table = table.replace_schema_metadata({b"stalegrad": dumps(meta).encode()})
         buf = pa.BufferOutputStream()
@@ -152,7 +152,7 @@ def _parse_rows(body: list[str], header: list[str], first: int, source: str) -> 
 
 
 def _read_parquet(path: Path, source: str) -> tuple[dict[str, Any], dict[str, Any], int]:
-    _, pq = _pyarrow()
+    _, pq = pyarrow_modules()
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises its own classes for every kind of bad file
@@ -219,7 +219,7 @@ def _system(meta: dict[str, Any], source: str) -> Any:
         raise SpecError(f"{source} metadata: its system is invalid: {exc}") from None
 
 
-def _pyarrow() -> tuple[Any, Any]:
+def pyarrow_modules() -> tuple[Any, Any]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -188,9 +188,9 @@ def _is_trace(path: Path) -> bool:
         with path.open() as fh:
             return fh.readline().startswith("# stalegrad-metadata:")
     if path.suffix == ".parquet":
-        from ..artefacts import _pyarrow
+        from ..trace_io import pyarrow_modules
 
-        _, pq = _pyarrow()
+        _, pq = pyarrow_modules()
         return b"stalegrad" in (pq.read_schema(path).metadata or {})
     return False
 
@@ -232,9 +232,9 @@ def _read_table(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
     """The column names and the values of a CSV (``#`` lines skipped), Parquet or JSON-lines file."""
     try:
         if path.suffix == ".parquet":
-            from ..artefacts import _pyarrow
+            from ..trace_io import pyarrow_modules
 
-            _, pq = _pyarrow()
+            _, pq = pyarrow_modules()
             t = pq.read_table(path)
             return list(t.column_names), {k: t.column(k).to_pylist() for k in t.column_names}
         if path.suffix == ".csv":
