@@ -319,3 +319,39 @@ def test_bad_arguments():
         d.dropped_by_bound(-1)
     with pytest.raises(SpecError, match="p must be a fraction from 0 to 1"):
         d.smallest_bound(1.0)
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+
+def test_predict_prints_and_writes_the_distribution(run_cli):
+    import json
+
+    from stalegrad.distributions import shifted_exponential
+    from stalegrad.spec import System
+    from stalegrad.theory import staleness_distribution
+
+    args = ["predict", "--n", "16", "--K", "10", "--tc", "1", "--quantile", "0.999", "--tail", "8"]
+    code, out, err = run_cli([*args, "--drop-at-most", "0.01", "--json"])
+    assert code == 0, err
+    row = json.loads(out)
+    law = staleness_distribution(System(n=16, K=10, tc=1, compute=shifted_exponential(1, 2 / 3)))
+    assert row["staleness_pmf"] == law.pmf.tolist() and row["staleness_mean"] is None
+    assert (row["staleness_p50"], row["staleness_p95"], row["staleness_p99"]) == tuple(
+        law.quantile(q) for q in (0.5, 0.95, 0.99)
+    )
+    assert row["staleness_quantiles"] == {"0.999": law.quantile(0.999)}
+    assert row["staleness_tail"] == {"8": law.tail(8)} and row["smallest_bound"] == law.smallest_bound(0.01)
+    code, out, err = run_cli([*args[:7], "--staleness-bound", "3", "--json"])
+    row = json.loads(out)
+    assert code == 0 and row["dropped_fraction_bound"] == law.dropped_by_bound(3) and row["staleness_pmf"] is None
+
+
+def test_predict_says_why_a_distribution_is_not_predicted(run_cli):
+    import json
+
+    code, out, err = run_cli(["predict", "--n", "4", "--K", "2", "--compute", "deterministic(value=1)", "--json"])
+    row = json.loads(out)
+    assert code == 0 and row["staleness_pmf"] is None and "non-lattice" in row["staleness_pmf_refusal"]
+    code, _, err = run_cli(["predict", "--n", "4", "--K", "2", "--quantile", "1.5"])
+    assert code == 2 and "--quantile must be a level strictly between 0 and 1" in err

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..spec import System
 
-__all__ = ["SHARED_KEYS", "shared_row"]
+__all__ = ["SHARED_KEYS", "shared_row", "staleness_law"]
 
 #: key -> meaning (the documentation table).
 SHARED_KEYS: dict[str, str] = {
@@ -56,3 +56,77 @@ def shared_row(
         "update_rate": None if estimate is None else estimate.update_rate,
         "update_rate_exact": None if prediction is None else prediction.update_rate_exact,
     }
+
+
+def staleness_law(
+    system: System,
+    *,
+    quantiles: tuple[float, ...] = (),
+    tails: tuple[int, ...] = (),
+    drop_at_most: float | None = None,
+) -> dict[str, Any]:
+    """The predicted staleness distribution's keys of a row (:func:`stalegrad.theory.staleness_distribution`):
+    ``staleness_p50/p95/p99``, ``staleness_pmf`` (index = staleness), per class, asked quantiles and tails, what a
+    staleness bound drops; ``null`` with ``staleness_pmf_refusal`` saying why where it cannot be predicted.
+    A system with a staleness bound is predicted without it, and the bound's dropped fraction is an upper bound."""
+    from ..theory import distribution_refusal, staleness_distribution
+
+    unbounded = system.replace(staleness_bound=None) if system.protocol == "k-batch-async" else system
+    refusal = distribution_refusal(unbounded)
+    keys: dict[str, Any] = {
+        "staleness_p50": None,
+        "staleness_p95": None,
+        "staleness_p99": None,
+        "staleness_pmf": None,
+        "staleness_classes": [],
+        "staleness_pmf_refusal": None if refusal is None else f"{refusal[0]} must be {refusal[2]}",
+    }
+    if refusal is not None:
+        return keys
+    law = staleness_distribution(unbounded)
+    d = law.to_dict()
+
+    def quantile(q: float) -> int | None:
+        return law.quantile(q) if q <= 1.0 - law.truncation else None
+
+    keys.update(
+        staleness_p50=d["staleness_p50"],
+        staleness_p95=d["staleness_p95"],
+        staleness_p99=d["staleness_p99"],
+        staleness_pmf=d["staleness_pmf"],
+        staleness_pmf_truncation=law.truncation,
+        staleness_pmf_error=law.error_estimate,
+        staleness_pmf_method=law.method,
+        staleness_classes=[
+            {
+                "workers": list(c.workers),
+                "model": c.model,
+                "share": c.share,
+                "mean": c.mean,
+                **{f"p{round(100 * q)}": _quantile(c.pmf, q) for q in (0.5, 0.95, 0.99)},
+            }
+            for c in law.per_class
+        ],
+    )
+    if quantiles:
+        keys["staleness_quantiles"] = {f"{q:g}": quantile(q) for q in quantiles}
+    if tails:
+        keys["staleness_tail"] = {str(s): law.tail(s) for s in tails}
+    if drop_at_most is not None:
+        keys["smallest_bound"] = law.smallest_bound(drop_at_most)
+    if system.staleness_bound is not None:  # the law above is the unbounded system's: only the drop is about this one
+        keys = {k: v for k, v in keys.items() if k == "smallest_bound"}
+        keys.update(
+            staleness_p50=None, staleness_p95=None, staleness_p99=None, staleness_pmf=None, staleness_classes=[],
+            staleness_pmf_refusal="staleness_bound must be None for the staleness distribution (simulate)",
+            dropped_fraction_bound=law.dropped_by_bound(system.staleness_bound),
+        )  # fmt: skip
+    return keys
+
+
+def _quantile(pmf: Any, q: float) -> int | None:
+    import numpy as np
+
+    cdf = np.cumsum(pmf)
+    hit = np.flatnonzero(cdf >= q - 1e-12)
+    return int(hit[0]) if hit.size else None

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.fft
-import scipy.stats
 
 from ..spec import System
 from ..syntax import describe
@@ -89,6 +87,8 @@ def arrivals_closed_form(classes: list[WorkerClass], tc: float, tol: float) -> A
     for c in classes:
         p = (1.0 / c.mean) / total
         q = 1.0 - p
+        import scipy.stats
+
         length = int(scipy.stats.poisson.isf(tol / 4, lam)) + 2
         if q > 0:
             length += math.ceil(math.log(tol / 4) / math.log(q))
@@ -225,11 +225,32 @@ def _fft_size(laws: list[CountLaws], counts: list[int], column: int, delta: floa
     out); it bounds every shorter window's, since counts grow with the window."""
     rows = [_trim(law.equilibrium(np.array([column]), delta)[0], 1e-30) for law in laws]
     hard = sum(n * (row.size - 1) for n, row in zip(counts, rows, strict=True)) + 1
-    size = scipy.fft.next_fast_len(hard, real=True)
+    size = _fast_len(hard)
     spectra = [np.fft.rfft(row, size) ** n for row, n in zip(rows, counts, strict=True)]
     tail = np.cumsum(np.maximum(np.fft.irfft(np.prod(spectra, axis=0), size), 0.0)[::-1])[::-1]
     beyond = np.flatnonzero(tail > 1e-13)
-    return int(scipy.fft.next_fast_len(int(beyond[-1]) + 2 if beyond.size else 2, real=True))
+    return _fast_len(int(beyond[-1]) + 2 if beyond.size else 2)
+
+
+def _fast_len(n: int) -> int:
+    """The smallest 5-smooth number ``>= n`` (``2^a 3^b 5^c``: a fast FFT length). scipy.fft.next_fast_len gives
+    the same, but importing scipy.fft costs more than every FFT of a prediction.
+
+    >>> [_fast_len(k) for k in (1, 7, 97, 1000)]
+    [1, 8, 100, 1000]
+    """
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            q = p35
+            while q < n:
+                q *= 2
+            best = min(best, q)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def _power(t: np.ndarray, n: int) -> np.ndarray:
