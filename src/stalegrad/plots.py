@@ -204,6 +204,11 @@ def points_figure(points: Sequence[Any]) -> Any:
             label=f"paper mean {p.prediction.staleness_paper:.3f}",
         )
         ax.axvline(p.estimate.mean, color="black", ls=":", label=f"simulated mean {p.estimate.mean:.3f}")
+        pmf = p.law()["staleness_pmf"]
+        if pmf is not None:
+            width = min(len(pmf), np.trim_zeros(single.hist, "b").size + 2)
+            ax.plot(np.arange(width), pmf[:width], "o-", color="tab:orange", ms=4, lw=1.2,
+                    label="predicted distribution")  # fmt: skip
         ax.legend()
     else:
         varies = [k for k in ("n", "K", "tc") if len({getattr(p.system, k) for p in points}) > 1]

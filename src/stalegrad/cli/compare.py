@@ -69,7 +69,19 @@ def compare_command(
         return
     print_table(
         f"stalegrad compare (seed {root}; {updates} updates each)",
-        ["protocol", "n", "K", "rate sim", "rate theory", "E[tau] sim", "E[tau] theory", "p95", "wasted", "dropped"],
+        [
+            "protocol",
+            "n",
+            "K",
+            "rate sim",
+            "rate theory",
+            "E[tau] sim",
+            "E[tau] theory",
+            "p95 sim",
+            "p95 theory",
+            "wasted",
+            "dropped",
+        ],
         [
             [
                 r["protocol"],
@@ -80,6 +92,7 @@ def compare_command(
                 fmt(r["staleness_mean"]),
                 fmt(r["staleness_exact"]),
                 str(r["staleness_p95"]),
+                "-" if r["staleness_p95_exact"] is None else str(r["staleness_p95_exact"]),
                 f"{100 * r['wasted_fraction']:.1f}%",
                 f"{100 * r['dropped_fraction']:.1f}%",
             ]

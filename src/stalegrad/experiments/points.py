@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..analysis import Estimate, steady_state
@@ -13,7 +13,7 @@ from ..spec import ASYNC_PROTOCOLS, PROTOCOLS, System
 from ..streams import derive_seed, resolve_seed
 from ..theory import Prediction, predict
 from ..trace import Summary, Trace
-from .vocabulary import shared_row
+from .vocabulary import shared_row, staleness_law
 
 __all__ = ["Point", "Report", "compare_protocols", "for_protocol", "report_for", "run_point", "simulate_points"]
 
@@ -34,6 +34,7 @@ class Point:
     summary: Summary | None = None
     trace: Trace | None = None  # kept only when asked for
     compile_seconds: float = 0.0  # loading (or compiling) the engine, before the timed run
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def row(self) -> dict[str, Any]:
         """The shared vocabulary (:mod:`.vocabulary`) and everything else this point knows, in one flat dict."""
@@ -53,7 +54,16 @@ class Point:
         )
         if self.summary is not None:
             row["staleness_histogram"] = self.summary.hist[: e.max + 1].tolist()
+        law = self.law()
+        row.update({f"{k}_exact": law[k] for k in ("staleness_p50", "staleness_p95", "staleness_p99")})
+        row["staleness_pmf_exact"] = law["staleness_pmf"]
         return row
+
+    def law(self) -> dict[str, Any]:
+        """The predicted staleness distribution's keys (:func:`.vocabulary.staleness_law`), computed once."""
+        if "law" not in self._cache:
+            self._cache["law"] = staleness_law(self.system)
+        return self._cache["law"]
 
 
 def run_point(
