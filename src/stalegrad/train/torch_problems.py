@@ -45,12 +45,12 @@ from ..errors import SpecError, invalid
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DIGITS_SPLIT", "TorchProblem", "cnn_digits", "digits", "mlp_digits"]
+__all__ = ["DIGITS_SPLIT", "TorchProblem", "cnn_digits", "digits", "mlp_digits", "require_torch"]
 
 INSTALL = "pip install 'stalegrad[torch]' (or the CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
 
 
-def _torch() -> Any:
+def require_torch() -> Any:
     """The torch module, or a one-line error saying how to install it."""
     try:
         import torch
@@ -65,7 +65,7 @@ def _threads(n: int | None) -> Iterator[None]:
     left at ``n`` afterwards: switching the count back and forth on every call costs more than a small model's
     gradient (OpenMP re-sizes its pool)."""
     if n is not None:
-        torch = _torch()
+        torch = require_torch()
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
     yield
@@ -111,7 +111,7 @@ class TorchProblem:
         chunk: int = 1024,
         about: str | None = None,
     ) -> None:
-        torch = _torch()
+        torch = require_torch()
         if not isinstance(model, torch.nn.Module):
             raise invalid("model", type(model).__name__, "a torch.nn.Module")
         if not callable(loss):
@@ -133,7 +133,7 @@ class TorchProblem:
         self.X, self.y = self._data("X", X), _cpu_tensor(torch, "y", y)
         if self.X.shape[0] != self.y.shape[0]:
             raise invalid("y", f"{self.y.shape[0]} samples", f"as many samples as X ({self.X.shape[0]})")
-        self.test: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.test: tuple[Any, Any] | None = None  # (X_test, y_test) tensors
         if test is not None:
             if not (isinstance(test, (tuple, list)) and len(test) == 2):
                 raise invalid("test", type(test).__name__, "a pair (X_test, y_test)")
@@ -154,13 +154,13 @@ class TorchProblem:
         self._w0 = self._w.astype(np.float64)
 
     def _data(self, name: str, value: Any) -> torch.Tensor:
-        torch = _torch()
+        torch = require_torch()
         t = _cpu_tensor(torch, name, value)
         return t.to(self.dtype) if t.is_floating_point() and t.dtype != self.dtype else t
 
     def _bind(self, flat: torch.Tensor) -> None:
         """Make the parameters views of ``flat`` and their gradients views of a flat gradient buffer."""
-        torch = _torch()
+        torch = require_torch()
         self._flat = flat.contiguous()
         self._gflat = torch.zeros_like(self._flat)
         torch.nn.utils.vector_to_parameters(self._flat, self._params)  # parameters become views: no copy
@@ -186,7 +186,7 @@ class TorchProblem:
     def gradient(self, w: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
             raise invalid("b", b, "an integer >= 1")
-        torch = _torch()
+        torch = require_torch()
         if b >= self.samples:
             Xb, yb = self.X, self.y
         else:
@@ -195,7 +195,8 @@ class TorchProblem:
         with _threads(self.threads):
             self._set(w)
             self._gflat.zero_()
-            self.model.train()
+            if not self.model.training:  # Module.train() walks every submodule: only when the mode changes
+                self.model.train()
             self.loss_fn(self.model(Xb), yb).backward()
             for p, view in zip(self._params, self._gviews, strict=True):
                 if p.grad is not view:  # autograd replaced the buffer instead of accumulating into it
@@ -217,10 +218,11 @@ class TorchProblem:
         return total / X.shape[0], (right / X.shape[0] if labels else None)
 
     def loss(self, w: np.ndarray) -> float:
-        torch = _torch()
+        torch = require_torch()
         with _threads(self.threads), torch.no_grad():
             self._set(w)
-            self.model.eval()
+            if self.model.training:
+                self.model.eval()
             return self._mean(self.X, self.y)[0]
 
     def error(self, w: np.ndarray) -> float:
@@ -231,10 +233,11 @@ class TorchProblem:
         """On the test set: ``test_loss``, and ``test_accuracy`` for class labels (empty without a test set)."""
         if self.test is None:
             return {}
-        torch = _torch()
+        torch = require_torch()
         with _threads(self.threads), torch.no_grad():
             self._set(w)
-            self.model.eval()
+            if self.model.training:
+                self.model.eval()
             test_loss, accuracy = self._mean(*self.test, accuracy=True)
         out = {"test_loss": test_loss}
         if accuracy is not None:
@@ -250,7 +253,7 @@ class TorchProblem:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        torch = _torch()
+        torch = require_torch()
         values = state.pop("_flat_values")
         self.__dict__.update(state)
         self._bind(torch.from_numpy(values))
@@ -267,7 +270,7 @@ DIGITS_SPLIT = 1437
 def digits(dtype: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes; nothing downloaded): pixels scaled to [0, 1]
     as ``(samples, 64)`` tensors, split by :data:`DIGITS_SPLIT`. Returns ``X_train, y_train, X_test, y_test``."""
-    torch = _torch()
+    torch = require_torch()
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -280,7 +283,7 @@ def digits(dtype: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
 
 def _seeded(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     """The module ``build()`` makes, its initial weights drawn from ``seed``; torch's generator is left as it was."""
-    torch = _torch()
+    torch = require_torch()
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise invalid("seed", seed, "an integer >= 0")
     with torch.random.fork_rng(devices=[]):
@@ -291,7 +294,7 @@ def _seeded(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
 def mlp_digits(seed: int = 0, hidden: tuple[int, ...] = (64, 64)) -> TorchProblem:
     """A small MLP on the 8x8 digits: 64 inputs, ReLU hidden layers of ``hidden`` units, 10 outputs; mean
     cross-entropy; PyTorch's default initialisation drawn from ``seed``. ``d = 8970`` for the default."""
-    torch = _torch()
+    nn = require_torch().nn
     widths = [int(h) for h in hidden]
     if not widths or min(widths) < 1:
         raise invalid("hidden", hidden, "one or more layer widths >= 1")
@@ -299,20 +302,19 @@ def mlp_digits(seed: int = 0, hidden: tuple[int, ...] = (64, 64)) -> TorchProble
     def build() -> torch.nn.Module:
         layers: list[torch.nn.Module] = []
         for a, c in zip([64, *widths[:-1]], widths, strict=True):
-            layers += [torch.nn.Linear(a, c), torch.nn.ReLU()]
-        return torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 10))
+            layers += [nn.Linear(a, c), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Linear(widths[-1], 10))
 
     X, y, Xt, yt = digits()
     about = f"MLP 64-{'-'.join(map(str, widths))}-10 on sklearn digits, seed {seed}"
-    return TorchProblem(_seeded(seed, build), torch.nn.CrossEntropyLoss(), X, y, test=(Xt, yt), name="mlp-digits",
+    return TorchProblem(_seeded(seed, build), nn.CrossEntropyLoss(), X, y, test=(Xt, yt), name="mlp-digits",
                         about=about)  # fmt: skip
 
 
 def cnn_digits(seed: int = 0) -> TorchProblem:
     """A small CNN on the 8x8 digits: conv 3x3 (16 channels), ReLU, conv 3x3 (32), ReLU, max-pool 2x2, a
     256-unit ReLU layer, 10 outputs; mean cross-entropy; initialisation drawn from ``seed``. ``d = 138,698``."""
-    torch = _torch()
-    nn = torch.nn
+    nn = require_torch().nn
 
     def build() -> torch.nn.Module:
         return nn.Sequential(
