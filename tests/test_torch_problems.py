@@ -258,3 +258,10 @@ def test_fig3_mlp_pilot_rule_and_files(tmp_path):
     for row in summary["rows"]:  # the two cases' staleness: about 1 and about 10
         assert 0.5 < row["staleness_case1"] < 1.5 and 5 < row["staleness_case2"] < 11
         assert 0 <= row["test_accuracy_case1"] <= 1 and row["late_loss_ratio"] > 0
+
+
+def test_reproduce_names_the_extra_target_when_refusing():
+    from stalegrad.experiments.reproduce import reproduce
+
+    with pytest.raises(SpecError, match="target must be one of fig1, fig2, section4, fig3 or all, or fig3-mlp"):
+        reproduce(["fig7"], "unused")

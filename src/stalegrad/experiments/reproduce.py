@@ -82,7 +82,7 @@ def reproduce(
     for t in targets:
         for name in TARGETS if t == "all" else [t]:
             if name not in TARGETS + EXTRA_TARGETS:
-                raise invalid("target", t, f"one of {', '.join(TARGETS + EXTRA_TARGETS)} or all")
+                raise invalid("target", t, f"one of {', '.join(TARGETS)} or all, or {', '.join(EXTRA_TARGETS)}")
             if name not in wanted:
                 wanted.append(name)
     if "fig3-mlp" in wanted:  # before any work: torch is an optional extra
