@@ -160,7 +160,10 @@ def test_threads_are_set_for_evaluations(mlp):
 
 def test_pickled_problem_keeps_its_flat_buffer(mlp):
     w = mlp.init() + 0.01
-    copy = pickle.loads(pickle.dumps(mlp))
+    blob = pickle.dumps(mlp)
+    data = sum(t.numel() * t.element_size() for t in (mlp.X, mlp.y, *mlp.test))
+    assert len(blob) < 1.1 * (data + mlp.dim * (8 + 4)) + 20_000  # w_0, the parameters, the data: each once
+    copy = pickle.loads(blob)
     assert np.array_equal(copy.init(), mlp.init()) and repr(copy) == repr(mlp)
     assert np.array_equal(copy.gradient(w, 5, np.random.default_rng(2)), mlp.gradient(w, 5, np.random.default_rng(2)))
     assert copy.loss(w) == mlp.loss(w)

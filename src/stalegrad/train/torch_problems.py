@@ -34,6 +34,7 @@ Install with ``pip install 'stalegrad[torch]'``; the CPU build of PyTorch alone:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -245,18 +246,22 @@ class TorchProblem:
         return out
 
     def __getstate__(self) -> dict[str, Any]:
-        # the flat buffers are rebuilt on unpickling (pickle would not keep the parameters views of them)
-        state = dict(self.__dict__)
-        for key in ("_flat", "_gflat", "_gviews", "_w", "_g"):
-            state.pop(key)
-        state["_flat_values"] = self._w.copy()
+        # the model with parameters of their own: pickled as views, each would carry the whole flat buffer
+        state = {
+            k: v for k, v in self.__dict__.items() if k not in ("_params", "_flat", "_gflat", "_gviews", "_w", "_g")
+        }
+        model = copy.deepcopy(self.model)
+        for p in model.parameters():
+            p.grad = None
+            p.data = p.data.clone()
+        state["model"] = model
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         torch = require_torch()
-        values = state.pop("_flat_values")
         self.__dict__.update(state)
-        self._bind(torch.from_numpy(values))
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self._bind(torch.nn.utils.parameters_to_vector(self._params).detach())
 
     def __repr__(self) -> str:
         about = self.about or f"{type(self.model).__name__}, {self.samples} samples"
@@ -278,7 +283,7 @@ def digits(dtype: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     X = torch.as_tensor(data.data[order] / 16.0, dtype=dtype or torch.float32)
     y = torch.as_tensor(data.target[order], dtype=torch.int64)
     s = DIGITS_SPLIT
-    return X[:s].contiguous(), y[:s].contiguous(), X[s:].contiguous(), y[s:].contiguous()
+    return X[:s].clone(), y[:s].clone(), X[s:].clone(), y[s:].clone()  # storages of their own
 
 
 def _seeded(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
