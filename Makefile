@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,ray,torch]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -32,6 +32,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_validate.py
 	$(BIN)/python bench/bench_pmf.py
+	$(BIN)/python bench/bench_torch.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

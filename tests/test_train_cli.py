@@ -39,7 +39,10 @@ def test_train_table_and_policies(run_cli):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--problem", "svm"], "--problem must be one of linreg, logreg or module:attribute, got 'svm'"),
+        (
+            ["--problem", "svm"],
+            "--problem must be one of linreg, logreg, mlp-digits, cnn-digits or module:attribute, got 'svm'",
+        ),
         (["--policy", "adam"], "policy must be one of constant, staleness-aware, delay-adaptive"),
         (["--b", "0"], "--b must be integers >= 1"),
         (["--b", "x"], "--b must be an integer"),

@@ -14,9 +14,10 @@ import click
 from ..errors import SpecError, invalid
 
 #: The problems known by name (``--problem``); anything else is ``module:attribute``.
-PROBLEMS = ("linreg", "logreg")
+PROBLEMS = ("linreg", "logreg", "mlp-digits", "cnn-digits")
 PROBLEM_HELP = (
-    "linreg (synthetic least squares), logreg (logistic regression, scikit-learn's breast-cancer data), or "
+    "linreg (synthetic least squares), logreg (logistic regression, scikit-learn's breast-cancer data), "
+    "mlp-digits or cnn-digits (PyTorch models on scikit-learn's 8x8 digits; pip install 'stalegrad[torch]'), or "
     "module:attribute naming your own Problem (or a function returning one)."
 )
 
@@ -31,6 +32,10 @@ def load_problem(name: str, *, dim: int = 20, samples: int = 2000, noise: float 
         from ..train import LogisticRegression
 
         return LogisticRegression(l2=l2)
+    if name in ("mlp-digits", "cnn-digits"):  # torch models, initialised from seed 0 (torch is imported here)
+        from ..train import torch_problems
+
+        return torch_problems.mlp_digits() if name == "mlp-digits" else torch_problems.cnn_digits()
     if ":" in name:  # module:attribute, a Problem or a function returning one
         import importlib
 
@@ -41,6 +46,16 @@ def load_problem(name: str, *, dim: int = 20, samples: int = 2000, noise: float 
             raise SpecError(f"--problem {name!r} could not be loaded: {exc}") from None
         return obj() if isinstance(obj, type) or not hasattr(obj, "gradient") else obj
     raise SpecError(f"--problem must be one of {', '.join(PROBLEMS)} or module:attribute, got {name!r}")
+
+
+def builtin_problem(text: str) -> str | None:
+    """The ``--problem`` name whose problem has the repr ``text`` (a checkpoint records it), or ``None``. A torch
+    problem is built only when ``text`` names it, so resuming a linreg run never needs torch."""
+    for name in PROBLEMS:
+        torch_model = name in ("mlp-digits", "cnn-digits")
+        if (not torch_model or text.startswith(f"TorchProblem({name!r}")) and repr(load_problem(name)) == text:
+            return name
+    return None
 
 
 def check_problem_options(problem: str, **given: Any) -> None:

@@ -6,11 +6,11 @@ import click
 
 from .options import check_output_dir, emit_json, fmt, print_table, progress_bar
 
-_CHOICES = ["fig1", "fig2", "section4", "fig3", "all"]
+_CHOICES = ["fig1", "fig2", "section4", "fig3", "all", "fig3-mlp"]
 
 
 @click.command("reproduce")
-@click.argument("targets", nargs=-1, type=click.Choice(_CHOICES), metavar="[fig1|fig2|section4|fig3|all]...")
+@click.argument("targets", nargs=-1, type=click.Choice(_CHOICES), metavar="[fig1|fig2|section4|fig3|all|fig3-mlp]...")
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -23,9 +23,11 @@ _CHOICES = ["fig1", "fig2", "section4", "fig3", "all"]
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def reproduce_command(targets: tuple[str, ...], out: str, seed: int, quick: bool, as_json: bool) -> None:
     """Reproduce the paper's Figure 1, Figure 2, Section 4 comparison and Figure 3 (default: all).
+    fig3-mlp (run only when named; needs torch) repeats Figure 3 on a small MLP on the 8x8 digits.
 
     \b
     stalegrad reproduce all --out results/
+    stalegrad reproduce fig3-mlp --out results/
     """
     from ..experiments import reproduce
 
@@ -102,6 +104,28 @@ def reproduce_command(targets: tuple[str, ...], out: str, seed: int, quick: bool
                     f"{fmt(f3['time_ratio_geomean'], 2)}x (min {fmt(f3['time_ratio_min'], 2)}x)",
                     f"{fmt(f3['late_error_ratio_geomean'], 2)}x (min {fmt(f3['late_error_ratio_min'], 2)}x)",
                     f">= {100 * f3['fraction_below_min']:.0f}% of the time",
+                ]
+            ],
+        )
+    if "fig3-mlp" in found:
+        f = found["fig3-mlp"]
+
+        def ratio(name: str) -> str:  # geometric mean over seeds [95% CI]
+            ci = f[f"{name}_ci95"]
+            return "-" if ci is None else f"{fmt(f[f'{name}_geomean'], 2)}x [{fmt(ci[0], 2)}, {fmt(ci[1], 2)}]"
+
+        print_table(
+            f"Figure 3 on an MLP (8x8 digits): {f['seeds']} seeds, step {f['step']:g}, target loss "
+            f"{f['target_loss']:.3g}, horizon {f['horizon']:.0f} s; geometric means [95% CI]",
+            ["ordering holds", "time to target: case 2 / case 1", "late loss: case 2 / case 1", "test accuracy 1 / 2"],
+            [
+                [
+                    f"{f['ordering_holds']} of {f['seeds']} seeds",
+                    ratio("time_ratio")
+                    if f["time_ratio_ci95"] is not None
+                    else f"target reached: case 1 {f['reached_case1']}, case 2 {f['reached_case2']} of {f['seeds']}",
+                    ratio("late_loss_ratio"),
+                    f"{fmt(f['test_accuracy_case1_mean'], 3)} / {fmt(f['test_accuracy_case2_mean'], 3)}",
                 ]
             ],
         )

@@ -315,13 +315,15 @@ def _resumed(
             raise invalid("--problem", problem, f"the problem the checkpoint in '{folder}' trained, {a['problem']}")
         chosen = problem
     else:
-        names = [p for p in PROBLEMS if repr(load_problem(p)) == a["problem"]]
-        if not names:
+        from .options import builtin_problem  # builds a torch problem only if the checkpoint names it
+
+        found = builtin_problem(a["problem"])
+        if found is None:
             raise SpecError(
                 f"--problem is needed to resume the checkpoint in '{folder}': it trained {a['problem']}, not one of "
                 f"{', '.join(PROBLEMS)} (give the module:attribute that makes it)"
             )
-        chosen = names[0]
+        chosen = found
     scalars: dict[str, tuple[Any, Any]] = {"lr": (lr, a["lr"]), "batch": (batch, a["batch"])}
     scalars |= {"time_unit": (time_unit, a["time_unit"]), "seed": (seed, a["seed"])}
     for name, (value, theirs) in scalars.items():

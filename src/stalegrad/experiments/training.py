@@ -119,6 +119,10 @@ class TrainSweep:
                 staleness_p95=est.p95,
                 system=c.system.to_dict(),
             )
+            # [torch problems] the problem's own metrics (test_accuracy, test_loss) at the horizon, median over seeds
+            for name in res.runs[0].metrics:
+                values = [float(r.metric_at(name, [self.horizon])[0]) for r in res.runs]
+                row[name], row[f"{name}_ci95"] = _median(values), _median_interval(values)
             rows.append(row)
         return rows
 

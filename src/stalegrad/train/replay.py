@@ -21,6 +21,10 @@ correction); ``"numba"`` runs compiled code for problems that describe themselve
 :class:`~stalegrad.train.problems.LinearModel` and draws each block's minibatch indices at once
 (``rng.integers(0, samples, size=(rows, b))``). numpy's integer stream does not depend on how draws are grouped,
 so both engines see the same minibatches and agree to rounding (tested).
+
+A problem with a ``metrics(w)`` method (a dict of numbers with the same keys every time, e.g. the test accuracy
+of a :class:`~stalegrad.train.torch_problems.TorchProblem`) has them recorded beside the error, at the same
+updates (:attr:`ReplayResult.metrics`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,12 @@ class ReplayResult:
     staleness_mean: float
     ring: int  # versions kept in memory (max staleness + 1)
     meta: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)  # problem.metrics(w_u) at the recorded updates
+
+    def metric_at(self, name: str, times: Any) -> np.ndarray:
+        """A metric of the problem (e.g. ``test_accuracy``) of the newest version at each time (as :meth:`error_at`)."""
+        k = np.searchsorted(self.times, np.asarray(times, dtype=float), side="right") - 1
+        return self.metrics[name][np.clip(k, 0, None)]
 
     @property
     def final_error(self) -> float:
@@ -100,6 +110,7 @@ class ReplayResult:
             "diverged": self.diverged_at is not None,
             "diverged_at_update": self.diverged_at,
             "ring": self.ring,
+            **{name: float(values[-1]) for name, values in self.metrics.items()},
             **self.meta,
         }
 
@@ -207,11 +218,20 @@ def replay(
     rec_u = [0]
     rec_t = [0.0]
     rec_e = [float(problem.error(w0))]
+    measure = getattr(problem, "metrics", None)  # optional: a problem's own measures beside the error
+    rec_m: dict[str, list[float]] = {}
+
+    def note(w: np.ndarray) -> None:
+        for name, value in (measure(w) if callable(measure) else {}).items():
+            rec_m.setdefault(name, []).append(float(value))
+
+    note(w0)
 
     def keep(u: int) -> None:
         rec_u.append(u)
         rec_t.append(float(trace.update_times[u - 1]))
         rec_e.append(float(problem.error(ring[u % S])))
+        note(ring[u % S])
 
     if engine == "numba":
         from ._kernel import span
@@ -274,6 +294,7 @@ def replay(
         staleness_mean=tau_sum / applied if applied else 0.0,
         ring=S,
         meta=meta,
+        metrics={name: np.array(values) for name, values in rec_m.items()},
     )
 
 
