@@ -333,13 +333,12 @@ def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> Run
             )
         chosen = opts.problem
     else:
-        names = [p for p in PROBLEMS if repr(load_problem(p)) == a["problem"]]
-        if not names:
+        chosen = next((p for p in PROBLEMS if repr(load_problem(p)) == a["problem"]), "")  # each built if needed
+        if not chosen:
             raise SpecError(
                 f"--problem is needed to resume the checkpoint in '{folder}': it trained {a['problem']}, not one of "
                 f"{', '.join(PROBLEMS)} (give the module:attribute that makes it)"
             )
-        chosen = names[0]
     for name in ("lr", "batch", "time_unit", "seed"):
         value, theirs = getattr(opts, name), a[name]
         if given(name) and value != theirs:
