@@ -507,7 +507,7 @@ def sgd_with_the_workers_streams(trace, problem, lr, b, seed):
 
 
 @pytest.mark.slow
-def test_a_large_model_travels_by_reference_and_trains_exactly(local_ray, check_trace, big_quadratic):
+def test_a_large_model_travels_by_reference_and_trains_exactly(local_ray, check_trace, big_quadratic, sgd_along):
     """``w`` of 160 kB (above ``INLINE_BYTES``): each version is put in the object store once and workers fetch it
     by reference. SGD along the run's Trace with the workers' own streams gives the run's errors and ``w``: every
     gradient was computed on the version its row names."""
@@ -519,19 +519,8 @@ def test_a_large_model_travels_by_reference_and_trains_exactly(local_ray, check_
     problem = big_quadratic(dim)
     result = run(System(n=4, K=2, tc=1, compute=PAPER), problem, updates, time_unit=0.01, seed=seed, lr=lr, batch=b)
     check_trace(result, updates, 2)
-    t = result.trace
-    assert t["staleness"].max() >= 1, "workers computed on older versions than the newest"
-    rngs = [np.random.default_rng(worker_seeds(seed, 4, i)[MINIBATCH]) for i in range(4)]
-    last = [0] * 4
-    ws = [problem.init()]
-    for u in range(1, updates + 1):
-        batch = np.zeros(dim)
-        for j in np.flatnonzero(t["update"] == u):  # in the order the master took them
-            i = int(t["worker"][j])
-            assert t["round"][j] == last[i] + 1, "each worker's rounds applied in order, none skipped"
-            last[i] += 1
-            batch += problem.gradient(ws[t["version"][j]], b, rngs[i])
-        ws.append(ws[-1] - (lr / 2) * batch)
-    np.testing.assert_allclose([problem.error(w) for w in ws], result.errors[:, 2], rtol=1e-9)
-    np.testing.assert_allclose(ws[-1], result.w, rtol=1e-9, atol=1e-12)
+    assert result.trace["staleness"].max() >= 1, "workers computed on older versions than the newest"
+    errors, w = sgd_along(result, problem, lr, b, seed)
+    np.testing.assert_allclose(errors, result.errors[:, 2], rtol=1e-9)
+    np.testing.assert_allclose(w, result.w, rtol=1e-9, atol=1e-12)
     assert result.errors[-1, 2] < 0.05 * result.errors[0, 2]

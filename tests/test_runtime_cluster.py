@@ -40,17 +40,24 @@ def own_temp_root() -> Path:
     return Path(tempfile.mkdtemp(prefix="sg-ray-"))
 
 
-def test_a_run_over_two_nodes_spreads_its_workers_and_sets_their_clocks(check_trace, big_quadratic, monkeypatch):
+def test_a_run_over_two_nodes_spreads_its_workers_and_sets_their_clocks(
+    check_trace, big_quadratic, sgd_along, monkeypatch
+):
     """Two Ray nodes (each its own raylet and object store): the workers spread over both; those on the second
     node measure their clock offset (one machine: the true offset is 0, so the estimate is within half the round
-    trip of 0); a model above ``INLINE_BYTES`` crosses between object stores; the trace is sound and the staleness
-    is the exact prediction from the measured times (within 4 standard errors, as in ``tests/test_runtime.py``)."""
+    trip of 0); a model above ``INLINE_BYTES`` crosses between object stores; the trace is sound, and SGD along it
+    with the workers' own streams gives the run's errors and ``w``: every gradient, on either node, was computed on
+    the version its row names.
+
+    (Not compared with the prediction from the measured times: crossing object stores adds a delay of its own to
+    the versions fetched on the second node -- milliseconds, tens on a loaded machine, so up to a time unit -- and
+    the measured system has one mean delay for every worker. The prediction is checked on one node, in
+    ``tests/test_runtime.py``.)"""
     import numpy as np
     import ray
     from ray.cluster_utils import Cluster
 
     from stalegrad.distributions import shifted_exponential
-    from stalegrad.experiments import compare
     from stalegrad.runtime import run
     from stalegrad.spec import System
 
@@ -61,13 +68,13 @@ def test_a_run_over_two_nodes_spreads_its_workers_and_sets_their_clocks(check_tr
     try:
         cluster.add_node(num_cpus=1)
         system = System(n=4, K=2, tc=1, compute=shifted_exponential(alpha=1, rate=2 / 3))
-        result = run(system, big_quadratic(20_000), 200, time_unit=0.02, seed=9, lr=0.1, batch=4,
-                     address=cluster.address)  # fmt: skip
+        problem = big_quadratic(20_000)
+        result = run(system, problem, 120, time_unit=0.01, seed=9, lr=0.1, batch=4, address=cluster.address)
     finally:
         ray.shutdown()
         cluster.shutdown()
         shutil.rmtree(root, ignore_errors=True)
-    check_trace(result, 200, 2)
+    check_trace(result, 120, 2)
     clocks, master = result.meta["clocks"], result.meta["master_node"]
     away = [c for c in clocks.values() if c["node"] != master]
     assert 1 <= len(away) <= 3, f"workers on both nodes: {clocks}"
@@ -76,9 +83,10 @@ def test_a_run_over_two_nodes_spreads_its_workers_and_sets_their_clocks(check_tr
             assert c["offset"] == 0.0 and c["rtt"] == 0.0
         else:  # a round trip under a second (measured: a millisecond or two) bounds the error to half a second
             assert 0 < c["rtt"] < 1.0 and abs(c["offset"]) <= c["rtt"] / 2, c
-    comp = compare(result)
-    assert abs(comp.z) < 4, f"measured {comp.measured:.4f} +- {comp.ci95:.4f}, predicted {comp.predicted:.4f}"
-    assert np.isfinite(result.errors[:, 2]).all() and result.errors[-1, 2] < 0.05 * result.errors[0, 2]
+    errors, w = sgd_along(result, problem, 0.1, 4, 9)
+    np.testing.assert_allclose(errors, result.errors[:, 2], rtol=1e-9)
+    np.testing.assert_allclose(w, result.w, rtol=1e-9, atol=1e-12)
+    assert result.errors[-1, 2] < 0.05 * result.errors[0, 2]
 
 
 def _stop(proc: subprocess.Popen) -> None:
