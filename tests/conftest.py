@@ -50,6 +50,34 @@ def check_trace():
     return _check_trace
 
 
+def _sgd_along(result, problem, lr, b, seed):
+    """SGD along a run's Trace with the minibatch streams its workers drew from (each worker's own, one draw per
+    round, rounds in order): ``(error of every version, last w)``. Equal to the run's own when every gradient was
+    computed on the version its row names and applied in the update it names."""
+    from stalegrad.streams import MINIBATCH, worker_seeds
+
+    t = result.trace
+    n, K = t.system.n, t.system.K
+    rngs = [np.random.default_rng(worker_seeds(seed, n, i)[MINIBATCH]) for i in range(n)]
+    last = [0] * n
+    ws = [problem.init()]
+    for u in range(1, t.updates + 1):
+        batch = np.zeros_like(ws[0])
+        for j in np.flatnonzero(t["update"] == u):  # in the order the master took them
+            i = int(t["worker"][j])
+            assert t["round"][j] == last[i] + 1, "each worker's rounds applied in order, none skipped"
+            last[i] += 1
+            batch += problem.gradient(ws[t["version"][j]], b, rngs[i])
+        ws.append(ws[-1] - (lr / K) * batch)
+    return np.array([problem.error(w) for w in ws]), ws[-1]
+
+
+@pytest.fixture
+def sgd_along():
+    """``sgd_along(result, problem, lr, b, seed)``: SGD along a real run's Trace with its workers' own streams."""
+    return _sgd_along
+
+
 def _big_quadratic(dim):
     """``0.5 |w - c|^2`` with Gaussian gradient noise: a model too large to travel inside a reply."""
     from stalegrad.train import FunctionProblem
@@ -86,3 +114,20 @@ def _cli(args, env=None):
 def run_cli():
     """``run_cli(args)``: the command line in a fresh interpreter -> (exit code, stdout, stderr)."""
     return _cli
+
+
+@pytest.fixture
+def cli_here(capsys):
+    """``cli_here(args)``: the command line in this process -> (exit code, stdout, stderr). For what fails before
+    anything heavy starts (usage errors): no interpreter to start and no import to repeat, a second or two less
+    per call than :func:`run_cli`."""
+    from stalegrad.cli import main
+
+    def call(args):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return exited.value.code, out, err
+
+    return call

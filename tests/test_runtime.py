@@ -1,17 +1,25 @@
-"""The real runtime on Ray: the master's protocol (no Ray), then real runs on a local Ray instance with 2 CPUs.
+"""The real runtime on Ray: the master's protocol (no Ray), the checks of a run's arguments (no Ray), then real runs
+on one local Ray instance with 2 CPUs, shared by the whole module (the command line's runs, each in its own
+process, are in ``tests/test_runtime_cli.py``).
 
-The Ray tests are marked ``slow`` (``make test`` runs them). Tolerances: with 500 updates the measured mean
-staleness of these systems has a standard error of about 0.8% (n=4, K=2) and 0.5% (n=8, K=4) of the mean
-(simulated replications of the same systems), so the issue's 5% band is 6 to 10 standard errors wide: sampling
-alone does not fail it; a protocol error (a version used too early or too late, a gradient lost or applied twice)
-moves the mean by 1/K or more and does.
+The Ray tests are marked ``slow`` (``make test`` runs them). None depends on the machine's speed: a loaded machine
+delays the actors (late wake-ups, slow calls), which lengthens the *measured* times, and every comparison is with
+the prediction from the measured times; what is checked on the times themselves is an invariant (a round lasts at
+least its injected compute time, a gradient is taken no earlier than its injected uplink delay), plus bounds many
+times wider than the jitter measured on this 2-core machine with both cores kept busy by other processes. A run
+that must go on until something has happened (a restarted worker's first gradients) is driven until it has, with
+a deadline that only a hang reaches.
+
+Tolerances: the measured mean staleness is compared with the exact prediction from the measured times in units of
+its own standard error (batch means over the steady state: ``compare(...).z``); ``|z| < 4`` fails with probability
+about 4e-4 from sampling alone (Student's t, 31 degrees of freedom), while a protocol error (a version used too
+early or too late, a gradient lost or applied twice) moves the mean by 1/K or more: 20 standard errors and more with
+500 updates (standard error 0.5% to 0.9% of the mean, measured).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import time
 
 import numpy as np
 import pytest
@@ -68,9 +76,11 @@ def test_master_core_counts_every_gradient_it_does_not_apply():
     assert core.version == 1 and core.dropped["after_end"] == 1 and core.w.tolist() == [-1.0]
 
 
-def test_master_core_keeps_its_rows_in_bounded_memory():
+@pytest.mark.parametrize("rows", [20_000, pytest.param(300_000, marks=pytest.mark.slow)])
+def test_master_core_keeps_its_rows_in_bounded_memory(rows):
     """52 bytes a row in numpy columns (at most twice that while half of a doubled capacity is unused), plus 32 bytes
-    an update time: under 130 bytes a gradient with K = 2 (Python lists of the same numbers took 217)."""
+    an update time: under 130 bytes a gradient with K = 2 (Python lists of the same numbers took 217). 20,000 rows in
+    the fast tests (capacity 32,768: 101 bytes a row measured), 300,000 in the slow ones."""
     import tracemalloc
 
     core = MasterCore(4, 2, np.zeros(1), 0.1, 10**9)
@@ -78,7 +88,6 @@ def test_master_core_keeps_its_rows_in_bounded_memory():
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        rows = 300_000
         for i in range(rows):
             core.receive(i % 4, i // 4 + 1, 1.0 * i, i + 0.5, i + 0.7, max(0, core.version - 2), grad)
         per_row = (tracemalloc.get_traced_memory()[0] - before) / rows
@@ -103,6 +112,9 @@ def test_worker_compute_times_are_the_simulators_stream():
     assert restarted.next() != Draws(PAPER, worker_seeds(5, 3, 0)[COMPUTE], "compute").next()
 
 
+# ------------------------------------------------------------------------------------- the plan of a run, no Ray
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -112,6 +124,12 @@ def test_worker_compute_times_are_the_simulators_stream():
         ({"batch": 0}, "batch must be an integer >= 1"),
         ({"problem": object()}, "problem must be a stalegrad.train.Problem"),
         ({"kill": {9: 1}}, "kill must be"),
+        ({"clock_skew": {0: float("nan")}}, "clock_skew must be"),
+        ({"address": " "}, "address must be 'auto' or HOST:PORT"),
+        ({"poll": 0}, "poll must be a number of seconds > 0"),
+        ({"error_every": -1}, "error_every must be an integer >= 0"),
+        ({"system": System(n=2, K=1, compute=PAPER, protocol="k-async")}, "protocol must be k-batch-async"),
+        ({"system": System(n=2, K=1, compute=PAPER, staleness_bound=3)}, "staleness_bound must be None"),
     ],
 )
 def test_bad_arguments_fail_before_ray_starts(kwargs, match):
@@ -123,11 +141,29 @@ def test_bad_arguments_fail_before_ray_starts(kwargs, match):
         run(**args)
 
 
+def test_a_plan_names_the_parameters_as_its_caller_does(tmp_path):
+    """The checks live in the plan once; the command line has them name its options (``--out DIR``)."""
+    from stalegrad.runtime.plan import RunPlan
+
+    names = {"checkpoint_every": "--checkpoint-every", "checkpoint_dir": "--out DIR", "lr": "--lr"}
+    system, problem = System(n=2, K=1, compute=PAPER), LinearRegression()
+    with pytest.raises(SpecError, match=r"^--checkpoint-every must be 0 unless --out DIR is given, got 5$"):
+        RunPlan.build(system, problem, 10, checkpoint_every=5, names=names)
+    with pytest.raises(SpecError, match=r"^--lr must be a finite number > 0, got -1$"):
+        RunPlan.build(system, problem, 10, lr=-1, names=names)
+    plan = RunPlan.build(system, problem, 10, seed=3, kill={1: 4}, clock_skew={0: 2.5}, checkpoint_dir=tmp_path)
+    assert (plan.seed, plan.kill, plan.clock_skew, plan.checkpoint_every, plan.checkpoint_dir) == (
+        3, (None, 4), (2.5, 0.0), 0, None
+    )  # fmt: skip
+    assert plan.incarnations == (0, 0) and plan.state is None and plan.base == 0.0 and plan.unit == 1.0
+
+
 # ------------------------------------------------------------------------------------------------- real runs
 
 
 @pytest.fixture(scope="module")
 def local_ray():
+    """The module's one Ray instance (2 CPUs), shut down when the module's tests are done."""
     ray = pytest.importorskip("ray")
     from stalegrad.runtime import start_local
 
@@ -136,154 +172,157 @@ def local_ray():
     ray.shutdown()
 
 
+def drive(plan, until, timeout=300.0):
+    """Carry ``plan`` out in the module's Ray instance until it is done or ``until(driver)`` holds, then stop it
+    (its result then holds the updates made so far). ``timeout`` (seconds) is reached only by a hang."""
+    from stalegrad.runtime.driver import Driver
+
+    driver = Driver(plan)
+    driver.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not (driver.poll() or until(driver)):
+            assert time.monotonic() < deadline, f"not there after {timeout} s: {driver.status}, lost {driver.lost}"
+        return driver.stop()
+    finally:
+        driver.close()
+
+
+def check_matches_prediction(comp):
+    """Measured staleness within 4 of its standard errors of the exact prediction from the measured times; update
+    rate within 5% of the rate of the measured times (the two differ only by the warm-up left out)."""
+    assert abs(comp.z) < 4, f"measured {comp.measured:.4f} +- {comp.ci95:.4f}, predicted {comp.predicted:.4f}"
+    assert abs(comp.update_rate / comp.update_rate_predicted - 1) < 0.05
+
+
+def check_injected_times(result, model, seed):
+    """Every round lasted at least the compute time injected for it (its worker's own stream, round by round) --
+    the worker sleeps until then -- and, in the median, not much more; every gradient was taken no earlier than its
+    injected uplink delay (``arrive - sent`` is on one clock, the master's, whatever the worker's clock)."""
+    t = result.trace
+    n = t.system.n
+    excess = []
+    for i in range(n):
+        mine = t["worker"] == i
+        draws = Draws(model, worker_seeds(seed, n, i)[COMPUTE], "compute")
+        injected = np.array([draws.next() for _ in range(int(t["round"][mine].max()))])
+        excess.append((t["sent"] - t["start"])[mine] - injected[t["round"][mine] - 1])
+    excess = np.concatenate(excess)
+    # 0.01 unit (100 us at 10 ms a unit): the wall clock may run slower than the monotonic one the worker sleeps on
+    assert excess.min() > -0.01, "a round shorter than its injected compute time"
+    # Ray's call, the gradient and a late wake-up; measured with both cores busy: median 0.04, 90th percentile 0.2
+    assert np.median(excess) < 0.25, np.median(excess)
+    up = t["arrive"] - t["sent"]
+    uplink = float(t.system.uplink)  # fixed delays here
+    assert up.min() >= uplink - 1e-3, "a gradient taken before its uplink delay had passed"
+    for i in range(n):  # the injected delay plus Ray's latency (measured with both cores busy: at most 0.04 units)
+        assert np.median(up[t["worker"] == i]) < uplink + 0.5
+
+
+@pytest.fixture(scope="module")
+def paper_run(local_ray):
+    """The paper's compute times, n = 4, K = 2, Tc = 1: 500 updates at 10 ms a time unit (about 6 s), with worker
+    0's clock 5 s ahead and worker 2's 3 s behind (as on other machines; each measures its offset). Shared by the
+    tests below: each checks another property of the same run."""
+    from stalegrad.runtime import run
+
+    system = System(n=4, K=2, tc=1, compute=PAPER)
+    return run(system, LinearRegression(), 500, time_unit=0.01, seed=1, lr=0.05, batch=16, clock_skew={0: 5.0, 2: -3.0})
+
+
 @pytest.mark.slow
 def test_local_instance_listens_on_loopback_only(local_ray):
     assert local_ray["address"] == "127.0.0.1"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("n", "K"), [(4, 2), (8, 4)])
-def test_measured_staleness_matches_the_prediction_from_measured_times(local_ray, n, K, check_trace):
+def test_measured_staleness_matches_the_prediction_from_measured_times(paper_run, check_trace):
+    from stalegrad.experiments import compare
+
+    check_trace(paper_run, 500, 2)
+    comp = compare(paper_run)
+    print(
+        f"\nn=4 K=2: measured {comp.measured:.4f} +- {comp.ci95:.4f}, exact from measured times "
+        f"{comp.predicted:.4f} ({100 * comp.rel_diff:+.2f}%, z={comp.z:+.2f}), configured {comp.configured:.4f}; "
+        f"uplink +{comp.uplink_extra:.4f}, downlink +{comp.downlink_extra:.4f} units; latency {paper_run.latency}"
+    )
+    check_matches_prediction(comp)
+    check_injected_times(paper_run, PAPER, seed=1)
+    # the model trains: the error falls by orders of magnitude (linear regression, step 0.05)
+    assert paper_run.errors[0, 0] == 0 and paper_run.errors[-1, 0] == 500
+    assert paper_run.errors[-1, 2] < 1e-2 * paper_run.errors[0, 2]
+
+
+@pytest.mark.slow
+def test_more_workers_and_larger_batches_match_the_prediction_too(local_ray, check_trace):
     from stalegrad.experiments import compare
     from stalegrad.runtime import run
 
-    system = System(n=n, K=K, tc=1, compute=PAPER)
-    updates = 500
-    result = run(system, LinearRegression(), updates, time_unit=0.02, seed=1, lr=0.05, batch=16)
-    check_trace(result, updates, K)
+    result = run(System(n=8, K=4, tc=1, compute=PAPER), LinearRegression(), 500, time_unit=0.01, seed=1)
+    check_trace(result, 500, 4)
     comp = compare(result)
     print(
-        f"\nn={n} K={K}: measured {comp.measured:.4f} +- {comp.ci95:.4f}, exact from measured times "
-        f"{comp.predicted:.4f} ({100 * comp.rel_diff:+.2f}%, z={comp.z:+.2f}), configured {comp.configured:.4f}; "
-        f"uplink +{comp.uplink_extra:.4f}, downlink +{comp.downlink_extra:.4f} units; latency {result.latency}"
+        f"\nn=8 K=4: measured {comp.measured:.4f} +- {comp.ci95:.4f}, predicted {comp.predicted:.4f} (z={comp.z:+.2f})"
     )
-    assert abs(comp.rel_diff) < 0.05
-    # the injected times are what the measured ones are made of: means within a few percent
-    assert np.allclose(comp.compute_means, PAPER.mean(), rtol=0.15)
-    assert abs(comp.update_rate / comp.update_rate_predicted - 1) < 0.05
-    # the model trains: the error falls by orders of magnitude (linear regression, step 0.05)
-    assert result.errors[0, 0] == 0 and result.errors[-1, 0] == updates
-    assert result.errors[-1, 2] < 1e-2 * result.errors[0, 2]
+    check_matches_prediction(comp)
+    check_injected_times(result, PAPER, seed=1)
+
+
+@pytest.mark.slow
+def test_workers_with_wrong_clocks_are_put_on_the_masters_clock(paper_run):
+    """Worker 0's clock 5 s ahead, worker 2's 3 s behind: each estimates its offset (Cristian's method) within
+    half the round trip it measured, and the run is as with one clock -- uncorrected, worker 2's gradients would
+    be recorded 300 time units late on the master's clock (the bound of ``check_injected_times``: half a unit),
+    and worker 0's held 5 s for their uplink delay (500 units of staleness: the comparison above)."""
+    clocks = paper_run.meta["clocks"]
+    for worker, skew in ((0, 5.0), (2, -3.0)):
+        c = clocks[str(worker)]
+        # a round trip under a second (1 ms measured; a loaded machine may take longer) bounds the error to 0.5 s
+        assert 0 < c["rtt"] < 1.0 and abs(c["offset"] + skew) <= c["rtt"] / 2, c  # Cristian's bound
+    for worker in (1, 3):
+        c = clocks[str(worker)]
+        assert (c["offset"], c["rtt"], c["node"]) == (0.0, 0.0, paper_run.meta["master_node"]), (
+            "same node: not estimated"
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("restart", [False, True])
 def test_a_worker_that_dies_is_detected_and_the_run_goes_on(local_ray, restart, check_trace):
-    from stalegrad.runtime import run
+    """Worker 1 is killed at update 40. The run is driven until what is checked has happened -- 40 updates after
+    its death was seen; with a restart, 20 rounds of the new incarnation taken -- however long a new actor takes to
+    start on a loaded machine (then stopped: the result holds the updates made so far)."""
+    from stalegrad.runtime.plan import RunPlan
 
     system = System(n=4, K=2, tc=1, compute=PAPER)
-    updates = 400  # 5 s: a new actor takes about a second to start here
-    result = run(system, LinearRegression(), updates, time_unit=0.01, seed=2, restart_workers=restart, kill={1: 40})
-    check_trace(result, updates, 2)
-    assert [w for w, _ in result.lost] == [1] and result.lost[0][1] >= 40
+    plan = RunPlan.build(
+        system, LinearRegression(), 100_000, time_unit=0.01, seed=2, restart_workers=restart, kill={1: 40}
+    )
+    base = []
+
+    def until(driver):
+        if not driver.lost:
+            return False
+        if not restart:
+            return driver.status["version"] >= driver.lost[0][1] + 40
+        if driver.restarted and not base:
+            base.append(driver.status["rounds"][1])  # the rounds taken from worker 1 when it was restarted
+        return bool(base) and driver.status["rounds"][1] >= base[0] + 20
+
+    result = drive(plan, until)
     t = result.trace
-    late = t["update"] > result.lost[0][1] + 20
+    check_trace(result, t.updates, 2)  # among others: no (worker, round) twice, a worker's rounds in time order
+    assert [w for w, _ in result.lost] == [1] and result.lost[0][1] >= 40
+    seen = result.lost[0][1]
+    late = t["update"] > seen + 20
     if restart:
-        assert [w for w, _ in result.restarted] == [1]
-        assert np.any(t["worker"][late] == 1), "the restarted worker sends gradients again"
-        mine = t["round"][t["worker"] == 1]
-        assert np.all(np.diff(np.sort(mine)) >= 1)  # rounds go on above the last one taken: none twice"
+        assert result.restarted == result.lost, "restarted when its death was seen"
+        # the old incarnation computed on versions up to the one its death was seen at; the new one's rows follow
+        assert np.sum((t["worker"] == 1) & (t["version"] > seen)) >= 10, "the restarted worker's gradients applied"
     else:
         assert result.restarted == ()
         assert not np.any(t["worker"][late] == 1), "a dead worker's gradients stop"
         assert set(np.unique(t["worker"][late])) == {0, 2, 3}
-
-
-@pytest.mark.slow
-def test_workers_with_wrong_clocks_are_put_on_the_masters_clock(local_ray, check_trace):
-    """Worker 0's clock 5 s ahead, worker 2's 3 s behind (as on other machines): each measures its offset and the
-    run is as with one clock -- without the correction worker 0's gradients would be sent 5 s after they arrive
-    and held 5 s for their uplink delay."""
-    from stalegrad.experiments import compare
-    from stalegrad.runtime import run
-
-    system = System(n=4, K=2, tc=1, compute=PAPER)
-    updates = 300
-    result = run(system, LinearRegression(), updates, time_unit=0.02, seed=6, clock_skew={0: 5.0, 2: -3.0})
-    check_trace(result, updates, 2)  # among others: start <= sent <= arrive on every row
-    clocks = result.meta["clocks"]
-    for worker, skew in ((0, 5.0), (2, -3.0)):
-        c = clocks[str(worker)]
-        assert 0 < c["rtt"] < 0.05 and abs(c["offset"] + skew) <= c["rtt"] / 2, c  # Cristian's bound
-    for worker in (1, 3):
-        c = clocks[str(worker)]
-        assert (c["offset"], c["rtt"], c["node"]) == (0.0, 0.0, result.meta["master_node"]), "same node: not estimated"
-    t = result.trace
-    up = t["arrive"] - t["sent"]  # the injected uplink (tc / 2 = 0.5 units) plus Ray's latency, for every worker
-    for worker in range(4):
-        assert 0.5 <= np.median(up[t["worker"] == worker]) < 0.6
-    comp = compare(result)
-    assert abs(comp.rel_diff) < 0.05 and abs(comp.update_rate / comp.update_rate_predicted - 1) < 0.05
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("problem", ["linreg", "logreg"])
-def test_cli_run_prints_json_and_writes_the_trace(local_ray, tmp_path, problem):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from stalegrad.cli import main; main()",
-            "run",
-            "--problem",
-            problem,
-            "--n",
-            "2",
-            "--K",
-            "1",
-            "--updates",
-            "40",
-            "--tc",
-            "1",
-            "--compute",
-            "shifted_exponential(alpha=1, rate=0.6667)",
-            "--time-unit",
-            "0.01",
-            "--seed",
-            "1",
-            "--out",
-            str(tmp_path),
-            "--plot",
-            str(tmp_path / "fig.png"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    obj = json.loads(proc.stdout)
-    assert obj["updates"] == 40 and obj["gradients"] == 40 and obj["dropped"]["duplicate"] == 0
-    assert {"measured", "predicted", "configured", "ray_latency_ms"} <= set(obj)
-    lines = (tmp_path / "trace.csv").read_text().splitlines()
-    assert lines[0].startswith("# stalegrad-metadata:") and lines[1] == ",".join(COLUMNS) and len(lines) == 42
-    assert json.loads((tmp_path / "run.json").read_text())["run"]["seed"] == 1
-    assert obj["problem"] == problem and obj["error_last"] < obj["error_first"]
-    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    figure = json.loads((tmp_path / "fig.json").read_text())  # the figure's numbers, beside it
-    assert figure["run"]["measured"] == obj["measured"] and "measured" in figure["systems"]
-
-
-@pytest.mark.parametrize(
-    ("args", "match"),
-    [
-        (["--n", "2", "--K", "1", "--tc", "1"], "--tc are injected times: they need --time-unit"),
-        (["--n", "2:4", "--K", "1"], "single values for a run"),
-        (["--n", "2", "--K", "1", "--time-unit", "-1"], "--time-unit must be a number of seconds > 0"),
-        (["--n", "2", "--K", "1", "--lr", "0"], "--lr must be a finite number > 0"),
-        (["--n", "2", "--K", "1", "--problem", "mnist"], "--problem"),
-        (["--n", "2", "--K", "1", "--out", "d", "--plot", "d/run.png"], "--plot must be a file whose name and .json"),
-    ],
-)
-def test_cli_run_rejects_bad_arguments_with_one_line(args, match):
-    proc = subprocess.run(
-        [sys.executable, "-c", "from stalegrad.cli import main; main()", "run", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("Error:") and match in proc.stderr and proc.stderr.count("\n") == 1
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint, resume
@@ -293,70 +332,79 @@ class Stop(Exception):
     """Raised by a progress callback: the driver's loop ends there, as on Ctrl-C."""
 
 
+def stop_at(updates):
+    def progress(status):
+        if status["updates"] >= updates:  # this session's updates
+            raise Stop
+
+    return progress
+
+
 @pytest.mark.slow
 def test_a_stopped_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path, check_trace):
+    """Three sessions of one run, checkpointing every 40 updates: stopped at 130 updates or more (of 300); resumed
+    and stopped again 30 updates later; resumed to 340 (more than the first sessions' 300)."""
     from stalegrad.runtime import run
     from stalegrad.runtime.checkpoint import load_checkpoint
 
-    system = System(n=4, K=2, tc=1, compute=PAPER)
-    updates, every = 200, 40
-
-    def stop(status):
-        if status["updates"] >= 130:
-            raise Stop
+    system, problem = System(n=4, K=2, tc=1, compute=PAPER), LinearRegression()
+    every = 40
 
     with pytest.raises(Stop) as stopped:
-        run(system, LinearRegression(), updates, time_unit=0.01, seed=3, checkpoint_dir=tmp_path,
-            checkpoint_every=every, progress=stop)  # fmt: skip
-    before = load_checkpoint(tmp_path)
-    v = before.version
-    assert 130 <= v < updates, "a final checkpoint of the state at the stop, not the periodic one before it"
-    assert f"checkpoint at update {v} in '{tmp_path}'" in stopped.value.__notes__[0]
-    last = sorted({f"part-{v // every * every:08d}.npz", f"part-{v:08d}.npz"})  # one part if v is a multiple
-    assert before.manifest["parts"][-len(last) :] == last
-    interrupted = before.counts["dropped"]["interrupted"]
+        run(system, problem, 300, time_unit=0.01, seed=3, checkpoint_dir=tmp_path, checkpoint_every=every,
+            progress=stop_at(130))  # fmt: skip
+    first = load_checkpoint(tmp_path)
+    v1 = first.version
+    assert 130 <= v1 < 300, "a final checkpoint of the state at the stop, not the periodic one before it"
+    assert f"checkpoint at update {v1} in '{tmp_path}'" in stopped.value.__notes__[0]
+    parts = first.manifest["parts"]
+    assert parts[-1] == f"part-{v1:08d}.npz" and all(int(p[5:13]) % every == 0 for p in parts[:-1])
+    interrupted = first.counts["dropped"]["interrupted"]
     assert 0 <= interrupted <= 1 + 4, "at most a partial batch (K - 1) and one gradient in flight per worker"
-    result = run(system, LinearRegression(), updates, time_unit=0.01, resume=tmp_path)
-    check_trace(result, updates, 2)  # updates 1..200, K rows each, no (worker, round) twice
+
+    with pytest.raises(Stop):
+        run(system, problem, 300, time_unit=0.01, resume=tmp_path, progress=stop_at(30))  # the seed: the checkpoint's
+    second = load_checkpoint(tmp_path)
+    v2 = second.version
+    assert v1 + 30 <= v2 < 300 and second.incarnations == [1, 1, 1, 1]
+    assert second.manifest["parts"][: len(parts)] == parts, "a resumed run's parts follow the first session's"
+    interrupted = second.counts["dropped"]["interrupted"]
+    assert interrupted >= first.counts["dropped"]["interrupted"]
+
+    result = run(system, problem, 340, time_unit=0.01, resume=tmp_path)
+    check_trace(result, 340, 2)  # updates 1..340, K rows each, no (worker, round) twice
     t = result.trace
-    assert result.meta["resumed_from"] == v and t.seed == 3
-    # the old trace, untouched, then the new rows
-    old = slice(0, v * 2)
-    assert all(np.array_equal(t[k][old], before.columns[k]) for k in COLUMNS)
-    assert np.array_equal(t.update_times[:v], before.update_times)
-    new = t["update"] > v
-    assert np.array_equal(np.flatnonzero(new), np.arange(v * 2, updates * 2))
+    assert result.meta["resumed_from"] == v2 and t.seed == 3
+    # the earlier sessions' rows, untouched, then the new ones
+    for before in (first, second):
+        v = before.version
+        assert all(np.array_equal(t[k][: v * 2], before.columns[k]) for k in COLUMNS)
+        assert np.array_equal(t.update_times[:v], before.update_times)
+    new = t["update"] > v2
+    assert np.array_equal(np.flatnonzero(new), np.arange(v2 * 2, 340 * 2))
     # versions go on from the checkpoint's: no resumed gradient was computed on a version before it
-    assert t["version"][new].min() == v and t["start"][new].min() >= before.time
+    assert t["version"][new].min() == v2 and t["start"][new].min() >= second.time
+    old = ~new
     for w in range(4):  # every worker's rounds go on above the rounds taken before
-        assert t["round"][new & (t["worker"] == w)].min() > t["round"][old][before.columns["worker"] == w].max()
-    assert np.array_equal(result.errors[:, 0], np.arange(updates + 1)), "one error per version, none twice"
-    assert result.dropped["interrupted"] == interrupted, "the whole run's counts, the stopped session's included"
+        assert t["round"][new & (t["worker"] == w)].min() > t["round"][old & (t["worker"] == w)].max()
+    assert np.array_equal(result.errors[:, 0], np.arange(341)), "one error per version, none twice"
+    assert result.dropped["interrupted"] == interrupted, "the whole run's counts, the stopped sessions' included"
     after = load_checkpoint(tmp_path)
-    assert after.version == updates and after.incarnations == [1, 1, 1, 1]
+    assert after.version == 340 and after.incarnations == [2, 2, 2, 2]
     assert after.counts["dropped"] == result.dropped
     assert all(np.array_equal(after.columns[k], t[k]) for k in COLUMNS)
-
-    # the command line goes on from there (its arguments from the checkpoint), to 240 updates
-    proc = subprocess.run(
-        [sys.executable, "-c", "from stalegrad.cli import main; main()", "run", "--resume", str(tmp_path),
-         "--updates", "240", "--json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    obj = json.loads(proc.stdout)
-    assert obj["updates"] == 240 and obj["gradients"] == 480 and obj["resumed_from"] == updates
-    assert obj["seed"] == 3 and obj["n"] == 4 and obj["dropped"]["duplicate"] == 0
-    final = load_checkpoint(tmp_path)
-    assert final.version == 240 and np.array_equal(np.unique(final.columns["update"]), np.arange(1, 241))
-    lines = (tmp_path / "trace.csv").read_text().splitlines()
-    assert len(lines) == 2 + 480
 
 
 @pytest.mark.slow
 def test_ctrl_c_between_a_snapshot_and_its_write_loses_no_row(local_ray, tmp_path, monkeypatch):
     """Ctrl-C after the master handed a snapshot out and before the driver wrote it: the final checkpoint covers
-    that snapshot's rows too (the master counts from the last checkpoint *written*)."""
+    that snapshot's rows too (the master counts from the last checkpoint *written*).
+
+    What is written when depends on the machine's speed: the driver writes at most one checkpoint per poll, at the
+    newest multiple of ``checkpoint_every`` reached (multiples in between are skipped). So the invariants are
+    checked, not the versions: the periodic checkpoints are at multiples of 10, the one that never made it to disk
+    is newer than the first, and the final checkpoint (at the last update made) holds updates 1..v, K rows each,
+    in two parts: the first checkpoint's and one for everything after it, the unwritten snapshot's rows included."""
     from stalegrad.runtime import RunInterrupted, run
     from stalegrad.runtime import checkpoint as ck
 
@@ -369,65 +417,23 @@ def test_ctrl_c_between_a_snapshot_and_its_write_loses_no_row(local_ray, tmp_pat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ck, "write_checkpoint", flaky)
-    system = System(n=4, K=2, tc=1, compute=PAPER)
+    system = System(n=2, K=2, tc=1, compute=PAPER)
     with pytest.raises(RunInterrupted, match=r"interrupted; checkpoint at update (\d+) in") as stopped:
         run(system, LinearRegression(), 2000, time_unit=0.005, seed=4, checkpoint_dir=tmp_path, checkpoint_every=10)
-    v = ck.load_checkpoint(tmp_path).version  # loads: every row of updates 1..v is there, K per update
-    assert calls[0] == 10 and calls[1] >= 20 and v >= calls[1] and calls[-1] == v
-    assert f"update {v} in" in str(stopped.value)
-
-
-@pytest.mark.slow
-def test_ctrl_c_writes_a_final_checkpoint_that_resumes(tmp_path):
-    """SIGINT to ``stalegrad run``: exit 130, one line naming the checkpoint of the state at the interrupt (not the
-    periodic one before it), and ``--resume`` goes on from exactly there."""
-    import signal
-    import time
-
-    from stalegrad.runtime.checkpoint import load_checkpoint
-
-    argv = [sys.executable, "-c", "from stalegrad.cli import main; main()", "run"]
-    config = ["--n", "4", "--K", "2", "--tc", "1", "--compute", "shifted_exponential(alpha=1, rate=0.6667)",
-              "--time-unit", "0.01", "--seed", "5", "--out", str(tmp_path)]  # fmt: skip
-    proc = subprocess.Popen(
-        [*argv, *config, "--updates", "100000", "--checkpoint-every", "25"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.time() + 120
-        while not (tmp_path / "checkpoint.json").exists():  # the run is going: its first checkpoint is written
-            assert proc.poll() is None and time.time() < deadline, "the run ended or never checkpointed"
-            time.sleep(0.05)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    ckpt = load_checkpoint(tmp_path)
-    v = ckpt.version
-    assert proc.returncode == 130
-    line = f"Error: interrupted; checkpoint at update {v} in '{tmp_path}' (continue with: stalegrad run --resume"
-    assert err.strip().splitlines()[-1].startswith(line), err
-    assert v >= 25 and f"part-{v:08d}.npz" in ckpt.manifest["parts"]
-    assert not (tmp_path / "trace.csv").exists(), "an interrupted run writes no half result"
-
-    done = subprocess.run([*argv, "--resume", str(tmp_path), "--updates", str(v + 30), "--json"],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    obj = json.loads(done.stdout)
-    assert obj["resumed_from"] == v and obj["updates"] == v + 30 and obj["gradients"] == 2 * (v + 30)
-    final = load_checkpoint(tmp_path)
-    assert np.array_equal(np.unique(final.columns["update"]), np.arange(1, v + 31))
-    keys = final.columns["worker"].astype(np.int64) * 10**9 + final.columns["round"]
-    assert np.unique(keys).size == keys.size, "a (worker, round) was applied twice"
-    assert obj["dropped"] == final.counts["dropped"] and obj["dropped"]["interrupted"] <= 1 + 4
+    final = ck.load_checkpoint(tmp_path)  # loads: every row of updates 1..v is there, K per update, none twice
+    v = final.version
+    assert len(calls) == 3 and calls[0] % 10 == 0 and calls[1] % 10 == 0 and calls[0] < calls[1] <= v
+    assert calls[2] == v and f"update {v} in" in str(stopped.value)
+    assert final.manifest["parts"] == [f"part-{calls[0]:08d}.npz", f"part-{v:08d}.npz"]
+    assert np.array_equal(np.unique(final.columns["update"]), np.arange(1, v + 1))
+    assert np.array_equal(np.bincount(final.columns["update"])[1:], np.full(v, 2))
 
 
 # ------------------------------------------------------------------------------------------- real run vs replay
 
 
 @pytest.mark.slow
-def test_the_real_runs_error_falls_as_sgd_replayed_along_its_own_trace(local_ray, check_trace):
+def test_the_real_runs_error_falls_as_sgd_replayed_along_its_own_trace(paper_run):
     """The real run against ``stalegrad.train.replay`` along the run's own Trace (same problem, step and b).
 
     The replay applies the same gradients (same versions, same updates) with its own minibatches, so the real run is
@@ -442,12 +448,10 @@ def test_the_real_runs_error_falls_as_sgd_replayed_along_its_own_trace(local_ray
     And bit for bit: SGD along the Trace with each worker's own minibatch stream (drawn in round order) gives the
     real run's errors and final ``w`` exactly.
     """
-    from stalegrad.runtime import run
     from stalegrad.train import replay
 
-    problem, lr, b, updates, seeds = LinearRegression(), 0.05, 16, 300, 40
-    result = run(System(n=4, K=2, tc=1, compute=PAPER), problem, updates, time_unit=0.01, seed=4, lr=lr, batch=b)
-    check_trace(result, updates, 2)
+    result, problem, lr, b, seeds = paper_run, LinearRegression(), 0.05, 16, 40
+    updates = result.trace.updates
     assert np.array_equal(result.errors[:, 0], np.arange(updates + 1))
     phases = {"descent": slice(1, 101), "floor": slice(201, 301)}
 
@@ -476,7 +480,7 @@ def test_the_real_runs_error_falls_as_sgd_replayed_along_its_own_trace(local_ray
     assert result.errors[0, 2] == problem.error(problem.init())
     assert outside(stats(replay(result.trace, problem, b=b, step=2 * lr, seed=99, record=updates).errors), reps)
 
-    errors, w = sgd_with_the_workers_streams(result.trace, problem, lr, b, seed=4)
+    errors, w = sgd_with_the_workers_streams(result.trace, problem, lr, b, seed=1)
     np.testing.assert_allclose(errors, result.errors[:, 2], rtol=1e-9)
     np.testing.assert_allclose(w, result.w, rtol=1e-9, atol=1e-12)
 
@@ -503,7 +507,7 @@ def sgd_with_the_workers_streams(trace, problem, lr, b, seed):
 
 
 @pytest.mark.slow
-def test_a_large_model_travels_by_reference_and_trains_exactly(local_ray, check_trace, big_quadratic):
+def test_a_large_model_travels_by_reference_and_trains_exactly(local_ray, check_trace, big_quadratic, sgd_along):
     """``w`` of 160 kB (above ``INLINE_BYTES``): each version is put in the object store once and workers fetch it
     by reference. SGD along the run's Trace with the workers' own streams gives the run's errors and ``w``: every
     gradient was computed on the version its row names."""
@@ -515,19 +519,8 @@ def test_a_large_model_travels_by_reference_and_trains_exactly(local_ray, check_
     problem = big_quadratic(dim)
     result = run(System(n=4, K=2, tc=1, compute=PAPER), problem, updates, time_unit=0.01, seed=seed, lr=lr, batch=b)
     check_trace(result, updates, 2)
-    t = result.trace
-    assert t["staleness"].max() >= 1, "workers computed on older versions than the newest"
-    rngs = [np.random.default_rng(worker_seeds(seed, 4, i)[MINIBATCH]) for i in range(4)]
-    last = [0] * 4
-    ws = [problem.init()]
-    for u in range(1, updates + 1):
-        batch = np.zeros(dim)
-        for j in np.flatnonzero(t["update"] == u):  # in the order the master took them
-            i = int(t["worker"][j])
-            assert t["round"][j] == last[i] + 1, "each worker's rounds applied in order, none skipped"
-            last[i] += 1
-            batch += problem.gradient(ws[t["version"][j]], b, rngs[i])
-        ws.append(ws[-1] - (lr / 2) * batch)
-    np.testing.assert_allclose([problem.error(w) for w in ws], result.errors[:, 2], rtol=1e-9)
-    np.testing.assert_allclose(ws[-1], result.w, rtol=1e-9, atol=1e-12)
+    assert result.trace["staleness"].max() >= 1, "workers computed on older versions than the newest"
+    errors, w = sgd_along(result, problem, lr, b, seed)
+    np.testing.assert_allclose(errors, result.errors[:, 2], rtol=1e-9)
+    np.testing.assert_allclose(w, result.w, rtol=1e-9, atol=1e-12)
     assert result.errors[-1, 2] < 0.05 * result.errors[0, 2]

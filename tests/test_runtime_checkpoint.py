@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -150,15 +148,6 @@ def test_resume_checks_its_arguments_before_ray_starts(tmp_path):
         run(SYSTEM, LinearRegression(), 50, time_unit=0.01, checkpoint_every=5)
 
 
-def cli(*argv):
-    return subprocess.run(
-        [sys.executable, "-c", "from stalegrad.cli import main; main()", "run", *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
@@ -174,12 +163,12 @@ def cli(*argv):
         (["--K", "1"], "--n and --K are needed (or --resume DIR"),
     ],
 )
-def test_cli_bad_resume_input_is_one_error_line_and_exit_2(tmp_path, argv, match):
+def test_cli_bad_resume_input_is_one_error_line_and_exit_2(tmp_path, cli_here, argv, match):
     folders = {k: tmp_path / k for k in ("missing", "empty", "bad", "good")}
     for k in ("empty", "bad"):
         folders[k].mkdir()
     (folders["bad"] / ck.MANIFEST).write_text("{")
     write(folders["good"], None, 1, 10, 1.0)
-    proc = cli(*(a.format(**folders) for a in argv))
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("Error:") and match in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    code, _, err = cli_here(["run", *(a.format(**folders) for a in argv)])  # in this process: it fails before Ray
+    assert code == 2, err
+    assert err.startswith("Error:") and match in err and err.count("\n") == 1, err

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ from .options import PROBLEM_HELP, PROBLEMS, build_systems, emit_json, fmt, load
     type=click.IntRange(min=0),
     default=None,
     metavar="N",
-    help="Checkpoint w, the rounds taken and the trace into --out every N updates and at the end (0: never).",
+    help="Checkpoint w, the rounds taken and the trace into --out: at most one checkpoint each time the driver "
+    "polls the master (about every 0.1 s), at the newest multiple of N updates reached (with fast updates, "
+    "multiples in between are skipped); then one at the last update, and one on Ctrl-C (0: never).",
 )
 @click.option(
     "--resume",
@@ -108,66 +111,55 @@ def run_command(
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
+    opts = RunOptions(n, K, tc, uplink, downlink, compute, problem, updates, lr, batch, time_unit, seed)
     if resume is not None:
-        n, K, tc, uplink, downlink, compute, problem, lr, batch, time_unit, seed, updates = _resumed(
-            resume, given, n, K, tc, uplink, downlink, compute, problem, lr, batch, time_unit, seed, updates
-        )
+        opts = _resumed(resume, given, opts)
         out = out or resume
     elif n is None or K is None:
         raise SpecError("--n and --K are needed (or --resume DIR, which takes them from its checkpoint)")
-    if checkpoint_every and out is None:
-        raise invalid("--checkpoint-every", checkpoint_every, "0 unless --out DIR says where to write checkpoints")
-    if checkpoint_every and resume is None and out is not None and (Path(out) / "checkpoint.json").is_file():
-        raise invalid("--out", out, "a folder without a checkpoint (--resume DIR continues that one)")
-    if protocol != "k-batch-async" or staleness_bound is not None:
-        raise SpecError(
-            f"--protocol must be k-batch-async for a real run (the runtime implements the paper's protocol), "
-            f"got {protocol!r}" + ("" if staleness_bound is None else f" with --staleness-bound {staleness_bound}")
-        )
-    systems = build_systems(n, K, tc, uplink, downlink, compute)
+    systems = build_systems(
+        opts.n, opts.K, opts.tc, opts.uplink, opts.downlink, opts.compute, protocol, staleness_bound
+    )
     if len(systems) != 1:
         raise SpecError(f"--n, --K and --tc must be single values for a run, got {len(systems)} systems")
     system = systems[0]
-    if time_unit is None:
+    if opts.time_unit is None:
         injected = [f"--{name}" for name in ("compute", "tc", "uplink", "downlink") if given(name)]
         if injected:
             raise SpecError(f"{', '.join(injected)} are injected times: they need --time-unit SECONDS > 0")
-    elif not (math.isfinite(time_unit) and time_unit > 0):
-        raise invalid("--time-unit", time_unit, "a number of seconds > 0")
-    if not (math.isfinite(lr) and lr > 0):
-        raise invalid("--lr", lr, "a finite number > 0")
-    if address is not None and not address.strip():
-        raise invalid("--address", address, "'auto' or HOST:PORT")
-
-    from ..artefacts import metadata, write_csv, write_json
-    from ..experiments.measured import compare
-    from ..runtime import run
-    from ..streams import resolve_seed
-
     if plot is not None and out is not None:
         mine = {(Path(out) / f).resolve() for f in ("trace.csv", "errors.csv", "run.json", "checkpoint.json")}
         if {Path(plot).resolve(), Path(plot).with_suffix(".json").resolve()} & mine:
             raise invalid("--plot", plot, f"a file whose name and .json companion are not among --out's files ({out})")
-    prob = load_problem(problem)  # a bad --problem fails before Ray starts
-    seed = resolve_seed(seed)
+
+    from ..runtime.plan import RunPlan
+
+    plan = RunPlan.build(  # every other check: the library's, named as the options are
+        system,
+        load_problem(opts.problem),
+        opts.updates,
+        time_unit=opts.time_unit,
+        lr=opts.lr,
+        batch=opts.batch,
+        seed=opts.seed,
+        address=address,
+        restart_workers=restart_workers,
+        checkpoint_dir=out if (checkpoint_every or resume) else None,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        names=OPTION_NAMES,
+    )
+
+    from ..artefacts import metadata, write_json
+    from ..experiments.measured import compare
+    from ..runtime import write_run
+    from ..runtime.run import carry_out
+
+    seed = plan.seed
     if not as_json:
         click.echo(f"seed {seed}", err=True)
-    with _progress(updates) as report:
-        result = run(
-            system,
-            prob,
-            updates,
-            time_unit=time_unit,
-            lr=lr,
-            batch=batch,
-            seed=seed,
-            address=address,
-            restart_workers=restart_workers,
-            progress=report,
-            checkpoint_dir=out if (checkpoint_every or resume) else None,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-        )
+    with _progress(plan.updates) as report:
+        result = carry_out(plan, report)
     comp = compare(result)
     errors = result.errors
     summary: dict[str, Any] = {
@@ -176,11 +168,11 @@ def run_command(
         "updates": result.trace.updates,
         "gradients": len(result.trace),
         "seconds": result.seconds,
-        "time_unit": time_unit,
+        "time_unit": plan.time_unit,
         "seed": seed,
-        "problem": problem,
-        "lr": lr,
-        "batch": batch,
+        "problem": opts.problem,
+        "lr": plan.lr,
+        "batch": plan.batch,
         **comp.to_dict(),
         "ray_latency_ms": result.latency,
         "dropped": result.dropped,
@@ -190,18 +182,14 @@ def run_command(
         "checkpoint": result.meta["checkpoint"],
         "error_first": float(errors[0, 2]) if errors.size else None,
         "error_last": float(errors[-1, 2]) if errors.size else None,
-        "system": result.trace.system.to_dict() if time_unit is not None else None,
+        "system": result.trace.system.to_dict() if plan.time_unit is not None else None,
         "clocks": result.meta["clocks"],
         "master_node": result.meta["master_node"],
     }
     if out:
-        folder = Path(out)
-        meta = metadata(seed, {"configured": system} if time_unit is not None else None, run=summary)
-        cols = result.trace.columns
-        names = list(cols)
-        write_csv(folder / "trace.csv", names, zip(*(cols[k].tolist() for k in names), strict=True), meta)
-        write_csv(folder / "errors.csv", ["version", "time", "error"], errors.tolist(), meta)
-        write_json(folder / "run.json", {"metadata": meta, "run": summary})
+        write_run(result, out, run=summary)
+        systems_meta = {"configured": system} if plan.time_unit is not None else None
+        write_json(Path(out) / "run.json", {"metadata": metadata(seed, systems_meta, run=summary), "run": summary})
     if plot:
         from ..experiments import plot_run
 
@@ -209,6 +197,7 @@ def run_command(
     if as_json:
         emit_json(summary)
         return
+    time_unit = plan.time_unit
     unit = f"time unit {time_unit} s" if time_unit is not None else "seconds (nothing injected)"
     print_table(
         f"stalegrad run (seed {seed}; {summary['updates']} updates on Ray; times in {unit}; "
@@ -264,23 +253,50 @@ def run_command(
     click.echo(f"note: {comp.caveat}")
 
 
-def _resumed(
-    folder: str,
-    given: Callable[[str], bool],
-    n: str | None,
-    K: str | None,
-    tc: str,
-    uplink: str | None,
-    downlink: str | None,
-    compute: tuple[str, ...],
-    problem: str,
-    lr: float,
-    batch: int,
-    time_unit: float | None,
-    seed: int | None,
-    updates: int,
-) -> tuple[Any, ...]:
-    """The arguments of a resumed run: the checkpoint's; an option given on the command line must agree with it."""
+#: How :class:`~stalegrad.runtime.plan.RunPlan` names the parameters in its messages: as options.
+OPTION_NAMES = {
+    "n": "--n",
+    "K": "--K",
+    "tc": "--tc",
+    "uplink": "--uplink",
+    "downlink": "--downlink",
+    "compute": "--compute",
+    "protocol": "--protocol",
+    "staleness_bound": "--staleness-bound",
+    "problem": "--problem",
+    "updates": "--updates",
+    "lr": "--lr",
+    "batch": "--batch",
+    "time_unit": "--time-unit",
+    "seed": "--seed",
+    "address": "--address",
+    "checkpoint_dir": "--out DIR",
+    "checkpoint_every": "--checkpoint-every",
+    "resume": "--resume DIR",
+}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options that define a run: the command line's, or with ``--resume`` the checkpoint's
+    (:func:`_resumed`). The system is in its text form, as on the command line."""
+
+    n: str | None
+    K: str | None
+    tc: str
+    uplink: str | None
+    downlink: str | None
+    compute: tuple[str, ...]
+    problem: str
+    updates: int
+    lr: float
+    batch: int
+    time_unit: float | None
+    seed: int | None
+
+
+def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> RunOptions:
+    """The options of a resumed run: the checkpoint's; an option given on the command line must agree with it."""
     from ..errors import SpecError, invalid
     from ..runtime.checkpoint import load_checkpoint
 
@@ -293,7 +309,7 @@ def _resumed(
     mine: dict[str, Any] = {"n": str(a["n"]), "K": str(a["K"]), "tc": "0", "uplink": text(a["uplink"])}
     mine |= {"downlink": text(a["downlink"]), "compute": tuple(a["compute"])}
     want = build_systems(**mine)[0].to_dict()
-    values: dict[str, Any] = {"n": n, "K": K, "tc": tc, "uplink": uplink, "downlink": downlink, "compute": compute}
+    values: dict[str, Any] = {k: getattr(opts, k) for k in ("n", "K", "tc", "uplink", "downlink", "compute")}
     for name, value in values.items():
         if not given(name):
             continue
@@ -311,9 +327,11 @@ def _resumed(
             shown = list(value) if name == "compute" else value
             raise invalid(f"--{name}", shown, f"{a[name]!r} (the checkpoint's, in '{folder}') to resume it")
     if given("problem"):  # your own problem (module:attribute) must be named again: the checkpoint has its repr
-        if repr(load_problem(problem)) != a["problem"]:
-            raise invalid("--problem", problem, f"the problem the checkpoint in '{folder}' trained, {a['problem']}")
-        chosen = problem
+        if repr(load_problem(opts.problem)) != a["problem"]:
+            raise invalid(
+                "--problem", opts.problem, f"the problem the checkpoint in '{folder}' trained, {a['problem']}"
+            )
+        chosen = opts.problem
     else:
         from .options import builtin_problem  # builds a torch problem only if the checkpoint names it
 
@@ -324,13 +342,12 @@ def _resumed(
                 f"{', '.join(PROBLEMS)} (give the module:attribute that makes it)"
             )
         chosen = found
-    scalars: dict[str, tuple[Any, Any]] = {"lr": (lr, a["lr"]), "batch": (batch, a["batch"])}
-    scalars |= {"time_unit": (time_unit, a["time_unit"]), "seed": (seed, a["seed"])}
-    for name, (value, theirs) in scalars.items():
+    for name in ("lr", "batch", "time_unit", "seed"):
+        value, theirs = getattr(opts, name), a[name]
         if given(name) and value != theirs:
             option = "--" + name.replace("_", "-")
             raise invalid(option, value, f"{theirs!r} (the checkpoint's, in '{folder}') to resume it")
-    target = updates if given("updates") else ckpt.target
+    target = opts.updates if given("updates") else ckpt.target
     if target <= ckpt.version:
         raise invalid(
             "--updates",
@@ -338,8 +355,15 @@ def _resumed(
             f"an integer > {ckpt.version}, the checkpoint's version (the run it holds is complete: "
             "give a larger --updates to go on)",
         )
-    system_text = (mine["n"], mine["K"], mine["tc"], mine["uplink"], mine["downlink"], mine["compute"])
-    return (*system_text, chosen, a["lr"], a["batch"], a["time_unit"], a["seed"], target)
+    return RunOptions(
+        **mine,
+        problem=chosen,
+        updates=target,
+        lr=a["lr"],
+        batch=a["batch"],
+        time_unit=a["time_unit"],
+        seed=a["seed"],
+    )
 
 
 @contextmanager

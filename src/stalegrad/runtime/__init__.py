@@ -1,12 +1,16 @@
 """Real asynchronous K-batch training on Ray: a master actor and ``n`` worker actors (DESIGN.md, "Runtime").
 
-Ray is imported only when a run starts (``pip install 'stalegrad[ray]'``).
+:func:`run` does it in one call: its arguments are checked first (:class:`~.plan.RunPlan`), then Ray is started or
+joined (:func:`ray_session`) and a :class:`~.driver.Driver` carries the run out. Ray is imported only when a run
+starts (``pip install 'stalegrad[ray]'``).
 """
 
 from __future__ import annotations
 
 from .measured import measured_system
-from .run import RunInterrupted, RunResult, RuntimeFailure, ray_session, run, start_local
+from .result import RunInterrupted, RunResult, RuntimeFailure, write_run
+from .run import run
+from .session import ray_session, start_local
 
 __all__ = [
     "RunInterrupted",
@@ -16,4 +20,5 @@ __all__ = [
     "ray_session",
     "run",
     "start_local",
+    "write_run",
 ]

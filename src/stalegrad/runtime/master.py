@@ -470,7 +470,8 @@ class Master:
             del self.refs[v]
 
     def status(self) -> dict[str, Any]:
-        """Progress: updates made, gradients applied, their staleness sum, drops, whether the run is done."""
+        """Progress: updates made, gradients applied, their staleness sum, drops, the rounds taken from each worker,
+        whether the run is done."""
         with self._lock:
             return self._status()
 
@@ -482,6 +483,7 @@ class Master:
             "gradients": core.applied,
             "staleness_sum": core.staleness_sum,
             "dropped": dict(core.dropped),
+            "rounds": [core.rounds.watermark(i) for i in range(core.n)],  # every round up to it taken, per worker
             "done": core.done,
             "time": time.time(),
         }
@@ -500,7 +502,8 @@ class Master:
         return time.time(), self._node
 
     def result(self) -> dict[str, Any]:
-        """Everything the run recorded (times in real seconds); stops the delivery thread."""
+        """Everything the run recorded (times in real seconds); stops the delivery thread. Called before the run is
+        done (the driver stopped it early), it holds the updates made so far."""
         with self._lock:
             self._closed = True
             self._lock.notify()
@@ -509,7 +512,8 @@ class Master:
     def _result(self) -> dict[str, Any]:
         core = self.core
         dropped = dict(core.dropped)
-        dropped["after_end"] += core.leftover() + len(self._mail)  # a partial batch; still travelling at the end
+        # a partial batch, and the gradients still travelling: at the end, or when the run is stopped before it
+        dropped["after_end" if core.done else "interrupted"] += core.leftover() + len(self._mail)
         return {
             "columns": core.columns(),
             "update_times": np.array(core.update_times),
