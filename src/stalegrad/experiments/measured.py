@@ -59,7 +59,7 @@ class Comparison:
 
 
 def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Comparison:
-    """Compare a :class:`~stalegrad.runtime.result.RunResult`'s staleness with the prediction from its measured times."""
+    """Compare a :class:`~stalegrad.runtime.RunResult`'s staleness with the prediction from its measured times."""
     trace = result.trace
     n, K = trace.system.n, trace.system.K
     est = steady_state(trace, warmup=warmup, batches=min(batches, max(2, trace.updates - (warmup or 0))))

@@ -146,6 +146,10 @@ class StalenessDistribution:
         }
 
 
+#: The longest round trip, in mean compute times of the fastest worker, whose distribution is computed.
+MAX_WINDOW = 1e4
+
+
 def distribution_refusal(system: System) -> tuple[str, Any, str] | None:
     """Why the staleness distribution of ``system`` cannot be predicted, as ``(parameter, value, allowed)`` for
     :func:`stalegrad.errors.invalid`; ``None`` when it can."""
@@ -164,6 +168,13 @@ def distribution_refusal(system: System) -> tuple[str, Any, str] | None:
             f"{d['uplink']}, {d['downlink']}",
             "fixed times for the staleness distribution (a random delay makes the window random and versions can "
             "overtake each other; simulate)",
+        )
+    if not system.tc <= MAX_WINDOW * min(system.means):
+        return (
+            "tc",
+            system.tc,
+            f"at most {MAX_WINDOW:g} x the shortest mean compute time for the staleness distribution (its grid "
+            "would not fit; simulate)",
         )
     for i, model in enumerate(system.compute):
         if is_lattice(model):
