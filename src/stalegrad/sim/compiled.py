@@ -1,0 +1,381 @@
+"""The compiled event engine: every protocol of :mod:`stalegrad.sim.events`, the identical Trace, much faster.
+
+The reference engine (:mod:`stalegrad.sim.events`) is a heap of events read by four handlers; this is the same heap
+and the same handlers compiled with numba (:mod:`stalegrad.sim._events_kernel`), so it runs every protocol (random
+delays, staleness bounds, cancellation) and gives the Trace of the reference row for row, bit for bit, with the same
+``trace.meta`` counts (events, compute and cancelled time). :func:`simulate_compiled_summary` streams a
+:class:`~stalegrad.trace.Summary` instead of keeping rows, in memory that does not grow with the run.
+
+Random streams: the same as the reference's (:mod:`stalegrad.streams`), consumed in the same order. Compute times
+come in the blocks of :class:`~stalegrad.sim.blocks.ComputeStreams`; a worker's delays in each direction are the
+reference's :class:`~stalegrad.streams.Draws` blocks of 256 from its uplink or downlink stream, drawn many blocks
+at a time: by one call when the model draws each number in turn from the generator (so one call of ``m * 256``
+gives the same numbers as ``m`` calls of 256, see :func:`draws_in_sequence`), else by ``m`` calls. A block the
+reference would reject (a negative or infinite time) raises the reference's error when, and only when, the run
+reaches it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+from ..distributions import Deterministic, Empirical, Scaled
+from ..spec import System
+from ..streams import DOWNLINK, UPLINK, all_worker_seeds, check_draws
+from ..trace import COLUMNS, Summary, Trace
+from .blocks import ComputeStreams
+from .events import RULES
+
+__all__ = ["compiled_refusal", "draws_in_sequence", "simulate_compiled", "simulate_compiled_summary", "warm"]
+
+Progress = Callable[[int, int], None]
+
+#: the reference's delay block (:class:`~stalegrad.streams.Draws`)
+DELAY_BLOCK = 256
+#: events between two progress reports
+PROGRESS_EVENTS = 1 << 20
+#: workers above this do not fit the event key (``worker`` and ``round`` share 61 bits)
+MAX_WORKERS = 1 << 20
+
+#: scipy.stats families whose ``rvs`` transforms one generator call number by number (``_rvs`` below, then
+#: ``vals * scale + loc``): expon (standard_exponential), gamma and erlang (standard_gamma), lognorm
+#: (exp of standard_normal), norm and halfnorm (standard_normal), uniform (uniform); weibull_min, pareto and lomax
+#: use scipy's default ``_rvs``, the closed-form ppf of one uniform per number.
+_SEQUENTIAL_FAMILIES = frozenset(
+    {"expon", "gamma", "erlang", "lognorm", "norm", "halfnorm", "uniform", "weibull_min", "pareto", "lomax"}
+)
+
+
+def draws_in_sequence(model: Any) -> bool:
+    """True when ``model.rvs(size=a + b)`` draws the same numbers as ``rvs(size=a)`` then ``rvs(size=b)`` from one
+    generator (each number is a function of the next ones the generator gives, in turn).
+
+    >>> draws_in_sequence(scipy.stats.expon(scale=2)), draws_in_sequence(scipy.stats.truncnorm(0, 1))
+    (True, False)
+    """
+    if isinstance(model, Deterministic):
+        return True
+    if isinstance(model, Empirical):  # one bounded 64-bit integer per number
+        return True
+    if isinstance(model, Scaled):
+        return draws_in_sequence(model.base)
+    dist = getattr(model, "dist", None)
+    return isinstance(dist, scipy.stats.rv_continuous) and getattr(dist, "name", None) in _SEQUENTIAL_FAMILIES
+
+
+class DelayStream:
+    """One worker's delays in one direction: the numbers :class:`~stalegrad.streams.Draws` gives, ``blocks`` of
+    its blocks at a time."""
+
+    def __init__(self, model: Any, seq: np.random.SeedSequence, parameter: str, blocks: int) -> None:
+        self.model, self.parameter, self.blocks = model, parameter, blocks
+        self.rng = np.random.default_rng(seq)
+        self.together = draws_in_sequence(model)
+        self.bad: np.ndarray | None = None  # a block the reference rejects, raised when the run reaches it
+
+    def draw(self) -> np.ndarray:
+        if self.bad is not None:
+            check_draws(self.bad, self.parameter)
+        size = DELAY_BLOCK * self.blocks
+        if self.together:
+            x = np.asarray(self.model.rvs(size=size, random_state=self.rng), dtype=float)
+        else:
+            parts = [self.model.rvs(size=DELAY_BLOCK, random_state=self.rng) for _ in range(self.blocks)]
+            x = np.concatenate([np.asarray(p, dtype=float) for p in parts])
+        ok = np.isfinite(x) & (x >= 0)
+        if not ok.all():
+            first = int(np.argmin(ok)) // DELAY_BLOCK * DELAY_BLOCK
+            self.bad = x[first : first + DELAY_BLOCK].copy()
+            x = x[:first]
+            if x.size == 0:
+                check_draws(self.bad, self.parameter)
+        return x
+
+
+def compiled_refusal(system: System) -> str | None:
+    """Why the compiled engine cannot run ``system`` (``None`` if it can)."""
+    if system.n > MAX_WORKERS:
+        return f"n must be at most {MAX_WORKERS} for the compiled event engine, got {system.n}"
+    return None
+
+
+_COMPILE_SECONDS: list[float] = []
+
+
+def warm() -> float:
+    """Compile the kernel (or load it from numba's cache) with a tiny run; return the seconds that took (0 after
+    the first call)."""
+    if _COMPILE_SECONDS:
+        return 0.0
+    from ..distributions import deterministic
+
+    t0 = time.perf_counter()
+    tiny = System(n=2, K=1, compute=deterministic(1.0))
+    _Engine(tiny, 2, 0, mode=0).run(None)
+    _Engine(tiny, 2, 0, mode=1, warm=0, batches=2, transient=0).run(None)
+    _COMPILE_SECONDS.append(time.perf_counter() - t0)
+    return _COMPILE_SECONDS[0]
+
+
+class _Engine:
+    """One run: the kernel's arrays, the random streams, and the loop that answers the kernel's requests."""
+
+    def __init__(
+        self, system: System, updates: int, seed: int, mode: int, warm: int = 0, batches: int = 1, transient: int = 0
+    ) -> None:
+        from . import _events_kernel as k
+
+        self.k = k
+        n, K = system.n, system.K
+        self.system, self.updates, self.seed, self.mode = system, updates, seed, mode
+        rules = RULES[system.protocol]
+        wbits = max(1, (n - 1).bit_length())
+        par = np.zeros(k.NPAR, dtype=np.int64)
+        par[k.N], par[k.KK], par[k.U] = n, K, updates
+        par[k.WAITS], par[k.CANCELS] = rules.waits, rules.cancels
+        par[k.CURONLY], par[k.TOCONTRIB] = rules.current_only, rules.to_contributors
+        par[k.BOUND] = -1 if system.staleness_bound is None else system.staleness_bound
+        par[k.RBITS] = k.KIND_SHIFT - wbits
+        par[k.MODE], par[k.WARM], par[k.NB], par[k.SPAN] = mode, warm, batches, max(updates - warm, 1)
+        uprand = not isinstance(system.uplink, float)
+        downrand = not isinstance(system.downlink, float)
+        par[k.UPRAND], par[k.DOWNRAND] = uprand, downrand
+        fpar = np.zeros(2)
+        fpar[k.UPFIX] = 0.0 if uprand else system.uplink
+        fpar[k.DOWNFIX] = 0.0 if downrand else system.downlink
+        self.par, self.fpar = par, fpar
+        self.ist = np.zeros(k.NIST, dtype=np.int64)
+        self.ist[k.LIMIT] = np.iinfo(np.int64).max
+        self.fst = np.zeros(k.NFST)
+        self.wi = np.zeros((n, k.NWI), dtype=np.int64)
+        self.wf = np.zeros((n, k.NWF))
+
+        # compute times: worker i's block at C[coff[i]:coff[i] + sizes[i]]
+        self.streams = ComputeStreams(system, seed, updates * K)
+        sizes = self.streams.sizes
+        self.coff = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        self.C = np.zeros(int(sizes.sum()))
+        for i in range(n):
+            self._refill_compute(i)
+        # delays: worker i's at UB[i * L:(i + 1) * L]
+        seqs = all_worker_seeds(seed, n)
+        blocks = int(np.clip((1 << 17) // (n * DELAY_BLOCK), 1, 32))
+        self.L = DELAY_BLOCK * blocks
+        self.up = [DelayStream(system.uplink, s[UPLINK], "uplink", blocks) for s in seqs] if uprand else []
+        self.down = [DelayStream(system.downlink, s[DOWNLINK], "downlink", blocks) for s in seqs] if downrand else []
+        self.UB = np.zeros(n * self.L if uprand else 1)
+        self.DB = np.zeros(n * self.L if downrand else 1)
+        self.wi[:, k.UPOS] = self.wi[:, k.UEND] = np.arange(n) * self.L
+        self.wi[:, k.DPOS] = self.wi[:, k.DEND] = np.arange(n) * self.L
+
+        cap = 4 * n + 64
+        self.ht, self.hk, self.hs = np.zeros(cap), np.zeros(cap, dtype=np.int64), np.zeros(cap, dtype=np.int64)
+        pcap = 2 * n + 16
+        self.pf, self.pv = np.zeros((pcap, 2)), np.zeros(pcap, dtype=np.int64)
+        self.pfree = np.arange(pcap, dtype=np.int64)
+        self.ist[k.PFN] = pcap
+        self.batch = np.zeros(K, dtype=np.int64)
+
+        if mode == 0:
+            exact = system.protocol == "k-batch-async" and system.staleness_bound is None  # drops nothing
+            rows = updates * K if exact else updates * K + updates // 4 + 64
+            self.cols = {c: np.empty(rows, dtype=dt) for c, dt in COLUMNS.items()}
+            self.times = np.empty(updates)
+            i8, f8 = np.zeros(0, dtype=np.int64), np.zeros(0)
+            self.stats = [i8, f8, i8, f8, i8, f8]  # the summary's arrays, unused
+        else:
+            self.cols = {c: np.empty(0, dtype=dt) for c, dt in COLUMNS.items()}
+            self.times = np.empty(0)
+            # hist, bsum, bcnt, wsum, wcnt, trsum
+            self.stats = [
+                np.zeros(64, dtype=np.int64),
+                np.zeros(batches),
+                np.zeros(batches, dtype=np.int64),
+                np.zeros(n),
+                np.zeros(n, dtype=np.int64),
+                np.zeros(transient),
+            ]
+
+    # ------------------------------------------------------------------------------------------ the streams
+
+    def _refill_compute(self, i: int) -> None:
+        x = self.streams.draw(i)
+        off = int(self.coff[i])
+        self.C[off : off + x.size] = x
+        self.wi[i, self.k.CPOS] = off
+        self.wi[i, self.k.CEND] = off + x.size
+
+    def _refill_delay(self, streams: list[DelayStream], buf: np.ndarray, i: int, pos: int, end: int) -> None:
+        x = streams[i].draw()
+        off = i * self.L
+        buf[off : off + x.size] = x
+        self.wi[i, pos] = off
+        self.wi[i, end] = off + x.size
+
+    # ------------------------------------------------------------------------------------------- running
+
+    def _call(self) -> int:
+        c = self.cols
+        kernel: Any = self.k.advance  # numba's dispatcher: argument types are checked when it compiles
+        return int(
+            kernel(
+                self.par,
+                self.fpar,
+                self.ist,
+                self.fst,
+                self.wi,
+                self.wf,
+                self.C,
+                self.UB,
+                self.DB,
+                self.ht,
+                self.hk,
+                self.hs,
+                self.pf,
+                self.pv,
+                self.pfree,
+                self.batch,
+                c["worker"],
+                c["round"],
+                c["start"],
+                c["sent"],
+                c["arrive"],
+                c["version"],
+                c["update"],
+                c["staleness"],
+                c["dropped"],
+                self.times,
+                *self.stats,
+            )
+        )
+
+    def run(self, progress: Progress | None) -> None:
+        k = self.k
+        total = self.updates * self.system.K
+        step = PROGRESS_EVENTS if progress is not None else None
+        while True:
+            if step is not None:
+                self.ist[k.LIMIT] = self.ist[k.EVENTS] + step
+            status = self._call()
+            if status == k.DONE:
+                break
+            if status == k.PAUSE:
+                assert progress is not None
+                progress(int(self.ist[k.V]) * self.system.K, total)
+            elif status == k.REFILL_COMPUTE:
+                self._refill_compute(int(self.ist[k.WHO]))
+            elif status == k.REFILL_UP:
+                self._refill_delay(self.up, self.UB, int(self.ist[k.WHO]), k.UPOS, k.UEND)
+            elif status == k.REFILL_DOWN:
+                self._refill_delay(self.down, self.DB, int(self.ist[k.WHO]), k.DPOS, k.DEND)
+            elif status == k.GROW_ROWS:
+                size = len(self.cols["worker"])
+                new = size + size // 2 + 1024
+                for name, col in self.cols.items():
+                    grown = np.empty(new, dtype=col.dtype)
+                    grown[:size] = col
+                    self.cols[name] = grown
+            elif status == k.GROW_HEAP:
+                hn, size = int(self.ist[k.HN]), self.ht.size
+                while size < hn + int(self.ist[k.NEED]) + 1:
+                    size *= 2
+                grow = size - self.ht.size
+                self.ht = np.concatenate((self.ht, np.zeros(grow)))
+                self.hk = np.concatenate((self.hk, np.zeros(grow, dtype=np.int64)))
+                self.hs = np.concatenate((self.hs, np.zeros(grow, dtype=np.int64)))
+            elif status == k.GROW_POOL:
+                old = self.pv.size
+                self.pf = np.concatenate((self.pf, np.zeros((old, 2))))
+                self.pv = np.concatenate((self.pv, np.zeros(old, dtype=np.int64)))
+                self.pfree = np.concatenate((np.arange(old, 2 * old, dtype=np.int64), self.pfree))
+                self.ist[k.PFN] = old
+            elif status == k.GROW_HIST:
+                old = self.stats[0]
+                self.stats[0] = np.zeros(max(2 * old.size, int(self.ist[k.NEED])), dtype=np.int64)
+                self.stats[0][: old.size] = old
+            else:  # pragma: no cover - the kernel returns only the codes above
+                raise RuntimeError(f"unexpected kernel status {status}")
+        if progress is not None:
+            progress(int(self.ist[k.V]) * self.system.K, total)
+
+    def meta(self) -> dict[str, Any]:
+        k = self.k
+        compute = sum(float(c) for c in self.wf[:, k.COMPUTE])
+        cancelled = sum(float(c) for c in self.wf[:, k.CANCEL])
+        return {
+            "engine": "compiled",
+            "events": int(self.ist[k.EVENTS]),
+            "compute_time": compute,
+            "cancelled_time": cancelled,
+            "wasted_fraction": cancelled / (compute + cancelled) if compute + cancelled > 0 else 0.0,
+        }
+
+    def trace(self) -> Trace:
+        rows = int(self.ist[self.k.ROWS])
+        cols = {name: col[:rows] if col.size == rows else col[:rows].copy() for name, col in self.cols.items()}
+        return Trace(cols, self.times[: int(self.ist[self.k.V])], self.system, self.seed, self.meta())
+
+
+def simulate_compiled(system: System, updates: int, *, seed: int, progress: Progress | None = None) -> Trace:
+    """Simulate ``updates`` updates of any protocol with the compiled event engine: the reference's Trace.
+
+    ``trace.meta`` also holds ``seconds`` (the run, without compilation) and ``compile_seconds`` (compiling the
+    kernel or loading it from numba's cache, in the first run of a process).
+
+    >>> from stalegrad.distributions import shifted_exponential
+    >>> system = System(n=4, K=2, tc=1, compute=shifted_exponential(alpha=1, rate=2/3), protocol="k-sync")
+    >>> trace = simulate_compiled(system, 100, seed=1)
+    >>> from stalegrad.sim.events import simulate_events
+    >>> trace.equals(simulate_events(system, 100, seed=1))
+    True
+    """
+    compile_seconds = warm()
+    t0 = time.perf_counter()
+    engine = _Engine(system, updates, seed, mode=0)
+    engine.run(progress)
+    trace = engine.trace()
+    trace.meta.update(seconds=time.perf_counter() - t0, compile_seconds=compile_seconds)
+    return trace
+
+
+def simulate_compiled_summary(
+    system: System,
+    updates: int,
+    *,
+    seed: int,
+    warmup: int,
+    batches: int,
+    transient: int,
+    progress: Progress | None = None,
+) -> Summary:
+    """The :class:`~stalegrad.trace.Summary` of :func:`simulate_compiled`'s Trace, streamed in bounded memory
+    (arguments checked by :func:`stalegrad.sim.simulate_summary`)."""
+    warm()
+    engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
+    engine.run(progress)
+    k = engine.k
+    hist, bsum, bcnt, wsum, wcnt, trsum = engine.stats
+    meta = engine.meta()
+    return Summary(
+        system=system,
+        seed=seed,
+        updates=int(engine.ist[k.V]),
+        warmup=warmup,
+        gradients=int(engine.ist[k.GRAD]),
+        hist=hist,
+        batch_sum=bsum,
+        batch_count=bcnt,
+        worker_sum=wsum,
+        worker_count=wcnt,
+        transient_sum=trsum,
+        t_warmup=float(engine.fst[k.T_WARM]) if warmup > 0 else 0.0,
+        t_end=float(engine.fst[k.T_END]),
+        max_staleness=int(engine.ist[k.MAXTAU]),
+        dropped=int(engine.ist[k.DROPPED]),
+        wasted_fraction=float(meta["wasted_fraction"]),
+    )
