@@ -1,18 +1,28 @@
 """The event engine's loop, compiled with numba (imported lazily by :mod:`stalegrad.sim.compiled`).
 
-The same events, handlers and tie rules as :mod:`stalegrad.sim.events`, on arrays:
+The same events, handlers and tie rules as :mod:`stalegrad.sim.events`, on arrays. An event's key packs
+``(kind, worker, round)`` into one int64 (``kind << 61 | worker << rbits | round``; for a version reaching a
+worker the round is the version), so ``(time, key)`` orders events exactly as the reference's
+``(time, kind, worker, round, sequence)`` tuples: no two events ever share ``(kind, worker, round)`` (a worker's
+rounds are numbered once; a worker is sent each version at most once), so the sequence number never decides.
 
-* the heap is three parallel arrays (time, key, slot), a binary heap ordered by ``(time, key)``. The key packs
-  ``(kind, worker, round)`` into one int64 (``kind << 61 | worker << rbits | round``), so ``(time, key)`` orders
-  events exactly as the reference's ``(time, kind, worker, round, sequence)`` tuples: no two events ever share
-  ``(kind, worker, round)`` (a worker's rounds are numbered once; a worker is sent each version at most once), so
-  the sequence number never decides;
-* a gradient in flight keeps its start, send time and version in a pool slot (a free list of slots);
-* each worker's compute times, uplink and downlink delays come in buffers the caller fills.
+Where the events wait:
 
-The loop never runs out of anything in the middle of an event: before it takes the first event it checks what the
-event will need (a compute time, a delay, room for a row, the heap, the pool, the histogram) and, if something is
-missing, returns a status code with nothing changed; the caller supplies it and calls again. So the draws are
+* each worker's own events: its round in progress (at most one finish that counts), its gradients in flight (a
+  small heap per worker, by arrival) and the versions travelling to it (another);
+* a tournament (winner) tree over the workers holds each worker's first event; its root is the next event. A
+  change to one worker's events costs one leaf-to-root pass of ``log2(n)`` branch-free comparisons;
+* a finish abandoned by a cancelled round is taken out of its worker (the reference leaves it in the heap and
+  ignores it when it comes): its time waits in a separate heap, only to be counted among the events the reference
+  takes (those up to the last update);
+* when workers neither wait nor cancel (k-batch-async) a version reaching a worker changes nothing but the newest
+  version it knows, which only a round that starts reads. Those versions are not events here: a round that starts
+  at ``t`` takes the versions that reached its worker before ``t`` (the reference takes them strictly before a
+  finish at ``t``); they are counted as events all the same.
+
+The loop never runs out of anything in the middle of an event: before it takes the next event it checks what the
+event will need (a compute time, a delay, room for a row, in a heap, the pool or the histogram) and, if something
+is missing, returns a status code with nothing changed; the caller supplies it and calls again. So the draws are
 taken from each stream in exactly the reference's order, and a block is drawn only when the reference draws it.
 """
 
@@ -22,97 +32,137 @@ import numpy as np
 from numba import njit
 
 # statuses returned to the caller
-DONE, PAUSE, REFILL_COMPUTE, REFILL_UP, REFILL_DOWN, GROW_ROWS, GROW_HEAP, GROW_POOL, GROW_HIST = range(9)
+DONE, PAUSE, REFILL_COMPUTE, REFILL_UP, REFILL_DOWN, GROW_ROWS, GROW_ARRIVE, GROW_REACH, GROW_DEAD, GROW_POOL = range(
+    10
+)
+GROW_HIST = 10
 
 # kinds of event, in the order they are taken at one instant (as in events.py)
 FINISH, ARRIVE, REACH = 0, 1, 2
 KIND_SHIFT = 61
 
 # integer state (ist)
-V, BC, HN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED = range(13)
-NIST = 13
-# float state (fst)
-T_WARM, T_END = range(2)
-NFST = 2
+V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY = range(14)
+NIST = 14
+# float state (fst): time of update `warm`, of the last update, of the last event taken
+T_WARM, T_END, NOW = range(3)
+NFST = 3
 # parameters (par)
-N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, BOUND, RBITS, MODE, WARM, NB, SPAN, UPRAND, DOWNRAND = range(15)
-NPAR = 15
+N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, BOUND, RBITS, MODE, WARM, NB, SPAN, UPRAND, DOWNRAND, LAZY = range(16)
+NPAR = 16
 # float parameters (fpar)
 UPFIX, DOWNFIX = range(2)
-# per-worker integer state (wi columns)
-REACHED, RND, USED, BUSY, CPOS, CEND, UPOS, UEND, DPOS, DEND = range(10)
-NWI = 10
-# per-worker float state (wf columns)
-START, X, COMPUTE, CANCEL = range(4)
-NWF = 4
+# per-worker integer state (wi columns); AN, RN: sizes of its heaps of gradients in flight and versions travelling
+REACHED, RND, USED, BUSY, CPOS, CEND, UPOS, UEND, DPOS, DEND, AN, RN = range(12)
+NWI = 12
+# per-worker float state (wf columns); FT: time its round in progress finishes (+inf when it waits)
+START, X, COMPUTE, CANCEL, FT = range(5)
+NWF = 5
 # pool columns (pf: start, sent)
 PSTART, PSENT = range(2)
 
 APPLIED, STALE, LATE = 0, 1, 2  # as stalegrad.trace
+INF = np.inf
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _less(t1, k1, t2, k2):
-    return t1 < t2 or (t1 == t2 and k1 < k2)
+    return (t1 < t2) | ((t1 == t2) & (k1 < k2))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _push(ht, hk, hs, hn, t, k, s):
-    """Add ``(t, k, s)`` to the heap of ``hn`` entries; return the new size."""
+def _hpush(ht, hk, hs, base, hn, t, k, s):
+    """Add ``(t, k, s)`` to the heap ``base .. base + hn - 1`` of the flat arrays."""
     j = hn
     while j > 0:
         p = (j - 1) >> 1
-        if _less(t, k, ht[p], hk[p]):
-            ht[j] = ht[p]
-            hk[j] = hk[p]
-            hs[j] = hs[p]
+        if _less(t, k, ht[base + p], hk[base + p]):
+            ht[base + j] = ht[base + p]
+            hk[base + j] = hk[base + p]
+            hs[base + j] = hs[base + p]
             j = p
         else:
             break
-    ht[j] = t
-    hk[j] = k
-    hs[j] = s
-    return hn + 1
+    ht[base + j] = t
+    hk[base + j] = k
+    hs[base + j] = s
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sift(ht, hk, hs, hn, t, k, s):
-    """Put ``(t, k, s)`` in place of the root of a heap of ``hn`` entries (Floyd: the hole goes down along the
-    smaller children to a leaf, then the entry climbs back up, as in :mod:`heapq`)."""
+def _hpop(ht, hk, hs, base, hn):
+    """Remove the first entry of the heap of ``hn`` entries (the hole goes down along the smaller children, then
+    the last entry climbs back into it, as in :mod:`heapq`)."""
+    hn -= 1
+    if hn == 0:
+        return
+    t = ht[base + hn]
+    k = hk[base + hn]
+    s = hs[base + hn]
     j = 0
     c = 1
     while c < hn:
-        if c + 1 < hn and _less(ht[c + 1], hk[c + 1], ht[c], hk[c]):
+        if c + 1 < hn and _less(ht[base + c + 1], hk[base + c + 1], ht[base + c], hk[base + c]):
             c += 1
-        ht[j] = ht[c]
-        hk[j] = hk[c]
-        hs[j] = hs[c]
+        ht[base + j] = ht[base + c]
+        hk[base + j] = hk[base + c]
+        hs[base + j] = hs[base + c]
         j = c
         c = 2 * j + 1
     while j > 0:
         p = (j - 1) >> 1
-        if _less(t, k, ht[p], hk[p]):
-            ht[j] = ht[p]
-            hk[j] = hk[p]
-            hs[j] = hs[p]
+        if _less(t, k, ht[base + p], hk[base + p]):
+            ht[base + j] = ht[base + p]
+            hk[base + j] = hk[base + p]
+            hs[base + j] = hs[base + p]
             j = p
         else:
             break
-    ht[j] = t
-    hk[j] = k
-    hs[j] = s
+    ht[base + j] = t
+    hk[base + j] = k
+    hs[base + j] = s
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pop(ht, hk, hs, hn):
-    """Remove the root; return the new size."""
-    hn -= 1
-    if hn > 0:
-        _sift(ht, hk, hs, hn, ht[hn], hk[hn], hs[hn])
-    return hn
+def _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy):
+    """Worker ``i``'s first event: ``(time, key)`` (time +inf if it has none)."""
+    t = wf[i, FT]
+    k = kfin | (np.int64(i) << rbits) | wi[i, RND]
+    if wi[i, AN] > 0:
+        b = i * acap
+        ta = aht[b]
+        ka = ahk[b]
+        if _less(ta, ka, t, k):
+            t = ta
+            k = ka
+    if not lazy and wi[i, RN] > 0:
+        b = i * rcap
+        tr = rht[b]
+        kr = rhk[b]
+        if _less(tr, kr, t, k):
+            t = tr
+            k = kr
+    return t, k
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
+def _replay(wt, wk, m, i, t, k):
+    """Set leaf ``i`` of the winner tree to ``(t, k)`` and replay its path to the root."""
+    j = m + i
+    wt[j] = t
+    wk[j] = k
+    while j > 1:
+        s = j ^ 1
+        ts = wt[s]
+        ks = wk[s]
+        sw = _less(ts, ks, t, k)
+        t = ts if sw else t
+        k = ks if sw else k
+        j >>= 1
+        wt[j] = t
+        wk[j] = k
+
+
+@njit(cache=True, nogil=True, _nrt=False)  # no reference counting: see the module docstring
 def advance(
     par: np.ndarray,  # int parameters (N, KK, ... above)
     fpar: np.ndarray,  # fixed uplink and downlink delays (when not random)
@@ -123,9 +173,16 @@ def advance(
     C: np.ndarray,  # compute times: worker i reads C[wi[i, CPOS]:wi[i, CEND]]
     UB: np.ndarray,  # uplink delays, likewise (UPOS, UEND)
     DB: np.ndarray,  # downlink delays, likewise (DPOS, DEND)
-    ht: np.ndarray,  # heap: times
-    hk: np.ndarray,  # heap: keys (kind, worker, round)
-    hs: np.ndarray,  # heap: pool slot of an arrival
+    aht: np.ndarray,  # per-worker heaps of gradients in flight (worker i: i * acap ...): arrival time
+    ahk: np.ndarray,  # ... key
+    ahs: np.ndarray,  # ... pool slot
+    rht: np.ndarray,  # per-worker heaps of versions travelling to the worker: reach time
+    rhk: np.ndarray,  # ... key
+    rhs: np.ndarray,  # ... (unused)
+    dht: np.ndarray,  # heap of the finish times of cancelled rounds not yet counted
+    dhk: np.ndarray,  # ... (unused)
+    wt: np.ndarray,  # winner tree over the workers' first events: times (root at 1, leaves at m + i)
+    wk: np.ndarray,  # ... keys
     pf: np.ndarray,  # pool: (start, sent) of each gradient in flight
     pv: np.ndarray,  # pool: version of each gradient in flight
     pfree: np.ndarray,  # free slots (a stack of ist[PFN])
@@ -162,6 +219,7 @@ def advance(
     span = par[SPAN]
     uprand = par[UPRAND] != 0
     downrand = par[DOWNRAND] != 0
+    lazy = par[LAZY] != 0
     upfix = fpar[UPFIX]
     downfix = fpar[DOWNFIX]
     rmask = (np.int64(1) << rbits) - 1
@@ -169,13 +227,16 @@ def advance(
     kfin = np.int64(FINISH) << KIND_SHIFT
     karr = np.int64(ARRIVE) << KIND_SHIFT
     kreach = np.int64(REACH) << KIND_SHIFT
-    hcap = ht.shape[0]
+    m = wt.shape[0] // 2
+    acap = aht.shape[0] // n
+    rcap = rht.shape[0] // n
+    dcap = dht.shape[0]
     ntr = trsum.shape[0]
-    rcap = o_worker.shape[0]
+    rcount = o_worker.shape[0]
 
     ver = ist[V]
     bc = ist[BC]
-    hn = ist[HN]
+    dn = ist[DN]
     pfn = ist[PFN]
     events = ist[EVENTS]
     rows = ist[ROWS]
@@ -183,12 +244,13 @@ def advance(
     grad = ist[GRAD]
     dropped = ist[DROPPED]
     limit = ist[LIMIT]
+    now = fst[NOW]
     status = DONE
 
     if ist[STARTED] == 0:  # every worker starts its first round at time 0, on version 0
-        if hn + n > hcap:
-            ist[NEED] = n
-            return GROW_HEAP
+        for j in range(2 * m):
+            wt[j] = INF
+            wk[j] = np.iinfo(np.int64).max
         for i in range(n):
             c = wi[i, CPOS]
             x = C[c]
@@ -196,30 +258,26 @@ def advance(
             wi[i, RND] = 1
             wf[i, START] = 0.0
             wf[i, X] = x
+            wf[i, FT] = 0.0 + x
             wi[i, USED] = 0
             wi[i, BUSY] = 1
-            hn = _push(ht, hk, hs, hn, 0.0 + x, kfin | (np.int64(i) << rbits) | 1, 0)
+            _replay(wt, wk, m, i, 0.0 + x, kfin | (np.int64(i) << rbits) | 1)
         ist[STARTED] = 1
 
-    while ver < updates and hn > 0:
+    while ver < updates:
+        t = wt[1]
+        key = wk[1]
+        if t == INF:
+            ist[EMPTY] = 1
+            break
         if events >= limit:
             status = PAUSE
             break
-        if hn + n + 2 > hcap:
-            ist[NEED] = n + 2
-            status = GROW_HEAP
-            break
-        now = ht[0]
-        key = hk[0]
         kind = key >> KIND_SHIFT
         i = (key >> rbits) & wmask
         r = key & rmask
 
-        if kind == FINISH:
-            if r != wi[i, RND] or wi[i, BUSY] == 0:  # the round was cancelled
-                hn = _pop(ht, hk, hs, hn)
-                events += 1
-                continue
+        if kind == FINISH:  # worker i finishes round r and sends the gradient
             if uprand and wi[i, UPOS] == wi[i, UEND]:
                 ist[WHO] = i
                 status = REFILL_UP
@@ -231,7 +289,11 @@ def advance(
             if pfn == 0:
                 status = GROW_POOL
                 break
+            if wi[i, AN] == acap:
+                status = GROW_ARRIVE
+                break
             events += 1
+            now = t
             st = wf[i, START]
             x = wf[i, X]
             sent = st + x
@@ -247,23 +309,39 @@ def advance(
             pf[slot, PSTART] = st
             pf[slot, PSENT] = sent
             pv[slot] = wi[i, USED]
+            an = wi[i, AN]
+            _hpush(aht, ahk, ahs, i * acap, an, sent + d, karr | (np.int64(i) << rbits) | r, slot)
+            wi[i, AN] = an + 1
             wi[i, BUSY] = 0
-            # the arrival takes the finish's place at the root
-            _sift(ht, hk, hs, hn, sent + d, karr | (np.int64(i) << rbits) | r, slot)
-            if not waits:  # start the next round on the versions that reached it strictly before now
+            wf[i, FT] = INF
+            if not waits:  # the next round, on the versions that reached the worker strictly before now
+                reached = wi[i, REACHED]
+                if lazy:
+                    rn = wi[i, RN]
+                    b = i * rcap
+                    while rn > 0 and rht[b] < now:
+                        v = rhk[b] & rmask
+                        if v > reached:
+                            reached = v
+                        _hpop(rht, rhk, rhs, b, rn)
+                        rn -= 1
+                        events += 1
+                    wi[i, RN] = rn
+                    wi[i, REACHED] = reached
                 c = wi[i, CPOS]
                 x = C[c]
                 wi[i, CPOS] = c + 1
-                rn = wi[i, RND] + 1
-                wi[i, RND] = rn
+                wi[i, RND] += 1
                 wf[i, START] = now
                 wf[i, X] = x
-                wi[i, USED] = wi[i, REACHED]
+                wf[i, FT] = now + x
+                wi[i, USED] = reached
                 wi[i, BUSY] = 1
-                hn = _push(ht, hk, hs, hn, now + x, kfin | (np.int64(i) << rbits) | rn, 0)
+            t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+            _replay(wt, wk, m, i, t, k)
 
-        elif kind == ARRIVE:
-            slot = hs[0]
+        elif kind == ARRIVE:  # a gradient of worker i, round r, reaches the master
+            slot = ahs[i * acap]
             v = pv[slot]
             tau = ver - v
             if curonly and v < ver:
@@ -272,39 +350,42 @@ def advance(
                 reason = STALE
             else:
                 reason = APPLIED
-            if mode == 0 and rows >= rcap:
+            if mode == 0 and rows >= rcount:
                 status = GROW_ROWS
                 break
             if reason == APPLIED:
-                upd = ver + 1
-                if mode == 1 and upd > warm and tau >= hist.shape[0]:
+                if mode == 1 and ver + 1 > warm and tau >= hist.shape[0]:
                     ist[NEED] = tau + 1
                     status = GROW_HIST
                     break
-                if bc + 1 == K and downrand:
+                if bc + 1 == K:  # the update: every recipient needs a downlink delay and room for the version
                     missing = -1
-                    if tocontrib:
-                        for j in range(bc):
-                            if wi[batch[j], DPOS] == wi[batch[j], DEND]:
-                                missing = batch[j]
-                                break
-                        if missing < 0 and wi[i, DPOS] == wi[i, DEND]:
-                            missing = i
-                    else:
-                        for k in range(n):
-                            if wi[k, DPOS] == wi[k, DEND]:
-                                missing = k
-                                break
+                    for j in range(K if tocontrib else n):
+                        k = (batch[j] if j < bc else i) if tocontrib else j
+                        if wi[k, RN] == rcap:
+                            status = GROW_REACH
+                            break
+                        if downrand and wi[k, DPOS] == wi[k, DEND]:
+                            missing = k
+                            break
+                    if status == GROW_REACH:
+                        break
                     if missing >= 0:
                         ist[WHO] = missing
                         status = REFILL_DOWN
                         break
-            elif waits and not curonly and downrand and wi[i, DPOS] == wi[i, DEND]:
-                ist[WHO] = i
-                status = REFILL_DOWN
-                break
+            elif waits and not curonly:
+                if wi[i, RN] == rcap:
+                    status = GROW_REACH
+                    break
+                if downrand and wi[i, DPOS] == wi[i, DEND]:
+                    ist[WHO] = i
+                    status = REFILL_DOWN
+                    break
             events += 1
-            hn = _pop(ht, hk, hs, hn)
+            now = t
+            _hpop(aht, ahk, ahs, i * acap, wi[i, AN])
+            wi[i, AN] -= 1
             st = pf[slot, PSTART]
             sent = pf[slot, PSENT]
             pfree[pfn] = slot
@@ -346,27 +427,53 @@ def advance(
                         wi[i, DPOS] = dp + 1
                     else:
                         d = downfix
-                    hn = _push(ht, hk, hs, hn, now + d, kreach | (np.int64(i) << rbits) | ver, 0)
+                    rn = wi[i, RN]
+                    _hpush(rht, rhk, rhs, i * rcap, rn, now + d, kreach | (np.int64(i) << rbits) | ver, 0)
+                    wi[i, RN] = rn + 1
+                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+                _replay(wt, wk, m, i, t, k)
                 continue
             batch[bc] = i
             bc += 1
-            if bc == K:
-                ver += 1
-                if mode == 0:
-                    o_times[ver - 1] = now
-                if ver == warm:
-                    fst[T_WARM] = now
-                fst[T_END] = now
-                for j in range(K if tocontrib else n):
-                    k = batch[j] if tocontrib else j
-                    if downrand:
-                        dp = wi[k, DPOS]
-                        d = DB[dp]
-                        wi[k, DPOS] = dp + 1
-                    else:
-                        d = downfix
-                    hn = _push(ht, hk, hs, hn, now + d, kreach | (np.int64(k) << rbits) | ver, 0)
-                bc = 0
+            if bc < K:
+                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+                _replay(wt, wk, m, i, t, k)
+                continue
+            ver += 1
+            bc = 0
+            if mode == 0:
+                o_times[ver - 1] = now
+            if ver == warm:
+                fst[T_WARM] = now
+            fst[T_END] = now
+            for j in range(K if tocontrib else n):
+                k = batch[j] if tocontrib else j
+                if downrand:
+                    dp = wi[k, DPOS]
+                    d = DB[dp]
+                    wi[k, DPOS] = dp + 1
+                else:
+                    d = downfix
+                rn = wi[k, RN]
+                _hpush(rht, rhk, rhs, k * rcap, rn, now + d, kreach | (np.int64(k) << rbits) | ver, 0)
+                wi[k, RN] = rn + 1
+            if lazy:
+                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+                _replay(wt, wk, m, i, t, k)
+            elif tocontrib:
+                for j in range(K):  # (worker i is the last of them)
+                    k = batch[j]
+                    t, kk = _first(k, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+                    _replay(wt, wk, m, k, t, kk)
+            else:  # every leaf may have changed: rebuild the tree
+                for k in range(n):
+                    t, kk = _first(k, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+                    wt[m + k] = t
+                    wk[m + k] = kk
+                for j in range(m - 1, 0, -1):
+                    sw = _less(wt[2 * j + 1], wk[2 * j + 1], wt[2 * j], wk[2 * j])
+                    wt[j] = wt[2 * j + 1] if sw else wt[2 * j]
+                    wk[j] = wk[2 * j + 1] if sw else wk[2 * j]
 
         else:  # REACH: version r reaches worker i
             reached = max(wi[i, REACHED], r)
@@ -376,31 +483,43 @@ def advance(
                 ist[WHO] = i
                 status = REFILL_COMPUTE
                 break
+            if starts and busy and dn == dcap:
+                status = GROW_DEAD
+                break
             events += 1
+            now = t
+            _hpop(rht, rhk, rhs, i * rcap, wi[i, RN])
+            wi[i, RN] -= 1
             wi[i, REACHED] = reached
             if starts:
-                if busy:  # abandon the round on the older version
+                if busy:  # abandon the round on the older version; its finish is counted when the reference takes it
                     wf[i, CANCEL] += now - wf[i, START]
+                    while dn > 0 and dht[0] <= now:
+                        _hpop(dht, dhk, dhk, 0, dn)
+                        dn -= 1
+                        events += 1
+                    _hpush(dht, dhk, dhk, 0, dn, wf[i, FT], 0, 0)
+                    dn += 1
                 c = wi[i, CPOS]
                 x = C[c]
                 wi[i, CPOS] = c + 1
-                rn = wi[i, RND] + 1
-                wi[i, RND] = rn
+                wi[i, RND] += 1
                 wf[i, START] = now
                 wf[i, X] = x
+                wf[i, FT] = now + x
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
-                _sift(ht, hk, hs, hn, now + x, kfin | (np.int64(i) << rbits) | rn, 0)
-            else:
-                hn = _pop(ht, hk, hs, hn)
+            t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+            _replay(wt, wk, m, i, t, k)
 
     ist[V] = ver
     ist[BC] = bc
-    ist[HN] = hn
+    ist[DN] = dn
     ist[PFN] = pfn
     ist[EVENTS] = events
     ist[ROWS] = rows
     ist[MAXTAU] = maxtau
     ist[GRAD] = grad
     ist[DROPPED] = dropped
+    fst[NOW] = now
     return status

@@ -173,8 +173,13 @@ class _Engine:
         self.wi[:, k.UPOS] = self.wi[:, k.UEND] = np.arange(n) * self.L
         self.wi[:, k.DPOS] = self.wi[:, k.DEND] = np.arange(n) * self.L
 
-        cap = 4 * n + 64
-        self.ht, self.hk, self.hs = np.zeros(cap), np.zeros(cap, dtype=np.int64), np.zeros(cap, dtype=np.int64)
+        par[k.LAZY] = not rules.waits and not rules.cancels  # versions reaching a worker change only `reached`
+        self.acap = self.rcap = 8  # entries per worker in its heaps of gradients in flight and versions travelling
+        self.aht, self.ahk, self.ahs = np.zeros(n * 8), np.zeros(n * 8, dtype=np.int64), np.zeros(n * 8, dtype=np.int64)
+        self.rht, self.rhk, self.rhs = np.zeros(n * 8), np.zeros(n * 8, dtype=np.int64), np.zeros(n * 8, dtype=np.int64)
+        self.dht, self.dhk = np.zeros(4 * n + 16), np.zeros(4 * n + 16, dtype=np.int64)
+        m = 1 << max(n - 1, 1).bit_length()
+        self.wt, self.wk = np.zeros(2 * m), np.zeros(2 * m, dtype=np.int64)
         pcap = 2 * n + 16
         self.pf, self.pv = np.zeros((pcap, 2)), np.zeros(pcap, dtype=np.int64)
         self.pfree = np.arange(pcap, dtype=np.int64)
@@ -233,9 +238,16 @@ class _Engine:
                 self.C,
                 self.UB,
                 self.DB,
-                self.ht,
-                self.hk,
-                self.hs,
+                self.aht,
+                self.ahk,
+                self.ahs,
+                self.rht,
+                self.rhk,
+                self.rhs,
+                self.dht,
+                self.dhk,
+                self.wt,
+                self.wk,
                 self.pf,
                 self.pv,
                 self.pfree,
@@ -280,14 +292,15 @@ class _Engine:
                     grown = np.empty(new, dtype=col.dtype)
                     grown[:size] = col
                     self.cols[name] = grown
-            elif status == k.GROW_HEAP:
-                hn, size = int(self.ist[k.HN]), self.ht.size
-                while size < hn + int(self.ist[k.NEED]) + 1:
-                    size *= 2
-                grow = size - self.ht.size
-                self.ht = np.concatenate((self.ht, np.zeros(grow)))
-                self.hk = np.concatenate((self.hk, np.zeros(grow, dtype=np.int64)))
-                self.hs = np.concatenate((self.hs, np.zeros(grow, dtype=np.int64)))
+            elif status == k.GROW_ARRIVE:
+                self.aht, self.ahk, self.ahs = (self._widen(a, self.acap) for a in (self.aht, self.ahk, self.ahs))
+                self.acap *= 2
+            elif status == k.GROW_REACH:
+                self.rht, self.rhk, self.rhs = (self._widen(a, self.rcap) for a in (self.rht, self.rhk, self.rhs))
+                self.rcap *= 2
+            elif status == k.GROW_DEAD:
+                self.dht = np.concatenate((self.dht, np.zeros(self.dht.size)))
+                self.dhk = np.concatenate((self.dhk, np.zeros(self.dhk.size, dtype=np.int64)))
             elif status == k.GROW_POOL:
                 old = self.pv.size
                 self.pf = np.concatenate((self.pf, np.zeros((old, 2))))
@@ -300,8 +313,28 @@ class _Engine:
                 self.stats[0][: old.size] = old
             else:  # pragma: no cover - the kernel returns only the codes above
                 raise RuntimeError(f"unexpected kernel status {status}")
+        self._count_pending()
         if progress is not None:
             progress(int(self.ist[k.V]) * self.system.K, total)
+
+    def _widen(self, a: np.ndarray, cap: int) -> np.ndarray:
+        """Per-worker heaps of ``cap`` entries each, widened to ``2 * cap``."""
+        wide = np.zeros((self.system.n, 2 * cap), dtype=a.dtype)
+        wide[:, :cap] = a.reshape(self.system.n, cap)
+        return wide.ravel()
+
+    def _count_pending(self) -> None:
+        """Count the events the reference takes and this loop leaves waiting: the finishes of cancelled rounds
+        and (when they are not events here) the versions that reached workers, up to the last update."""
+        k = self.k
+        end = np.inf if self.ist[k.EMPTY] else float(self.fst[k.NOW])
+        pending = int(np.count_nonzero(self.dht[: int(self.ist[k.DN])] <= end))
+        if self.par[k.LAZY]:
+            for i in range(self.system.n):
+                times = self.rht[i * self.rcap : i * self.rcap + int(self.wi[i, k.RN])]
+                pending += int(np.count_nonzero(times < end))
+        self.ist[k.EVENTS] += pending
+        self.ist[k.DN] = 0
 
     def meta(self) -> dict[str, Any]:
         k = self.k
