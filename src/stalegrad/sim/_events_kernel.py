@@ -42,19 +42,20 @@ FINISH, ARRIVE, REACH = 0, 1, 2
 KIND_SHIFT = 61
 
 # integer state (ist)
-V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY = range(14)
-NIST = 14
+V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY, PEND = range(15)
+NIST = 15
 # float state (fst): time of update `warm`, of the last update, of the last event taken
 T_WARM, T_END, NOW = range(3)
 NFST = 3
 # parameters (par)
-N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, BOUND, RBITS, MODE, WARM, NB, SPAN, UPRAND, DOWNRAND, LAZY = range(16)
-NPAR = 16
+N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, BOUND, RBITS, MODE, WARM, NB, SPAN, UPRAND, DOWNRAND = range(15)
+NPAR = 15
 # float parameters (fpar)
 UPFIX, DOWNFIX = range(2)
-# per-worker integer state (wi columns); AN, RN: sizes of its heaps of gradients in flight and versions travelling
-REACHED, RND, USED, BUSY, CPOS, CEND, UPOS, UEND, DPOS, DEND, AN, RN = range(12)
-NWI = 12
+# per-worker integer state (wi columns); AN, RN: sizes of its heaps of gradients in flight and versions travelling;
+# VNEXT: (k-batch-async kernel) the next round whose version is still to be found
+REACHED, RND, USED, BUSY, CPOS, CEND, UPOS, UEND, DPOS, DEND, AN, RN, VNEXT = range(13)
+NWI = 13
 # per-worker float state (wf columns); FT: time its round in progress finishes (+inf when it waits)
 START, X, COMPUTE, CANCEL, FT = range(5)
 NWF = 5
@@ -123,7 +124,7 @@ def _hpop(ht, hk, hs, base, hn):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy):
+def _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits):
     """Worker ``i``'s first event: ``(time, key)`` (time +inf if it has none)."""
     t = wf[i, FT]
     k = kfin | (np.int64(i) << rbits) | wi[i, RND]
@@ -134,7 +135,7 @@ def _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy):
         if _less(ta, ka, t, k):
             t = ta
             k = ka
-    if not lazy and wi[i, RN] > 0:
+    if wi[i, RN] > 0:
         b = i * rcap
         tr = rht[b]
         kr = rhk[b]
@@ -219,7 +220,6 @@ def advance(
     span = par[SPAN]
     uprand = par[UPRAND] != 0
     downrand = par[DOWNRAND] != 0
-    lazy = par[LAZY] != 0
     upfix = fpar[UPFIX]
     downfix = fpar[DOWNFIX]
     rmask = (np.int64(1) << rbits) - 1
@@ -316,18 +316,6 @@ def advance(
             wf[i, FT] = INF
             if not waits:  # the next round, on the versions that reached the worker strictly before now
                 reached = wi[i, REACHED]
-                if lazy:
-                    rn = wi[i, RN]
-                    b = i * rcap
-                    while rn > 0 and rht[b] < now:
-                        v = rhk[b] & rmask
-                        if v > reached:
-                            reached = v
-                        _hpop(rht, rhk, rhs, b, rn)
-                        rn -= 1
-                        events += 1
-                    wi[i, RN] = rn
-                    wi[i, REACHED] = reached
                 c = wi[i, CPOS]
                 x = C[c]
                 wi[i, CPOS] = c + 1
@@ -337,7 +325,7 @@ def advance(
                 wf[i, FT] = now + x
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
-            t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+            t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
             _replay(wt, wk, m, i, t, k)
 
         elif kind == ARRIVE:  # a gradient of worker i, round r, reaches the master
@@ -430,13 +418,13 @@ def advance(
                     rn = wi[i, RN]
                     _hpush(rht, rhk, rhs, i * rcap, rn, now + d, kreach | (np.int64(i) << rbits) | ver, 0)
                     wi[i, RN] = rn + 1
-                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
                 _replay(wt, wk, m, i, t, k)
                 continue
             batch[bc] = i
             bc += 1
             if bc < K:
-                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
                 _replay(wt, wk, m, i, t, k)
                 continue
             ver += 1
@@ -457,17 +445,14 @@ def advance(
                 rn = wi[k, RN]
                 _hpush(rht, rhk, rhs, k * rcap, rn, now + d, kreach | (np.int64(k) << rbits) | ver, 0)
                 wi[k, RN] = rn + 1
-            if lazy:
-                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
-                _replay(wt, wk, m, i, t, k)
-            elif tocontrib:
+            if tocontrib:
                 for j in range(K):  # (worker i is the last of them)
                     k = batch[j]
-                    t, kk = _first(k, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+                    t, kk = _first(k, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
                     _replay(wt, wk, m, k, t, kk)
             else:  # every leaf may have changed: rebuild the tree
                 for k in range(n):
-                    t, kk = _first(k, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+                    t, kk = _first(k, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
                     wt[m + k] = t
                     wk[m + k] = kk
                 for j in range(m - 1, 0, -1):
@@ -509,7 +494,7 @@ def advance(
                 wf[i, FT] = now + x
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
-            t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits, lazy)
+            t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
             _replay(wt, wk, m, i, t, k)
 
     ist[V] = ver

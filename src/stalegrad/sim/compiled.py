@@ -173,18 +173,22 @@ class _Engine:
         self.wi[:, k.UPOS] = self.wi[:, k.UEND] = np.arange(n) * self.L
         self.wi[:, k.DPOS] = self.wi[:, k.DEND] = np.arange(n) * self.L
 
-        par[k.LAZY] = not rules.waits and not rules.cancels  # versions reaching a worker change only `reached`
+        # workers that neither wait nor cancel (k-batch-async) run on their own kernel (_batch_async_kernel)
+        self.batch_async = not rules.waits and not rules.cancels
         self.acap = self.rcap = 8  # entries per worker in its heaps of gradients in flight and versions travelling
         self.aht, self.ahk, self.ahs = np.zeros(n * 8), np.zeros(n * 8, dtype=np.int64), np.zeros(n * 8, dtype=np.int64)
         self.rht, self.rhk, self.rhs = np.zeros(n * 8), np.zeros(n * 8, dtype=np.int64), np.zeros(n * 8, dtype=np.int64)
-        self.dht, self.dhk = np.zeros(4 * n + 16), np.zeros(4 * n + 16, dtype=np.int64)
         m = 1 << max(n - 1, 1).bit_length()
         self.wt, self.wk = np.zeros(2 * m), np.zeros(2 * m, dtype=np.int64)
-        pcap = 2 * n + 16
-        self.pf, self.pv = np.zeros((pcap, 2)), np.zeros(pcap, dtype=np.int64)
-        self.pfree = np.arange(pcap, dtype=np.int64)
-        self.ist[k.PFN] = pcap
-        self.batch = np.zeros(K, dtype=np.int64)
+        if self.batch_async:  # rings of rounds in flight, by round number
+            self.rf, self.ri = np.zeros((n * 8, 3)), np.zeros((n * 8, 2), dtype=np.int64)
+        else:  # a pool of gradients in flight; the finish times of cancelled rounds; the update's contributors
+            self.dht, self.dhk = np.zeros(4 * n + 16), np.zeros(4 * n + 16, dtype=np.int64)
+            pcap = 2 * n + 16
+            self.pf, self.pv = np.zeros((pcap, 2)), np.zeros(pcap, dtype=np.int64)
+            self.pfree = np.arange(pcap, dtype=np.int64)
+            self.ist[k.PFN] = pcap
+            self.batch = np.zeros(K, dtype=np.int64)
 
         if mode == 0:
             exact = system.protocol == "k-batch-async" and system.staleness_bound is None  # drops nothing
@@ -226,45 +230,18 @@ class _Engine:
 
     def _call(self) -> int:
         c = self.cols
-        kernel: Any = self.k.advance  # numba's dispatcher: argument types are checked when it compiles
-        return int(
-            kernel(
-                self.par,
-                self.fpar,
-                self.ist,
-                self.fst,
-                self.wi,
-                self.wf,
-                self.C,
-                self.UB,
-                self.DB,
-                self.aht,
-                self.ahk,
-                self.ahs,
-                self.rht,
-                self.rhk,
-                self.rhs,
-                self.dht,
-                self.dhk,
-                self.wt,
-                self.wk,
-                self.pf,
-                self.pv,
-                self.pfree,
-                self.batch,
-                c["worker"],
-                c["round"],
-                c["start"],
-                c["sent"],
-                c["arrive"],
-                c["version"],
-                c["update"],
-                c["staleness"],
-                c["dropped"],
-                self.times,
-                *self.stats,
-            )
-        )
+        outputs = (c["worker"], c["round"], c["start"], c["sent"], c["arrive"], c["version"], c["update"])
+        outputs += (c["staleness"], c["dropped"], self.times, *self.stats)
+        head = (self.par, self.fpar, self.ist, self.fst, self.wi, self.wf, self.C, self.UB, self.DB)
+        heaps = (self.aht, self.ahk, self.ahs, self.rht, self.rhk, self.rhs)
+        kernel: Any  # numba's dispatchers: argument types are checked when they compile
+        if self.batch_async:
+            from ._batch_async_kernel import advance_batch_async as kernel
+
+            return int(kernel(*head, *heaps, self.wt, self.wk, self.rf, self.ri, *outputs))
+        kernel = self.k.advance
+        rest = (self.dht, self.dhk, self.wt, self.wk, self.pf, self.pv, self.pfree, self.batch)
+        return int(kernel(*head, *heaps, *rest, *outputs))
 
     def run(self, progress: Progress | None) -> None:
         k = self.k
@@ -293,8 +270,7 @@ class _Engine:
                     grown[:size] = col
                     self.cols[name] = grown
             elif status == k.GROW_ARRIVE:
-                self.aht, self.ahk, self.ahs = (self._widen(a, self.acap) for a in (self.aht, self.ahk, self.ahs))
-                self.acap *= 2
+                self._grow_arrivals()
             elif status == k.GROW_REACH:
                 self.rht, self.rhk, self.rhs = (self._widen(a, self.rcap) for a in (self.rht, self.rhk, self.rhs))
                 self.rcap *= 2
@@ -323,22 +299,51 @@ class _Engine:
         wide[:, :cap] = a.reshape(self.system.n, cap)
         return wide.ravel()
 
+    def _grow_arrivals(self) -> None:
+        """Double the room for each worker's gradients in flight (and, for k-batch-async, its ring of rounds)."""
+        n, cap = self.system.n, self.acap
+        self.aht, self.ahk, self.ahs = (self._widen(a, cap) for a in (self.aht, self.ahk, self.ahs))
+        self.acap = 2 * cap
+        if self.batch_async:
+            from ._batch_async_kernel import RROUND
+
+            rf, ri = np.zeros((n * 2 * cap, 3)), np.zeros((n * 2 * cap, 2), dtype=np.int64)
+            busy = np.flatnonzero(self.ri[:, RROUND])
+            where = busy // cap * 2 * cap + (self.ri[busy, RROUND] & (2 * cap - 1))
+            rf[where], ri[where] = self.rf[busy], self.ri[busy]
+            self.rf, self.ri = rf, ri
+
     def _count_pending(self) -> None:
-        """Count the events the reference takes and this loop leaves waiting: the finishes of cancelled rounds
-        and (when they are not events here) the versions that reached workers, up to the last update."""
+        """Count what the reference does by the last update and this loop does not, or does ahead of it: the
+        finishes of cancelled rounds and, for k-batch-async, the versions that reached workers (events here only
+        when a round reads them) and the finishes taken ahead; fix the compute time to the reference's."""
         k = self.k
+        n = self.system.n
         end = np.inf if self.ist[k.EMPTY] else float(self.fst[k.NOW])
-        pending = int(np.count_nonzero(self.dht[: int(self.ist[k.DN])] <= end))
-        if self.par[k.LAZY]:
-            for i in range(self.system.n):
-                times = self.rht[i * self.rcap : i * self.rcap + int(self.wi[i, k.RN])]
-                pending += int(np.count_nonzero(times < end))
+        if not self.batch_async:
+            self.ist[k.EVENTS] += int(np.count_nonzero(self.dht[: int(self.ist[k.DN])] <= end))
+            self.ist[k.DN] = 0
+            self.compute = [float(c) for c in self.wf[:, k.COMPUTE]]
+            return
+        from ._batch_async_kernel import RROUND, RSENT, RXPRE
+
+        pending = 0
+        self.compute = []
+        for i in range(n):
+            times = self.rht[i * self.rcap : i * self.rcap + int(self.wi[i, k.RN])]
+            pending += int(np.count_nonzero(times < end))
+            ring = slice(i * self.acap, (i + 1) * self.acap)
+            rounds, sent = self.ri[ring, RROUND], self.rf[ring, RSENT]
+            ahead = (rounds != 0) & (sent > end)  # finished here, not by the reference
+            pending -= int(np.count_nonzero(ahead))
+            first = np.flatnonzero(ahead)
+            first = first[np.argmin(rounds[first])] if first.size else -1
+            self.compute.append(float(self.rf[ring, RXPRE][first]) if first >= 0 else float(self.wf[i, k.COMPUTE]))
         self.ist[k.EVENTS] += pending
-        self.ist[k.DN] = 0
 
     def meta(self) -> dict[str, Any]:
         k = self.k
-        compute = sum(float(c) for c in self.wf[:, k.COMPUTE])
+        compute = sum(self.compute)
         cancelled = sum(float(c) for c in self.wf[:, k.CANCEL])
         return {
             "engine": "compiled",
