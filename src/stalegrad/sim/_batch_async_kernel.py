@@ -41,10 +41,11 @@ from ._events_kernel import (
     FT,
     GRAD,
     GROW_ARRIVE,
+    GROW_DEAD,
     GROW_HIST,
     GROW_REACH,
     GROW_ROWS,
-    INF,
+    INF_BITS,
     KIND_SHIFT,
     KK,
     LIMIT,
@@ -56,8 +57,10 @@ from ._events_kernel import (
     NOW,
     PAUSE,
     PEND,
+    PENDEND,
+    NR,
+    RH,
     RBITS,
-    REACH,
     REACHED,
     REFILL_COMPUTE,
     REFILL_DOWN,
@@ -106,11 +109,14 @@ def advance_batch_async(
     aht: np.ndarray,  # per-worker heaps of gradients in flight (worker i: i * acap ...): arrival time
     ahk: np.ndarray,  # ... key
     ahs: np.ndarray,  # ... (unused)
-    rht: np.ndarray,  # per-worker heaps of versions travelling to the worker: reach time
-    rhk: np.ndarray,  # ... key
-    rhs: np.ndarray,  # ... (unused)
-    wt: np.ndarray,  # winner tree over the workers' first arrivals: times (root at 1, leaves at m + i)
-    wk: np.ndarray,  # ... keys
+    rht: np.ndarray,  # per-worker queues of the versions that may still be the newest to reach the worker before
+    rhk: np.ndarray,  # a round starts (worker i: a ring at i * rcap, head RH, length RN): reach time and version
+    rhs: np.ndarray,  # (unused)
+    dht: np.ndarray,  # reach times of versions overtaken on the way (left out of the queues), not yet counted
+    wt: np.ndarray,  # winner tree over the workers' first arrivals: int64 bit patterns of the times (root at 1,
+    wk: np.ndarray,  # leaves at m + i; times are >= 0, so the bit patterns order as the floats) and keys
+    wtf: np.ndarray,  # wt seen as floats
+    ahti: np.ndarray,  # aht seen as int64 bit patterns
     rf: np.ndarray,  # per-worker rings of rounds in flight (worker i, round r: i * acap + r % acap): floats
     ri: np.ndarray,  # ... ints: version (-1 until found), round number (0: free)
     o_worker: np.ndarray,
@@ -146,11 +152,12 @@ def advance_batch_async(
     rmask = (np.int64(1) << rbits) - 1
     wmask = (np.int64(1) << (KIND_SHIFT - rbits)) - 1
     karr = np.int64(ARRIVE) << KIND_SHIFT
-    kreach = np.int64(REACH) << KIND_SHIFT
     m = wt.shape[0] // 2
     acap = aht.shape[0] // n
     amask = acap - 1
     rcap = rht.shape[0] // n
+    rmask2 = rcap - 1
+    dcap = dht.shape[0]
     ntr = trsum.shape[0]
     rcount = o_worker.shape[0]
 
@@ -162,12 +169,14 @@ def advance_batch_async(
     grad = ist[GRAD]
     dropped = ist[DROPPED]
     limit = ist[LIMIT]
+    dn = ist[DN]
+    nr = ist[NR]
     now = fst[NOW]
     status = DONE
 
     if ist[STARTED] == 0:  # every worker starts its first round at time 0, on version 0; all need their finishes
         for j in range(2 * m):
-            wt[j] = INF
+            wt[j] = INF_BITS
             wk[j] = np.iinfo(np.int64).max
         for i in range(n):
             c = wi[i, CPOS]
@@ -180,11 +189,11 @@ def advance_batch_async(
             wf[i, FT] = 0.0 + x
         ist[STARTED] = 1
         ist[PEND] = 0
-        ist[DN] = n  # workers from PEND to DN - 1 need their finishes taken
+        ist[PENDEND] = n  # workers from PEND to PENDEND - 1 need their finishes taken
 
     while ver < updates:
         # take ahead the finishes of the workers that need it (the last arrival's worker, or all at the start)
-        while ist[PEND] < ist[DN]:
+        while ist[PEND] < ist[PENDEND]:
             i = ist[PEND]
             b = i * acap
             while wi[i, AN] == 0 or wf[i, FT] <= aht[b]:
@@ -229,7 +238,7 @@ def advance_batch_async(
                 wf[i, FT] = sent + x
             if status != DONE:
                 break
-            _replay(wt, wk, m, i, aht[b], ahk[b])
+            _replay(wt, wk, m, i, ahti[b], ahk[b])
             ist[PEND] += 1
         if status != DONE:
             break
@@ -237,7 +246,7 @@ def advance_batch_async(
             status = PAUSE
             break
 
-        t = wt[1]
+        t = wtf[1]
         key = wk[1]
         i = (key >> rbits) & wmask
         r = key & rmask
@@ -249,19 +258,20 @@ def advance_batch_async(
         if vn <= r:
             reached = wi[i, REACHED]
             rb = i * rcap
+            rh = wi[i, RH]
             rn = wi[i, RN]
             while vn <= r:
                 qq = b + (vn & amask)
                 st = rf[qq, RSTART]
-                while rn > 0 and rht[rb] < st:
-                    v = rhk[rb] & rmask
-                    if v > reached:
-                        reached = v
-                    _hpop(rht, rhk, rhs, rb, rn)
+                while rn > 0 and rht[rb + rh] < st:  # versions in the queue: increasing times and versions
+                    reached = rhk[rb + rh]
+                    rh = (rh + 1) & rmask2
                     rn -= 1
                     events += 1
                 ri[qq, RVER] = reached
                 vn += 1
+            nr -= wi[i, RN] - rn
+            wi[i, RH] = rh
             wi[i, RN] = rn
             wi[i, REACHED] = reached
             wi[i, VNEXT] = vn
@@ -278,6 +288,19 @@ def advance_batch_async(
                 status = GROW_HIST
                 break
             if bc + 1 == K:  # the update: every worker needs a downlink delay and room for the version
+                if dn + nr > dcap:  # versions overtaken: count those reached by now, keep the others
+                    keep = 0
+                    for j in range(dn):
+                        if dht[j] < t:
+                            events += 1
+                        else:
+                            dht[keep] = dht[j]
+                            keep += 1
+                    dn = keep
+                    if dn + nr > dcap:
+                        ist[NEED] = dn + nr
+                        status = GROW_DEAD
+                        break
                 missing = -1
                 for k in range(n):
                     if wi[k, RN] == rcap:
@@ -345,14 +368,28 @@ def advance_batch_async(
                         wi[k, DPOS] = dp + 1
                     else:
                         d = downfix
+                    tr = now + d
+                    rb = k * rcap
+                    rh = wi[k, RH]
                     rn = wi[k, RN]
-                    _hpush(rht, rhk, rhs, k * rcap, rn, now + d, kreach | (np.int64(k) << rbits) | ver, 0)
+                    # a version that reaches the worker no earlier than this newer one never is its newest
+                    while rn > 0 and rht[rb + ((rh + rn - 1) & rmask2)] >= tr:
+                        rn -= 1
+                        dht[dn] = rht[rb + ((rh + rn) & rmask2)]
+                        dn += 1
+                        nr -= 1
+                    e = rb + ((rh + rn) & rmask2)
+                    rht[e] = tr
+                    rhk[e] = ver
                     wi[k, RN] = rn + 1
+                    nr += 1
         ist[PEND] = i
-        ist[DN] = i + 1
+        ist[PENDEND] = i + 1
 
     ist[V] = ver
     ist[BC] = bc
+    ist[DN] = dn
+    ist[NR] = nr
     ist[EVENTS] = events
     ist[ROWS] = rows
     ist[MAXTAU] = maxtau

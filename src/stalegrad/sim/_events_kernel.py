@@ -42,8 +42,8 @@ FINISH, ARRIVE, REACH = 0, 1, 2
 KIND_SHIFT = 61
 
 # integer state (ist)
-V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY, PEND = range(15)
-NIST = 15
+V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY, PEND, PENDEND, NR = range(17)
+NIST = 17
 # float state (fst): time of update `warm`, of the last update, of the last event taken
 T_WARM, T_END, NOW = range(3)
 NFST = 3
@@ -53,9 +53,9 @@ NPAR = 15
 # float parameters (fpar)
 UPFIX, DOWNFIX = range(2)
 # per-worker integer state (wi columns); AN, RN: sizes of its heaps of gradients in flight and versions travelling;
-# VNEXT: (k-batch-async kernel) the next round whose version is still to be found
-REACHED, RND, USED, BUSY, CPOS, CEND, UPOS, UEND, DPOS, DEND, AN, RN, VNEXT = range(13)
-NWI = 13
+# VNEXT, RH: (k-batch-async kernel) the next round whose version is still to be found, the head of its versions
+REACHED, RND, USED, BUSY, CPOS, CEND, UPOS, UEND, DPOS, DEND, AN, RN, VNEXT, RH = range(14)
+NWI = 14
 # per-worker float state (wf columns); FT: time its round in progress finishes (+inf when it waits)
 START, X, COMPUTE, CANCEL, FT = range(5)
 NWF = 5
@@ -64,6 +64,7 @@ PSTART, PSENT = range(2)
 
 APPLIED, STALE, LATE = 0, 1, 2  # as stalegrad.trace
 INF = np.inf
+INF_BITS = 0x7FF0000000000000  # +inf as int64 bits
 
 
 @njit(cache=True, nogil=True, inline="always")

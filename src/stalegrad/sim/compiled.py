@@ -180,10 +180,11 @@ class _Engine:
         self.rht, self.rhk, self.rhs = np.zeros(n * 8), np.zeros(n * 8, dtype=np.int64), np.zeros(n * 8, dtype=np.int64)
         m = 1 << max(n - 1, 1).bit_length()
         self.wt, self.wk = np.zeros(2 * m), np.zeros(2 * m, dtype=np.int64)
-        if self.batch_async:  # rings of rounds in flight, by round number
+        self.dht, self.dhk = np.zeros(4 * n + 16), np.zeros(4 * n + 16, dtype=np.int64)
+        if self.batch_async:  # rings of rounds in flight, by round number; the tree's times as int64 bits
+            self.wti = np.zeros(2 * m, dtype=np.int64)
             self.rf, self.ri = np.zeros((n * 8, 3)), np.zeros((n * 8, 2), dtype=np.int64)
-        else:  # a pool of gradients in flight; the finish times of cancelled rounds; the update's contributors
-            self.dht, self.dhk = np.zeros(4 * n + 16), np.zeros(4 * n + 16, dtype=np.int64)
+        else:  # a pool of gradients in flight; the update's contributors
             pcap = 2 * n + 16
             self.pf, self.pv = np.zeros((pcap, 2)), np.zeros(pcap, dtype=np.int64)
             self.pfree = np.arange(pcap, dtype=np.int64)
@@ -238,7 +239,8 @@ class _Engine:
         if self.batch_async:
             from ._batch_async_kernel import advance_batch_async as kernel
 
-            return int(kernel(*head, *heaps, self.wt, self.wk, self.rf, self.ri, *outputs))
+            tree = (self.wti, self.wk, self.wti.view(np.float64), self.aht.view(np.int64))
+            return int(kernel(*head, *heaps, self.dht, *tree, self.rf, self.ri, *outputs))
         kernel = self.k.advance
         rest = (self.dht, self.dhk, self.wt, self.wk, self.pf, self.pv, self.pfree, self.batch)
         return int(kernel(*head, *heaps, *rest, *outputs))
@@ -272,11 +274,11 @@ class _Engine:
             elif status == k.GROW_ARRIVE:
                 self._grow_arrivals()
             elif status == k.GROW_REACH:
-                self.rht, self.rhk, self.rhs = (self._widen(a, self.rcap) for a in (self.rht, self.rhk, self.rhs))
-                self.rcap *= 2
+                self._grow_reaches()
             elif status == k.GROW_DEAD:
-                self.dht = np.concatenate((self.dht, np.zeros(self.dht.size)))
-                self.dhk = np.concatenate((self.dhk, np.zeros(self.dhk.size, dtype=np.int64)))
+                size = max(2 * self.dht.size, int(self.ist[k.NEED]) + 1)
+                self.dht = np.concatenate((self.dht, np.zeros(size - self.dht.size)))
+                self.dhk = np.concatenate((self.dhk, np.zeros(size - self.dhk.size, dtype=np.int64)))
             elif status == k.GROW_POOL:
                 old = self.pv.size
                 self.pf = np.concatenate((self.pf, np.zeros((old, 2))))
@@ -313,6 +315,22 @@ class _Engine:
             rf[where], ri[where] = self.rf[busy], self.ri[busy]
             self.rf, self.ri = rf, ri
 
+    def _grow_reaches(self) -> None:
+        """Double the room for each worker's versions travelling (k-batch-async: rings, unrolled from the head)."""
+        n, cap = self.system.n, self.rcap
+        if self.batch_async:
+            k = self.k
+            rht, rhk = np.zeros(n * 2 * cap), np.zeros(n * 2 * cap, dtype=np.int64)
+            for i in range(n):
+                at = i * cap + (int(self.wi[i, k.RH]) + np.arange(int(self.wi[i, k.RN]))) % cap
+                rht[i * 2 * cap : i * 2 * cap + at.size] = self.rht[at]
+                rhk[i * 2 * cap : i * 2 * cap + at.size] = self.rhk[at]
+            self.rht, self.rhk, self.rhs = rht, rhk, np.zeros(n * 2 * cap, dtype=np.int64)
+            self.wi[:, k.RH] = 0
+        else:
+            self.rht, self.rhk, self.rhs = (self._widen(a, cap) for a in (self.rht, self.rhk, self.rhs))
+        self.rcap = 2 * cap
+
     def _count_pending(self) -> None:
         """Count what the reference does by the last update and this loop does not, or does ahead of it: the
         finishes of cancelled rounds and, for k-batch-async, the versions that reached workers (events here only
@@ -327,11 +345,11 @@ class _Engine:
             return
         from ._batch_async_kernel import RROUND, RSENT, RXPRE
 
-        pending = 0
+        pending = int(np.count_nonzero(self.dht[: int(self.ist[k.DN])] < end))  # versions overtaken on the way
         self.compute = []
         for i in range(n):
-            times = self.rht[i * self.rcap : i * self.rcap + int(self.wi[i, k.RN])]
-            pending += int(np.count_nonzero(times < end))
+            at = i * self.rcap + (int(self.wi[i, k.RH]) + np.arange(int(self.wi[i, k.RN]))) % self.rcap
+            pending += int(np.count_nonzero(self.rht[at] < end))
             ring = slice(i * self.acap, (i + 1) * self.acap)
             rounds, sent = self.ri[ring, RROUND], self.rf[ring, RSENT]
             ahead = (rounds != 0) & (sent > end)  # finished here, not by the reference
