@@ -63,6 +63,11 @@ NWF = 5
 PSTART, PSENT = range(2)
 
 APPLIED, STALE, LATE = 0, 1, 2  # as stalegrad.trace
+
+#: LLVM's x86 backend turns conditional moves in loops back into branches when it guesses that pays; in the
+#: tournament tree the comparisons are coin flips, so the kernels are compiled with that conversion off
+#: (:func:`stalegrad.sim.compiled.warm` sets this LLVM option while it compiles them, and restores it).
+KEEP_CMOV = "--x86-cmov-converter=false"
 INF = np.inf
 INF_BITS = 0x7FF0000000000000  # +inf as int64 bits
 
@@ -125,30 +130,30 @@ def _hpop(ht, hk, hs, base, hn):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits):
-    """Worker ``i``'s first event: ``(time, key)`` (time +inf if it has none)."""
-    t = wf[i, FT]
+def _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits):
+    """Worker ``i``'s first event: ``(time, key)``, the time as int64 bits (+inf if it has none). Times are ``>= 0``,
+    so their bit patterns order as the floats do."""
+    t = fti[i]
     k = kfin | (np.int64(i) << rbits) | wi[i, RND]
-    if wi[i, AN] > 0:
-        b = i * acap
-        ta = aht[b]
-        ka = ahk[b]
-        if _less(ta, ka, t, k):
-            t = ta
-            k = ka
-    if wi[i, RN] > 0:
-        b = i * rcap
-        tr = rht[b]
-        kr = rhk[b]
-        if _less(tr, kr, t, k):
-            t = tr
-            k = kr
+    b = i * acap
+    ta = ahti[b]
+    ka = ahk[b]
+    sw = (wi[i, AN] > 0) & ((ta < t) | ((ta == t) & (ka < k)))
+    t = ta if sw else t
+    k = ka if sw else k
+    b = i * rcap
+    tr = rhti[b]
+    kr = rhk[b]
+    sw = (wi[i, RN] > 0) & ((tr < t) | ((tr == t) & (kr < k)))
+    t = tr if sw else t
+    k = kr if sw else k
     return t, k
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _replay(wt, wk, m, i, t, k):
-    """Set leaf ``i`` of the winner tree to ``(t, k)`` and replay its path to the root."""
+    """Set leaf ``i`` of the winner tree to ``(t, k)`` (times as int64 bit patterns) and replay its path to the
+    root: ``log2(m)`` matches, each a comparison and two conditional moves (see :data:`KEEP_CMOV`)."""
     j = m + i
     wt[j] = t
     wk[j] = k
@@ -156,7 +161,7 @@ def _replay(wt, wk, m, i, t, k):
         s = j ^ 1
         ts = wt[s]
         ks = wk[s]
-        sw = _less(ts, ks, t, k)
+        sw = (ts < t) | ((ts == t) & (ks < k))
         t = ts if sw else t
         k = ks if sw else k
         j >>= 1
@@ -183,8 +188,13 @@ def advance(
     rhs: np.ndarray,  # ... (unused)
     dht: np.ndarray,  # heap of the finish times of cancelled rounds not yet counted
     dhk: np.ndarray,  # ... (unused)
-    wt: np.ndarray,  # winner tree over the workers' first events: times (root at 1, leaves at m + i)
+    wt: np.ndarray,  # winner tree over the workers' first events: times as int64 bits (root at 1, leaves m + i)
     wk: np.ndarray,  # ... keys
+    wtf: np.ndarray,  # wt seen as floats
+    ft: np.ndarray,  # time each worker's round in progress finishes (+inf when it waits)
+    fti: np.ndarray,  # ft seen as int64 bits
+    ahti: np.ndarray,  # aht seen as int64 bits
+    rhti: np.ndarray,  # rht seen as int64 bits
     pf: np.ndarray,  # pool: (start, sent) of each gradient in flight
     pv: np.ndarray,  # pool: version of each gradient in flight
     pfree: np.ndarray,  # free slots (a stack of ist[PFN])
@@ -250,7 +260,7 @@ def advance(
 
     if ist[STARTED] == 0:  # every worker starts its first round at time 0, on version 0
         for j in range(2 * m):
-            wt[j] = INF
+            wt[j] = INF_BITS
             wk[j] = np.iinfo(np.int64).max
         for i in range(n):
             c = wi[i, CPOS]
@@ -259,14 +269,14 @@ def advance(
             wi[i, RND] = 1
             wf[i, START] = 0.0
             wf[i, X] = x
-            wf[i, FT] = 0.0 + x
+            ft[i] = 0.0 + x
             wi[i, USED] = 0
             wi[i, BUSY] = 1
-            _replay(wt, wk, m, i, 0.0 + x, kfin | (np.int64(i) << rbits) | 1)
+            _replay(wt, wk, m, i, fti[i], kfin | (np.int64(i) << rbits) | 1)
         ist[STARTED] = 1
 
     while ver < updates:
-        t = wt[1]
+        t = wtf[1]
         key = wk[1]
         if t == INF:
             ist[EMPTY] = 1
@@ -314,7 +324,7 @@ def advance(
             _hpush(aht, ahk, ahs, i * acap, an, sent + d, karr | (np.int64(i) << rbits) | r, slot)
             wi[i, AN] = an + 1
             wi[i, BUSY] = 0
-            wf[i, FT] = INF
+            ft[i] = INF
             if not waits:  # the next round, on the versions that reached the worker strictly before now
                 reached = wi[i, REACHED]
                 c = wi[i, CPOS]
@@ -323,10 +333,10 @@ def advance(
                 wi[i, RND] += 1
                 wf[i, START] = now
                 wf[i, X] = x
-                wf[i, FT] = now + x
+                ft[i] = now + x
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
-            t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
+            t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
             _replay(wt, wk, m, i, t, k)
 
         elif kind == ARRIVE:  # a gradient of worker i, round r, reaches the master
@@ -419,13 +429,13 @@ def advance(
                     rn = wi[i, RN]
                     _hpush(rht, rhk, rhs, i * rcap, rn, now + d, kreach | (np.int64(i) << rbits) | ver, 0)
                     wi[i, RN] = rn + 1
-                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
+                t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
                 _replay(wt, wk, m, i, t, k)
                 continue
             batch[bc] = i
             bc += 1
             if bc < K:
-                t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
+                t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
                 _replay(wt, wk, m, i, t, k)
                 continue
             ver += 1
@@ -449,17 +459,18 @@ def advance(
             if tocontrib:
                 for j in range(K):  # (worker i is the last of them)
                     k = batch[j]
-                    t, kk = _first(k, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
+                    t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
                     _replay(wt, wk, m, k, t, kk)
             else:  # every leaf may have changed: rebuild the tree
                 for k in range(n):
-                    t, kk = _first(k, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
+                    t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
                     wt[m + k] = t
                     wk[m + k] = kk
                 for j in range(m - 1, 0, -1):
-                    sw = _less(wt[2 * j + 1], wk[2 * j + 1], wt[2 * j], wk[2 * j])
-                    wt[j] = wt[2 * j + 1] if sw else wt[2 * j]
-                    wk[j] = wk[2 * j + 1] if sw else wk[2 * j]
+                    tl, kl, tr, kr = wt[2 * j], wk[2 * j], wt[2 * j + 1], wk[2 * j + 1]
+                    sw = (tr < tl) | ((tr == tl) & (kr < kl))
+                    wt[j] = tr if sw else tl
+                    wk[j] = kr if sw else kl
 
         else:  # REACH: version r reaches worker i
             reached = max(wi[i, REACHED], r)
@@ -484,7 +495,7 @@ def advance(
                         _hpop(dht, dhk, dhk, 0, dn)
                         dn -= 1
                         events += 1
-                    _hpush(dht, dhk, dhk, 0, dn, wf[i, FT], 0, 0)
+                    _hpush(dht, dhk, dhk, 0, dn, ft[i], 0, 0)
                     dn += 1
                 c = wi[i, CPOS]
                 x = C[c]
@@ -492,10 +503,10 @@ def advance(
                 wi[i, RND] += 1
                 wf[i, START] = now
                 wf[i, X] = x
-                wf[i, FT] = now + x
+                ft[i] = now + x
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
-            t, k = _first(i, wi, wf, aht, ahk, rht, rhk, acap, rcap, kfin, rbits)
+            t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
             _replay(wt, wk, m, i, t, k)
 
     ist[V] = ver

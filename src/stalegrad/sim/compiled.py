@@ -22,79 +22,20 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
-from ..distributions import Deterministic, Empirical, Scaled
 from ..spec import System
-from ..streams import DOWNLINK, UPLINK, all_worker_seeds, check_draws
 from ..trace import COLUMNS, Summary, Trace
-from .blocks import ComputeStreams
+from .feeds import Feed, Feeds
 from .events import RULES
 
-__all__ = ["compiled_refusal", "draws_in_sequence", "simulate_compiled", "simulate_compiled_summary", "warm"]
+__all__ = ["compiled_refusal", "simulate_compiled", "simulate_compiled_summary", "warm"]
 
 Progress = Callable[[int, int], None]
 
-#: the reference's delay block (:class:`~stalegrad.streams.Draws`)
-DELAY_BLOCK = 256
 #: events between two progress reports
 PROGRESS_EVENTS = 1 << 20
 #: workers above this do not fit the event key (``worker`` and ``round`` share 61 bits)
 MAX_WORKERS = 1 << 20
-
-#: scipy.stats families whose ``rvs`` transforms one generator call number by number (``_rvs`` below, then
-#: ``vals * scale + loc``): expon (standard_exponential), gamma and erlang (standard_gamma), lognorm
-#: (exp of standard_normal), norm and halfnorm (standard_normal), uniform (uniform); weibull_min, pareto and lomax
-#: use scipy's default ``_rvs``, the closed-form ppf of one uniform per number.
-_SEQUENTIAL_FAMILIES = frozenset(
-    {"expon", "gamma", "erlang", "lognorm", "norm", "halfnorm", "uniform", "weibull_min", "pareto", "lomax"}
-)
-
-
-def draws_in_sequence(model: Any) -> bool:
-    """True when ``model.rvs(size=a + b)`` draws the same numbers as ``rvs(size=a)`` then ``rvs(size=b)`` from one
-    generator (each number is a function of the next ones the generator gives, in turn).
-
-    >>> draws_in_sequence(scipy.stats.expon(scale=2)), draws_in_sequence(scipy.stats.truncnorm(0, 1))
-    (True, False)
-    """
-    if isinstance(model, Deterministic):
-        return True
-    if isinstance(model, Empirical):  # one bounded 64-bit integer per number
-        return True
-    if isinstance(model, Scaled):
-        return draws_in_sequence(model.base)
-    dist = getattr(model, "dist", None)
-    return isinstance(dist, scipy.stats.rv_continuous) and getattr(dist, "name", None) in _SEQUENTIAL_FAMILIES
-
-
-class DelayStream:
-    """One worker's delays in one direction: the numbers :class:`~stalegrad.streams.Draws` gives, ``blocks`` of
-    its blocks at a time."""
-
-    def __init__(self, model: Any, seq: np.random.SeedSequence, parameter: str, blocks: int) -> None:
-        self.model, self.parameter, self.blocks = model, parameter, blocks
-        self.rng = np.random.default_rng(seq)
-        self.together = draws_in_sequence(model)
-        self.bad: np.ndarray | None = None  # a block the reference rejects, raised when the run reaches it
-
-    def draw(self) -> np.ndarray:
-        if self.bad is not None:
-            check_draws(self.bad, self.parameter)
-        size = DELAY_BLOCK * self.blocks
-        if self.together:
-            x = np.asarray(self.model.rvs(size=size, random_state=self.rng), dtype=float)
-        else:
-            parts = [self.model.rvs(size=DELAY_BLOCK, random_state=self.rng) for _ in range(self.blocks)]
-            x = np.concatenate([np.asarray(p, dtype=float) for p in parts])
-        ok = np.isfinite(x) & (x >= 0)
-        if not ok.all():
-            first = int(np.argmin(ok)) // DELAY_BLOCK * DELAY_BLOCK
-            self.bad = x[first : first + DELAY_BLOCK].copy()
-            x = x[:first]
-            if x.size == 0:
-                check_draws(self.bad, self.parameter)
-        return x
 
 
 def compiled_refusal(system: System) -> str | None:
@@ -114,10 +55,19 @@ def warm() -> float:
         return 0.0
     from ..distributions import deterministic
 
+    import llvmlite.binding as llvm
+
+    from ._events_kernel import KEEP_CMOV
+
     t0 = time.perf_counter()
-    tiny = System(n=2, K=1, compute=deterministic(1.0))
-    _Engine(tiny, 2, 0, mode=0).run(None)
-    _Engine(tiny, 2, 0, mode=1, warm=0, batches=2, transient=0).run(None)
+    llvm.set_option("", KEEP_CMOV)  # only while the kernels compile (or load from the cache)
+    try:
+        for protocol in ("k-batch-async", "k-sync"):  # the two kernels, in both modes
+            tiny = System(n=2, K=1, compute=deterministic(1.0), protocol=protocol)
+            _Engine(tiny, 2, 0, mode=0).run(None)
+            _Engine(tiny, 2, 0, mode=1, warm=0, batches=2, transient=0).run(None)
+    finally:
+        llvm.set_option("", KEEP_CMOV.replace("false", "true"))
     _COMPILE_SECONDS.append(time.perf_counter() - t0)
     return _COMPILE_SECONDS[0]
 
@@ -126,7 +76,15 @@ class _Engine:
     """One run: the kernel's arrays, the random streams, and the loop that answers the kernel's requests."""
 
     def __init__(
-        self, system: System, updates: int, seed: int, mode: int, warm: int = 0, batches: int = 1, transient: int = 0
+        self,
+        system: System,
+        updates: int,
+        seed: int,
+        mode: int,
+        warm: int = 0,
+        batches: int = 1,
+        transient: int = 0,
+        ahead: bool = True,
     ) -> None:
         from . import _events_kernel as k
 
@@ -155,23 +113,18 @@ class _Engine:
         self.wi = np.zeros((n, k.NWI), dtype=np.int64)
         self.wf = np.zeros((n, k.NWF))
 
-        # compute times: worker i's block at C[coff[i]:coff[i] + sizes[i]]
-        self.streams = ComputeStreams(system, seed, updates * K)
-        sizes = self.streams.sizes
+        # compute times: worker i's block at C[coff[i]:coff[i] + sizes[i]]; its delays at UB, DB[i * L:(i + 1) * L]
+        self.feeds = Feeds(system, seed, updates * K, ahead=ahead)
+        sizes = self.feeds.streams.sizes
         self.coff = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
         self.C = np.zeros(int(sizes.sum()))
-        for i in range(n):
-            self._refill_compute(i)
-        # delays: worker i's at UB[i * L:(i + 1) * L]
-        seqs = all_worker_seeds(seed, n)
-        blocks = int(np.clip((1 << 17) // (n * DELAY_BLOCK), 1, 32))
-        self.L = DELAY_BLOCK * blocks
-        self.up = [DelayStream(system.uplink, s[UPLINK], "uplink", blocks) for s in seqs] if uprand else []
-        self.down = [DelayStream(system.downlink, s[DOWNLINK], "downlink", blocks) for s in seqs] if downrand else []
-        self.UB = np.zeros(n * self.L if uprand else 1)
-        self.DB = np.zeros(n * self.L if downrand else 1)
+        self.L = self.feeds.max_chunk
+        self.UB = np.zeros(n * self.L if self.feeds.up else 1)
+        self.DB = np.zeros(n * self.L if self.feeds.down else 1)
         self.wi[:, k.UPOS] = self.wi[:, k.UEND] = np.arange(n) * self.L
         self.wi[:, k.DPOS] = self.wi[:, k.DEND] = np.arange(n) * self.L
+        for i in range(n):
+            self._refill(self.feeds.compute[i], self.C, int(self.coff[i]), i, k.CPOS, k.CEND)
 
         # workers that neither wait nor cancel (k-batch-async) run on their own kernel (_batch_async_kernel)
         self.batch_async = not rules.waits and not rules.cancels
@@ -179,10 +132,11 @@ class _Engine:
         self.aht, self.ahk, self.ahs = np.zeros(n * 8), np.zeros(n * 8, dtype=np.int64), np.zeros(n * 8, dtype=np.int64)
         self.rht, self.rhk, self.rhs = np.zeros(n * 8), np.zeros(n * 8, dtype=np.int64), np.zeros(n * 8, dtype=np.int64)
         m = 1 << max(n - 1, 1).bit_length()
-        self.wt, self.wk = np.zeros(2 * m), np.zeros(2 * m, dtype=np.int64)
+        self.wk = np.zeros(2 * m, dtype=np.int64)
         self.dht, self.dhk = np.zeros(4 * n + 16), np.zeros(4 * n + 16, dtype=np.int64)
-        if self.batch_async:  # rings of rounds in flight, by round number; the tree's times as int64 bits
-            self.wti = np.zeros(2 * m, dtype=np.int64)
+        self.wti = np.zeros(2 * m, dtype=np.int64)  # the tree's times, as int64 bits
+        self.ft = np.zeros(n)
+        if self.batch_async:  # rings of rounds in flight, by round number
             self.rf, self.ri = np.zeros((n * 8, 3)), np.zeros((n * 8, 2), dtype=np.int64)
         else:  # a pool of gradients in flight; the update's contributors
             pcap = 2 * n + 16
@@ -213,16 +167,8 @@ class _Engine:
 
     # ------------------------------------------------------------------------------------------ the streams
 
-    def _refill_compute(self, i: int) -> None:
-        x = self.streams.draw(i)
-        off = int(self.coff[i])
-        self.C[off : off + x.size] = x
-        self.wi[i, self.k.CPOS] = off
-        self.wi[i, self.k.CEND] = off + x.size
-
-    def _refill_delay(self, streams: list[DelayStream], buf: np.ndarray, i: int, pos: int, end: int) -> None:
-        x = streams[i].draw()
-        off = i * self.L
+    def _refill(self, feed: Feed, buf: np.ndarray, off: int, i: int, pos: int, end: int) -> None:
+        x = feed.take()
         buf[off : off + x.size] = x
         self.wi[i, pos] = off
         self.wi[i, end] = off + x.size
@@ -242,10 +188,18 @@ class _Engine:
             tree = (self.wti, self.wk, self.wti.view(np.float64), self.aht.view(np.int64))
             return int(kernel(*head, *heaps, self.dht, *tree, self.rf, self.ri, *outputs))
         kernel = self.k.advance
-        rest = (self.dht, self.dhk, self.wt, self.wk, self.pf, self.pv, self.pfree, self.batch)
+        views = (self.wti.view(np.float64), self.ft, self.ft.view(np.int64))
+        views += (self.aht.view(np.int64), self.rht.view(np.int64))
+        rest = (self.dht, self.dhk, self.wti, self.wk, *views, self.pf, self.pv, self.pfree, self.batch)
         return int(kernel(*head, *heaps, *rest, *outputs))
 
     def run(self, progress: Progress | None) -> None:
+        try:
+            self._run(progress)
+        finally:
+            self.feeds.close()
+
+    def _run(self, progress: Progress | None) -> None:
         k = self.k
         total = self.updates * self.system.K
         step = PROGRESS_EVENTS if progress is not None else None
@@ -259,11 +213,14 @@ class _Engine:
                 assert progress is not None
                 progress(int(self.ist[k.V]) * self.system.K, total)
             elif status == k.REFILL_COMPUTE:
-                self._refill_compute(int(self.ist[k.WHO]))
+                i = int(self.ist[k.WHO])
+                self._refill(self.feeds.compute[i], self.C, int(self.coff[i]), i, k.CPOS, k.CEND)
             elif status == k.REFILL_UP:
-                self._refill_delay(self.up, self.UB, int(self.ist[k.WHO]), k.UPOS, k.UEND)
+                i = int(self.ist[k.WHO])
+                self._refill(self.feeds.up[i], self.UB, i * self.L, i, k.UPOS, k.UEND)
             elif status == k.REFILL_DOWN:
-                self._refill_delay(self.down, self.DB, int(self.ist[k.WHO]), k.DPOS, k.DEND)
+                i = int(self.ist[k.WHO])
+                self._refill(self.feeds.down[i], self.DB, i * self.L, i, k.DPOS, k.DEND)
             elif status == k.GROW_ROWS:
                 size = len(self.cols["worker"])
                 new = size + size // 2 + 1024
