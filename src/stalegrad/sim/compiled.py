@@ -25,8 +25,8 @@ import numpy as np
 
 from ..spec import System
 from ..trace import COLUMNS, Summary, Trace
-from .feeds import Feed, Feeds
 from .events import RULES
+from .feeds import Feed, Feeds
 
 __all__ = ["compiled_refusal", "simulate_compiled", "simulate_compiled_summary", "warm"]
 
@@ -53,10 +53,9 @@ def warm() -> float:
     the first call)."""
     if _COMPILE_SECONDS:
         return 0.0
-    from ..distributions import deterministic
-
     import llvmlite.binding as llvm
 
+    from ..distributions import deterministic
     from ._events_kernel import KEEP_CMOV
 
     t0 = time.perf_counter()
@@ -126,7 +125,7 @@ class _Engine:
         for i in range(n):
             self._refill(self.feeds.compute[i], self.C, int(self.coff[i]), i, k.CPOS, k.CEND)
 
-        # workers that neither wait nor cancel (k-batch-async) run on their own kernel (_batch_async_kernel)
+        # workers that neither wait nor cancel (k-batch-async) run on their own loop (advance_batch_async)
         self.batch_async = not rules.waits and not rules.cancels
         self.acap = self.rcap = 8  # entries per worker in its heaps of gradients in flight and versions travelling
         self.aht, self.ahk, self.ahs = np.zeros(n * 8), np.zeros(n * 8, dtype=np.int64), np.zeros(n * 8, dtype=np.int64)
@@ -183,7 +182,7 @@ class _Engine:
         heaps = (self.aht, self.ahk, self.ahs, self.rht, self.rhk, self.rhs)
         kernel: Any  # numba's dispatchers: argument types are checked when they compile
         if self.batch_async:
-            from ._batch_async_kernel import advance_batch_async as kernel
+            from ._events_kernel import advance_batch_async as kernel
 
             tree = (self.wti, self.wk, self.wti.view(np.float64), self.aht.view(np.int64))
             return int(kernel(*head, *heaps, self.dht, *tree, self.rf, self.ri, *outputs))
@@ -264,7 +263,7 @@ class _Engine:
         self.aht, self.ahk, self.ahs = (self._widen(a, cap) for a in (self.aht, self.ahk, self.ahs))
         self.acap = 2 * cap
         if self.batch_async:
-            from ._batch_async_kernel import RROUND
+            from ._events_kernel import RROUND
 
             rf, ri = np.zeros((n * 2 * cap, 3)), np.zeros((n * 2 * cap, 2), dtype=np.int64)
             busy = np.flatnonzero(self.ri[:, RROUND])
@@ -300,7 +299,7 @@ class _Engine:
             self.ist[k.DN] = 0
             self.compute = [float(c) for c in self.wf[:, k.COMPUTE]]
             return
-        from ._batch_async_kernel import RROUND, RSENT, RXPRE
+        from ._events_kernel import RROUND, RSENT, RXPRE
 
         pending = int(np.count_nonzero(self.dht[: int(self.ist[k.DN])] < end))  # versions overtaken on the way
         self.compute = []

@@ -125,6 +125,7 @@ class Feeds:
         blocks = self.max_chunk // DELAY_BLOCK
         # a stream that needs a second chunk (a third for delays, whose chunks start small) is read ahead
         self.compute = [Feed(self._compute(i), submit, 2) for i in range(n)]
+
         def delays(model: Any, role: int, name: str) -> list[Feed]:
             return [Feed(DelayStream(model, s[role], name, blocks).draw, submit, 3) for s in seqs]
 
