@@ -47,7 +47,7 @@ from numba import njit
 DONE, PAUSE, REFILL_COMPUTE, REFILL_UP, REFILL_DOWN, GROW_ROWS, GROW_ARRIVE, GROW_REACH, GROW_DEAD, GROW_POOL = range(
     10
 )
-GROW_HIST = 10
+GROW_HIST, GROW_BCAST = 10, 11
 
 # kinds of event, in the order they are taken at one instant (as in events.py)
 FINISH, ARRIVE, REACH = 0, 1, 2
@@ -55,13 +55,14 @@ KIND_SHIFT = 61
 
 # integer state (ist)
 V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY, PEND, PENDEND, NR = range(17)
-NIST = 17
+BH, BN, BW, BV = range(17, 21)  # broadcasts: head and length of the queue; the first's next worker and version
+NIST = 21
 # float state (fst): time of update `warm`, of the last update, of the last event taken
 T_WARM, T_END, NOW = range(3)
 NFST = 3
 # parameters (par)
-N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, BOUND, RBITS, MODE, WARM, NB, SPAN, UPRAND, DOWNRAND = range(15)
-NPAR = 15
+N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, BOUND, RBITS, MODE, WARM, NB, SPAN, UPRAND, DOWNRAND, BCAST = range(16)
+NPAR = 16
 # float parameters (fpar)
 UPFIX, DOWNFIX = range(2)
 # per-worker integer state (wi columns); AN, RN: sizes of its heaps of gradients in flight and versions travelling;
@@ -181,6 +182,16 @@ def _replay(wt, wk, m, i, t, k):
         wk[j] = k
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rebuild(wt, wk, m):
+    """Recompute every match of the winner tree from its leaves."""
+    for j in range(m - 1, 0, -1):
+        tl, kl, tr, kr = wt[2 * j], wk[2 * j], wt[2 * j + 1], wk[2 * j + 1]
+        sw = (tr < tl) | ((tr == tl) & (kr < kl))
+        wt[j] = tr if sw else tl
+        wk[j] = kr if sw else kl
+
+
 @njit(cache=True, nogil=True, _nrt=False)  # no reference counting: see the module docstring
 def advance(
     par: np.ndarray,  # int parameters (N, KK, ... above)
@@ -198,8 +209,8 @@ def advance(
     rht: np.ndarray,  # per-worker heaps of versions travelling to the worker: reach time
     rhk: np.ndarray,  # ... key
     rhs: np.ndarray,  # ... (unused)
-    dht: np.ndarray,  # heap of the finish times of cancelled rounds not yet counted
-    dhk: np.ndarray,  # ... (unused)
+    dht: np.ndarray,  # finish times of cancelled rounds not yet counted (unordered)
+    dhk: np.ndarray,  # (unused)
     wt: np.ndarray,  # winner tree over the workers' first events: times as int64 bits (root at 1, leaves m + i)
     wk: np.ndarray,  # ... keys
     wtf: np.ndarray,  # wt seen as floats
@@ -207,6 +218,9 @@ def advance(
     fti: np.ndarray,  # ft seen as int64 bits
     ahti: np.ndarray,  # aht seen as int64 bits
     rhti: np.ndarray,  # rht seen as int64 bits
+    bct: np.ndarray,  # broadcasts (a version sent to every worker with the same fixed delay): a ring of reach times
+    bcti: np.ndarray,  # ... seen as int64 bits
+    bcv: np.ndarray,  # ... and versions (rows: first, last; versions sent at once, or reaching at the same time)
     pf: np.ndarray,  # pool: (start, sent) of each gradient in flight
     pv: np.ndarray,  # pool: version of each gradient in flight
     pfree: np.ndarray,  # free slots (a stack of ist[PFN])
@@ -243,6 +257,7 @@ def advance(
     span = par[SPAN]
     uprand = par[UPRAND] != 0
     downrand = par[DOWNRAND] != 0
+    bcast = par[BCAST] != 0
     upfix = fpar[UPFIX]
     downfix = fpar[DOWNFIX]
     rmask = (np.int64(1) << rbits) - 1
@@ -250,10 +265,12 @@ def advance(
     kfin = np.int64(FINISH) << KIND_SHIFT
     karr = np.int64(ARRIVE) << KIND_SHIFT
     kreach = np.int64(REACH) << KIND_SHIFT
+    kmax = np.iinfo(np.int64).max
     m = wt.shape[0] // 2
     acap = aht.shape[0] // n
     rcap = rht.shape[0] // n
     dcap = dht.shape[0]
+    bmask = bct.shape[0] - 1
     ntr = trsum.shape[0]
     rcount = o_worker.shape[0]
 
@@ -288,11 +305,20 @@ def advance(
         ist[STARTED] = 1
 
     while ver < updates:
-        t = wtf[1]
+        tb = wt[1]
         key = wk[1]
-        if t == INF:
+        fromb = False
+        if ist[BN] > 0:  # the first broadcast's next worker
+            h = ist[BH]
+            tbb = bcti[h]
+            kb = kreach | (ist[BW] << rbits) | ist[BV]
+            fromb = (tbb < tb) | ((tbb == tb) & (kb < key))
+            tb = tbb if fromb else tb
+            key = kb if fromb else key
+        if tb == INF_BITS:
             ist[EMPTY] = 1
             break
+        t = wtf[1] if not fromb else bct[ist[BH]]
         if events >= limit:
             status = PAUSE
             break
@@ -300,7 +326,87 @@ def advance(
         i = (key >> rbits) & wmask
         r = key & rmask
 
-        if kind == FINISH:  # worker i finishes round r and sends the gradient
+        if fromb:  # versions reach workers i, i + 1, ... at t, in worker order (each worker its versions in order)
+            h = ist[BH]
+            vlo = bcv[h, 0]
+            vhi = bcv[h, 1]
+            if dn + (n - i) * (vhi - vlo + 1) > dcap:
+                keep = 0
+                for j in range(dn):
+                    if dht[j] <= t:
+                        events += 1
+                    else:
+                        dht[keep] = dht[j]
+                        keep += 1
+                dn = keep
+                if dn + (n - i) * (vhi - vlo + 1) > dcap:
+                    ist[NEED] = dn + (n - i) * (vhi - vlo + 1)
+                    status = GROW_DEAD
+                    break
+            now = t
+            w = i
+            v = r
+            refill = -1
+            stop = False
+            while w < n and not stop:
+                while v <= vhi:
+                    reached = max(wi[w, REACHED], v)
+                    busy = wi[w, BUSY] != 0
+                    starts = (not busy and waits) or (busy and cancels and wi[w, USED] < reached)
+                    if starts and wi[w, CPOS] == wi[w, CEND]:
+                        refill = w
+                        stop = True
+                        break
+                    events += 1
+                    wi[w, REACHED] = reached
+                    v += 1
+                    if starts:
+                        if busy:  # abandon the round on the older version; its finish is counted when it comes
+                            wf[w, CANCEL] += now - wf[w, START]
+                            dht[dn] = ft[w]
+                            dn += 1
+                        c = wi[w, CPOS]
+                        x = C[c]
+                        wi[w, CPOS] = c + 1
+                        wi[w, RND] += 1
+                        wf[w, START] = now
+                        wf[w, X] = x
+                        ft[w] = now + x
+                        wi[w, USED] = reached
+                        wi[w, BUSY] = 1
+                        if ft[w] == now:  # a finish at this instant comes before the next version
+                            stop = True
+                            break
+                if v > vhi:
+                    w += 1
+                    v = vlo
+            # workers i .. w (or w - 1 when done with its versions) changed
+            last = w if (w < n and v > vlo) or refill >= 0 else w - 1
+            last = min(last, n - 1)
+            if w == n:
+                ist[BH] = (h + 1) & bmask
+                ist[BN] -= 1
+                ist[BW] = 0
+                if ist[BN] > 0:
+                    ist[BV] = bcv[ist[BH], 0]
+            else:
+                ist[BW] = w
+                ist[BV] = v
+            if last == i:
+                t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                _replay(wt, wk, m, i, t, k)
+            elif last > i:
+                for k in range(i, last + 1):
+                    t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    wt[m + k] = t
+                    wk[m + k] = kk
+                _rebuild(wt, wk, m)
+            if refill >= 0:
+                ist[WHO] = refill
+                status = REFILL_COMPUTE
+                break
+
+        elif kind == FINISH:  # worker i finishes round r and sends the gradient
             if uprand and wi[i, UPOS] == wi[i, UEND]:
                 ist[WHO] = i
                 status = REFILL_UP
@@ -369,7 +475,11 @@ def advance(
                     ist[NEED] = tau + 1
                     status = GROW_HIST
                     break
-                if bc + 1 == K:  # the update: every recipient needs a downlink delay and room for the version
+                if bc + 1 == K and bcast:  # the update: room for one more broadcast
+                    if ist[BN] == bmask + 1:
+                        status = GROW_BCAST
+                        break
+                elif bc + 1 == K:  # the update: every recipient needs a downlink delay and room for the version
                     missing = -1
                     for j in range(K if tocontrib else n):
                         k = (batch[j] if j < bc else i) if tocontrib else j
@@ -457,6 +567,24 @@ def advance(
             if ver == warm:
                 fst[T_WARM] = now
             fst[T_END] = now
+            if bcast:
+                bn = ist[BN]
+                tr = now + downfix
+                last = (ist[BH] + bn - 1) & bmask
+                if bn > 0 and bct[last] == tr:  # reaches them with the previous one (not begun: the delay is > 0)
+                    bcv[last, 1] = ver
+                else:
+                    e = (ist[BH] + bn) & bmask
+                    bct[e] = tr
+                    bcv[e, 0] = ver
+                    bcv[e, 1] = ver
+                    ist[BN] = bn + 1
+                    if bn == 0:
+                        ist[BW] = 0
+                        ist[BV] = ver
+                t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                _replay(wt, wk, m, i, t, k)
+                continue
             for j in range(K if tocontrib else n):
                 k = batch[j] if tocontrib else j
                 if downrand:
@@ -478,11 +606,7 @@ def advance(
                     t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
                     wt[m + k] = t
                     wk[m + k] = kk
-                for j in range(m - 1, 0, -1):
-                    tl, kl, tr, kr = wt[2 * j], wk[2 * j], wt[2 * j + 1], wk[2 * j + 1]
-                    sw = (tr < tl) | ((tr == tl) & (kr < kl))
-                    wt[j] = tr if sw else tl
-                    wk[j] = kr if sw else kl
+                _rebuild(wt, wk, m)
 
         else:  # REACH: version r reaches worker i
             reached = max(wi[i, REACHED], r)
@@ -493,8 +617,18 @@ def advance(
                 status = REFILL_COMPUTE
                 break
             if starts and busy and dn == dcap:
-                status = GROW_DEAD
-                break
+                keep = 0
+                for j in range(dn):
+                    if dht[j] <= t:
+                        events += 1
+                    else:
+                        dht[keep] = dht[j]
+                        keep += 1
+                dn = keep
+                if dn == dcap:
+                    ist[NEED] = dn + 1
+                    status = GROW_DEAD
+                    break
             events += 1
             now = t
             _hpop(rht, rhk, rhs, i * rcap, wi[i, RN])
@@ -503,11 +637,7 @@ def advance(
             if starts:
                 if busy:  # abandon the round on the older version; its finish is counted when the reference takes it
                     wf[i, CANCEL] += now - wf[i, START]
-                    while dn > 0 and dht[0] <= now:
-                        _hpop(dht, dhk, dhk, 0, dn)
-                        dn -= 1
-                        events += 1
-                    _hpush(dht, dhk, dhk, 0, dn, ft[i], 0, 0)
+                    dht[dn] = ft[i]
                     dn += 1
                 c = wi[i, CPOS]
                 x = C[c]

@@ -137,7 +137,9 @@ class _Engine:
         self.ft = np.zeros(n)
         if self.batch_async:  # rings of rounds in flight, by round number
             self.rf, self.ri = np.zeros((n * 8, 3)), np.zeros((n * 8, 2), dtype=np.int64)
-        else:  # a pool of gradients in flight; the update's contributors
+        else:  # a pool of gradients in flight; the update's contributors; versions sent to all with a fixed delay
+            par[k.BCAST] = not rules.to_contributors and not downrand and system.downlink > 0
+            self.bct, self.bcv = np.zeros(8), np.zeros((8, 2), dtype=np.int64)
             pcap = 2 * n + 16
             self.pf, self.pv = np.zeros((pcap, 2)), np.zeros(pcap, dtype=np.int64)
             self.pfree = np.arange(pcap, dtype=np.int64)
@@ -188,7 +190,7 @@ class _Engine:
             return int(kernel(*head, *heaps, self.dht, *tree, self.rf, self.ri, *outputs))
         kernel = self.k.advance
         views = (self.wti.view(np.float64), self.ft, self.ft.view(np.int64))
-        views += (self.aht.view(np.int64), self.rht.view(np.int64))
+        views += (self.aht.view(np.int64), self.rht.view(np.int64), self.bct, self.bct.view(np.int64), self.bcv)
         rest = (self.dht, self.dhk, self.wti, self.wk, *views, self.pf, self.pv, self.pfree, self.batch)
         return int(kernel(*head, *heaps, *rest, *outputs))
 
@@ -241,6 +243,11 @@ class _Engine:
                 self.pv = np.concatenate((self.pv, np.zeros(old, dtype=np.int64)))
                 self.pfree = np.concatenate((np.arange(old, 2 * old, dtype=np.int64), self.pfree))
                 self.ist[k.PFN] = old
+            elif status == k.GROW_BCAST:  # a ring, unrolled from its head
+                at = (int(self.ist[k.BH]) + np.arange(self.bct.size)) % self.bct.size
+                self.bct = np.concatenate((self.bct[at], np.zeros(self.bct.size)))
+                self.bcv = np.concatenate((self.bcv[at], np.zeros_like(self.bcv)))
+                self.ist[k.BH] = 0
             elif status == k.GROW_HIST:
                 old = self.stats[0]
                 self.stats[0] = np.zeros(max(2 * old.size, int(self.ist[k.NEED])), dtype=np.int64)
