@@ -286,6 +286,7 @@ def advance(
     limit = ist[LIMIT]
     now = fst[NOW]
     status = DONE
+    bidx = (ver - warm) * nb // span if ver >= warm else 0  # the batch of update ver + 1 (once per update)
 
     if ist[STARTED] == 0:  # every worker starts its first round at time 0, on version 0
         for j in range(2 * m):
@@ -533,10 +534,9 @@ def advance(
                 if upd <= ntr:
                     trsum[upd - 1] += tau
                 if upd > warm:
-                    b = (upd - warm - 1) * nb // span
                     hist[tau] += 1
-                    bsum[b] += tau
-                    bcnt[b] += 1
+                    bsum[bidx] += tau
+                    bcnt[bidx] += 1
                     wsum[i] += tau
                     wcnt[i] += 1
             rows += 1
@@ -562,6 +562,7 @@ def advance(
                 continue
             ver += 1
             bc = 0
+            bidx = (ver - warm) * nb // span if ver >= warm else 0
             if mode == 0:
                 o_times[ver - 1] = now
             if ver == warm:
@@ -749,6 +750,7 @@ def advance_batch_async(
     nr = ist[NR]
     now = fst[NOW]
     status = DONE
+    bidx = (ver - warm) * nb // span if ver >= warm else 0  # the batch of update ver + 1 (once per update)
 
     if ist[STARTED] == 0:  # every worker starts its first round at time 0, on version 0; all need their finishes
         for j in range(2 * m):
@@ -920,10 +922,9 @@ def advance_batch_async(
             if upd <= ntr:
                 trsum[upd - 1] += tau
             if upd > warm:
-                bb = (upd - warm - 1) * nb // span
                 hist[tau] += 1
-                bsum[bb] += tau
-                bcnt[bb] += 1
+                bsum[bidx] += tau
+                bcnt[bidx] += 1
                 wsum[i] += tau
                 wcnt[i] += 1
         rows += 1
@@ -932,6 +933,7 @@ def advance_batch_async(
             if bc == K:
                 ver += 1
                 bc = 0
+                bidx = (ver - warm) * nb // span if ver >= warm else 0
                 if mode == 0:
                     o_times[ver - 1] = now
                 if ver == warm:
