@@ -1,18 +1,17 @@
-"""The compiled event engine: every protocol of :mod:`stalegrad.sim.events`, the identical Trace, much faster.
+"""The compiled event engine: every protocol of :mod:`stalegrad.sim.events`, the identical Trace, tens of times
+faster.
 
-The reference engine (:mod:`stalegrad.sim.events`) is a heap of events read by four handlers; this is the same heap
-and the same handlers compiled with numba (:mod:`stalegrad.sim._events_kernel`), so it runs every protocol (random
-delays, staleness bounds, cancellation) and gives the Trace of the reference row for row, bit for bit, with the same
-``trace.meta`` counts (events, compute and cancelled time). :func:`simulate_compiled_summary` streams a
-:class:`~stalegrad.trace.Summary` instead of keeping rows, in memory that does not grow with the run.
+The reference engine (:mod:`stalegrad.sim.events`) is a heap of events read by four handlers. Here the same events,
+in the same order, with the same handlers, run in numba (:mod:`stalegrad.sim._events_kernel`): every protocol,
+random delays, staleness bounds and cancellation, and the Trace of the reference row for row, bit for bit, with the
+same ``trace.meta`` counts (events, compute and cancelled time, wasted fraction). :func:`simulate_compiled_summary`
+streams the :class:`~stalegrad.trace.Summary` of that Trace instead of keeping rows, in memory that does not grow
+with the run. The random numbers are the reference's, from the same streams in the same order
+(:mod:`stalegrad.sim.feeds`).
 
-Random streams: the same as the reference's (:mod:`stalegrad.streams`), consumed in the same order. Compute times
-come in the blocks of :class:`~stalegrad.sim.blocks.ComputeStreams`; a worker's delays in each direction are the
-reference's :class:`~stalegrad.streams.Draws` blocks of 256 from its uplink or downlink stream, drawn many blocks
-at a time: by one call when the model draws each number in turn from the generator (so one call of ``m * 256``
-gives the same numbers as ``m`` calls of 256, see :func:`draws_in_sequence`), else by ``m`` calls. A block the
-reference would reject (a negative or infinite time) raises the reference's error when, and only when, the run
-reaches it.
+The kernel runs until it needs something (a chunk of draws, more room) or is done; :class:`_Engine` supplies it and
+calls again. Compilation (or loading numba's cache) happens once per process, in :func:`warm`, and is left out of
+``trace.meta["seconds"]``.
 """
 
 from __future__ import annotations
@@ -49,8 +48,8 @@ _COMPILE_SECONDS: list[float] = []
 
 
 def warm() -> float:
-    """Compile the kernel (or load it from numba's cache) with a tiny run; return the seconds that took (0 after
-    the first call)."""
+    """Compile the kernels (or load them from numba's cache) with tiny runs; return the seconds that took (0 after
+    the first call in a process)."""
     if _COMPILE_SECONDS:
         return 0.0
     import llvmlite.binding as llvm
@@ -147,8 +146,10 @@ class _Engine:
             self.batch = np.zeros(K, dtype=np.int64)
 
         if mode == 0:
-            exact = system.protocol == "k-batch-async" and system.staleness_bound is None  # drops nothing
-            rows = updates * K if exact else updates * K + updates // 4 + 64
+            # k-batch-async without a bound drops nothing: updates * K rows; otherwise room for the first updates,
+            # then for the whole run at the rate of rows so far (GROW_ROWS)
+            exact = system.protocol == "k-batch-async" and system.staleness_bound is None
+            rows = updates * K if exact else min(updates, 1000) * max(n, K) + 64
             self.cols = {c: np.empty(rows, dtype=dt) for c, dt in COLUMNS.items()}
             self.times = np.empty(updates)
             i8, f8 = np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -223,8 +224,8 @@ class _Engine:
                 i = int(self.ist[k.WHO])
                 self._refill(self.feeds.down[i], self.DB, i * self.L, i, k.DPOS, k.DEND)
             elif status == k.GROW_ROWS:
-                size = len(self.cols["worker"])
-                new = size + size // 2 + 1024
+                size, ver = len(self.cols["worker"]), int(self.ist[k.V])
+                new = max(2 * size, int(size / max(ver, 1) * self.updates * 1.02) + 1024)
                 for name, col in self.cols.items():
                     grown = np.empty(new, dtype=col.dtype)
                     grown[:size] = col
@@ -336,7 +337,8 @@ class _Engine:
 
     def trace(self) -> Trace:
         rows = int(self.ist[self.k.ROWS])
-        cols = {name: col[:rows] if col.size == rows else col[:rows].copy() for name, col in self.cols.items()}
+        # the rows, in place unless that keeps more than a quarter of the columns unused
+        cols = {c: col[:rows] if 4 * rows >= 3 * col.size else col[:rows].copy() for c, col in self.cols.items()}
         return Trace(cols, self.times[: int(self.ist[self.k.V])], self.system, self.seed, self.meta())
 
 
