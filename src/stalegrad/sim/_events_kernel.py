@@ -47,7 +47,7 @@ from numba import njit
 DONE, PAUSE, REFILL_COMPUTE, REFILL_UP, REFILL_DOWN, GROW_ROWS, GROW_ARRIVE, GROW_REACH, GROW_DEAD, GROW_POOL = range(
     10
 )
-GROW_HIST, GROW_BCAST = 10, 11
+GROW_HIST, GROW_BCAST, GROW_QUEUE = 10, 11, 12
 
 # kinds of event, in the order they are taken at one instant (as in events.py)
 FINISH, ARRIVE, REACH = 0, 1, 2
@@ -56,7 +56,8 @@ KIND_SHIFT = 61
 # integer state (ist)
 V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY, PEND, PENDEND, NR = range(17)
 BH, BN, BW, BV = range(17, 21)  # broadcasts: head and length of the queue; the first's next worker and version
-NIST = 21
+QH, QN = range(21, 23)  # gradients in flight with a fixed uplink delay: head and length of their queue
+NIST = 23
 # float state (fst): time of update `warm`, of the last update, of the last event taken
 T_WARM, T_END, NOW = range(3)
 NFST = 3
@@ -221,9 +222,11 @@ def advance(
     bct: np.ndarray,  # broadcasts (a version sent to every worker with the same fixed delay): a ring of reach times
     bcti: np.ndarray,  # ... seen as int64 bits
     bcv: np.ndarray,  # ... and versions (rows: first, last; versions sent at once, or reaching at the same time)
-    pf: np.ndarray,  # pool: (start, sent) of each gradient in flight
+    pf: np.ndarray,  # pool: (start, sent) of each gradient in flight; with a fixed uplink, a ring in arrival order
     pv: np.ndarray,  # pool: version of each gradient in flight
     pfree: np.ndarray,  # free slots (a stack of ist[PFN])
+    qti: np.ndarray,  # with a fixed uplink: the ring's arrival times as int64 bits
+    qk: np.ndarray,  # ... and keys
     batch: np.ndarray,  # workers whose gradients are in the update being gathered
     o_worker: np.ndarray,
     o_round: np.ndarray,
@@ -271,6 +274,9 @@ def advance(
     rcap = rht.shape[0] // n
     dcap = dht.shape[0]
     bmask = bct.shape[0] - 1
+    fifo = not uprand  # arrivals come in the order of the finishes: one queue (ring) for all of them
+    qmask = pv.shape[0] - 1
+    qtf = qti.view(np.float64)
     ntr = trsum.shape[0]
     rcount = o_worker.shape[0]
 
@@ -316,10 +322,19 @@ def advance(
             fromb = (tbb < tb) | ((tbb == tb) & (kb < key))
             tb = tbb if fromb else tb
             key = kb if fromb else key
+        fromq = False
+        if fifo and ist[QN] > 0:  # the first gradient in flight
+            h = ist[QH]
+            tq = qti[h]
+            kq = qk[h]
+            fromq = (tq < tb) | ((tq == tb) & (kq < key))
+            tb = tq if fromq else tb
+            key = kq if fromq else key
         if tb == INF_BITS:
             ist[EMPTY] = 1
             break
-        t = wtf[1] if not fromb else bct[ist[BH]]
+        t = qtf[ist[QH]] if fromq else (bct[ist[BH]] if fromb else wtf[1])
+        fromb = fromb and not fromq
         if events >= limit:
             status = PAUSE
             break
@@ -416,10 +431,13 @@ def advance(
                 ist[WHO] = i
                 status = REFILL_COMPUTE
                 break
-            if pfn == 0:
+            if fifo and ist[QN] == qmask + 1:
+                status = GROW_QUEUE
+                break
+            if not fifo and pfn == 0:
                 status = GROW_POOL
                 break
-            if wi[i, AN] == acap:
+            if not fifo and wi[i, AN] == acap:
                 status = GROW_ARRIVE
                 break
             events += 1
@@ -428,20 +446,40 @@ def advance(
             x = wf[i, X]
             sent = st + x
             wf[i, COMPUTE] += x
-            if uprand:
+            if fifo:  # at the tail, unless a finish at the same time came first from a later worker (a round
+                # that started and ended at one instant): then in its place
+                h = ist[QH]
+                e = (h + ist[QN]) & qmask
+                ist[QN] += 1
+                ta = sent + upfix
+                ka = karr | (np.int64(i) << rbits) | r
+                while e != h:
+                    p = (e - 1) & qmask
+                    if qtf[p] < ta or (qtf[p] == ta and qk[p] < ka):
+                        break
+                    qti[e] = qti[p]
+                    qk[e] = qk[p]
+                    pf[e, PSTART] = pf[p, PSTART]
+                    pf[e, PSENT] = pf[p, PSENT]
+                    pv[e] = pv[p]
+                    e = p
+                qtf[e] = ta
+                qk[e] = ka
+                pf[e, PSTART] = st
+                pf[e, PSENT] = sent
+                pv[e] = wi[i, USED]
+            else:
                 u = wi[i, UPOS]
                 d = UB[u]
                 wi[i, UPOS] = u + 1
-            else:
-                d = upfix
-            pfn -= 1
-            slot = pfree[pfn]
-            pf[slot, PSTART] = st
-            pf[slot, PSENT] = sent
-            pv[slot] = wi[i, USED]
-            an = wi[i, AN]
-            _hpush(aht, ahk, ahs, i * acap, an, sent + d, karr | (np.int64(i) << rbits) | r, slot)
-            wi[i, AN] = an + 1
+                pfn -= 1
+                slot = pfree[pfn]
+                pf[slot, PSTART] = st
+                pf[slot, PSENT] = sent
+                pv[slot] = wi[i, USED]
+                an = wi[i, AN]
+                _hpush(aht, ahk, ahs, i * acap, an, sent + d, karr | (np.int64(i) << rbits) | r, slot)
+                wi[i, AN] = an + 1
             wi[i, BUSY] = 0
             ft[i] = INF
             if not waits:  # the next round, on the versions that reached the worker strictly before now
@@ -459,7 +497,7 @@ def advance(
             _replay(wt, wk, m, i, t, k)
 
         elif kind == ARRIVE:  # a gradient of worker i, round r, reaches the master
-            slot = ahs[i * acap]
+            slot = ist[QH] if fifo else ahs[i * acap]
             v = pv[slot]
             tau = ver - v
             if curonly and v < ver:
@@ -506,12 +544,16 @@ def advance(
                     break
             events += 1
             now = t
-            _hpop(aht, ahk, ahs, i * acap, wi[i, AN])
-            wi[i, AN] -= 1
             st = pf[slot, PSTART]
             sent = pf[slot, PSENT]
-            pfree[pfn] = slot
-            pfn += 1
+            if fifo:
+                ist[QH] = (slot + 1) & qmask
+                ist[QN] -= 1
+            else:
+                _hpop(aht, ahk, ahs, i * acap, wi[i, AN])
+                wi[i, AN] -= 1
+                pfree[pfn] = slot
+                pfn += 1
             if reason == APPLIED:
                 upd = ver + 1
                 grad += 1
@@ -551,14 +593,18 @@ def advance(
                     rn = wi[i, RN]
                     _hpush(rht, rhk, rhs, i * rcap, rn, now + d, kreach | (np.int64(i) << rbits) | ver, 0)
                     wi[i, RN] = rn + 1
-                t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
-                _replay(wt, wk, m, i, t, k)
+                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    _replay(wt, wk, m, i, t, k)
+                elif not fifo:  # its gradients in flight changed
+                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    _replay(wt, wk, m, i, t, k)
                 continue
             batch[bc] = i
             bc += 1
             if bc < K:
-                t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
-                _replay(wt, wk, m, i, t, k)
+                if not fifo:
+                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    _replay(wt, wk, m, i, t, k)
                 continue
             ver += 1
             bc = 0
@@ -583,8 +629,9 @@ def advance(
                     if bn == 0:
                         ist[BW] = 0
                         ist[BV] = ver
-                t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
-                _replay(wt, wk, m, i, t, k)
+                if not fifo:
+                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    _replay(wt, wk, m, i, t, k)
                 continue
             for j in range(K if tocontrib else n):
                 k = batch[j] if tocontrib else j

@@ -139,10 +139,11 @@ class _Engine:
         else:  # a pool of gradients in flight; the update's contributors; versions sent to all with a fixed delay
             par[k.BCAST] = not rules.to_contributors and not downrand and system.downlink > 0
             self.bct, self.bcv = np.zeros(8), np.zeros((8, 2), dtype=np.int64)
-            pcap = 2 * n + 16
+            pcap = 1 << (2 * n + 15).bit_length()  # a power of two: with a fixed uplink, the pool is a ring
             self.pf, self.pv = np.zeros((pcap, 2)), np.zeros(pcap, dtype=np.int64)
             self.pfree = np.arange(pcap, dtype=np.int64)
             self.ist[k.PFN] = pcap
+            self.qti, self.qk = np.zeros(pcap, dtype=np.int64), np.zeros(pcap, dtype=np.int64)
             self.batch = np.zeros(K, dtype=np.int64)
 
         if mode == 0:
@@ -192,7 +193,8 @@ class _Engine:
         kernel = self.k.advance
         views = (self.wti.view(np.float64), self.ft, self.ft.view(np.int64))
         views += (self.aht.view(np.int64), self.rht.view(np.int64), self.bct, self.bct.view(np.int64), self.bcv)
-        rest = (self.dht, self.dhk, self.wti, self.wk, *views, self.pf, self.pv, self.pfree, self.batch)
+        pool = (self.pf, self.pv, self.pfree, self.qti, self.qk)
+        rest = (self.dht, self.dhk, self.wti, self.wk, *views, *pool, self.batch)
         return int(kernel(*head, *heaps, *rest, *outputs))
 
     def run(self, progress: Progress | None) -> None:
@@ -249,6 +251,11 @@ class _Engine:
                 self.bct = np.concatenate((self.bct[at], np.zeros(self.bct.size)))
                 self.bcv = np.concatenate((self.bcv[at], np.zeros_like(self.bcv)))
                 self.ist[k.BH] = 0
+            elif status == k.GROW_QUEUE:  # a ring, unrolled from its head
+                at = (int(self.ist[k.QH]) + np.arange(self.pv.size)) % self.pv.size
+                self.pf, self.pv, self.qti, self.qk = (np.concatenate((a[at], np.zeros_like(a)))
+                                                       for a in (self.pf, self.pv, self.qti, self.qk))  # fmt: skip
+                self.ist[k.QH] = 0
             elif status == k.GROW_HIST:
                 old = self.stats[0]
                 self.stats[0] = np.zeros(max(2 * old.size, int(self.ist[k.NEED])), dtype=np.int64)
