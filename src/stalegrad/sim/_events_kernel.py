@@ -55,9 +55,10 @@ KIND_SHIFT = 61
 
 # integer state (ist)
 V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY, PEND, PENDEND, NR = range(17)
-BH, BN, BW, BV = range(17, 21)  # broadcasts: head and length of the queue; the first's next worker and version
+BH, BN, BP, PT = range(17, 21)  # sends: head and length of their ring; next (worker, version) pair, end of pairs
 QH, QN = range(21, 23)  # gradients in flight with a fixed uplink delay: head and length of their queue
-NIST = 23
+BT, BK = range(23, 25)  # the first send's next event: time (int64 bits) and key
+NIST = 25
 # float state (fst): time of update `warm`, of the last update, of the last event taken
 T_WARM, T_END, NOW = range(3)
 NFST = 3
@@ -219,9 +220,10 @@ def advance(
     fti: np.ndarray,  # ft seen as int64 bits
     ahti: np.ndarray,  # aht seen as int64 bits
     rhti: np.ndarray,  # rht seen as int64 bits
-    bct: np.ndarray,  # broadcasts (a version sent to every worker with the same fixed delay): a ring of reach times
+    bct: np.ndarray,  # sends (versions sent at one time with a fixed delay, to some or all workers): reach times
     bcti: np.ndarray,  # ... seen as int64 bits
-    bcv: np.ndarray,  # ... and versions (rows: first, last; versions sent at once, or reaching at the same time)
+    bcv: np.ndarray,  # ... and (first pair, number of pairs) in bp
+    bp: np.ndarray,  # (worker, version) pairs of the sends, a ring by absolute index, each send's in key order
     pf: np.ndarray,  # pool: (start, sent) of each gradient in flight; with a fixed uplink, a ring in arrival order
     pv: np.ndarray,  # pool: version of each gradient in flight
     pfree: np.ndarray,  # free slots (a stack of ist[PFN])
@@ -268,12 +270,13 @@ def advance(
     kfin = np.int64(FINISH) << KIND_SHIFT
     karr = np.int64(ARRIVE) << KIND_SHIFT
     kreach = np.int64(REACH) << KIND_SHIFT
-    kmax = np.iinfo(np.int64).max
     m = wt.shape[0] // 2
     acap = aht.shape[0] // n
     rcap = rht.shape[0] // n
     dcap = dht.shape[0]
     bmask = bct.shape[0] - 1
+    pcap = bp.shape[0]
+    pmask = pcap - 1
     fifo = not uprand  # arrivals come in the order of the finishes: one queue (ring) for all of them
     qmask = pv.shape[0] - 1
     qtf = qti.view(np.float64)
@@ -315,10 +318,9 @@ def advance(
         tb = wt[1]
         key = wk[1]
         fromb = False
-        if ist[BN] > 0:  # the first broadcast's next worker
-            h = ist[BH]
-            tbb = bcti[h]
-            kb = kreach | (ist[BW] << rbits) | ist[BV]
+        if ist[BN] > 0:  # the first send's next (worker, version)
+            tbb = ist[BT]
+            kb = ist[BK]
             fromb = (tbb < tb) | ((tbb == tb) & (kb < key))
             tb = tbb if fromb else tb
             key = kb if fromb else key
@@ -342,11 +344,10 @@ def advance(
         i = (key >> rbits) & wmask
         r = key & rmask
 
-        if fromb:  # versions reach workers i, i + 1, ... at t, in worker order (each worker its versions in order)
+        if fromb:  # a send's versions reach its workers at t, in key order (worker, then version)
             h = ist[BH]
-            vlo = bcv[h, 0]
-            vhi = bcv[h, 1]
-            if dn + (n - i) * (vhi - vlo + 1) > dcap:
+            pend = bcv[h, 0] + bcv[h, 1]
+            if dn + pend - ist[BP] > dcap:
                 keep = 0
                 for j in range(dn):
                     if dht[j] <= t:
@@ -355,67 +356,62 @@ def advance(
                         dht[keep] = dht[j]
                         keep += 1
                 dn = keep
-                if dn + (n - i) * (vhi - vlo + 1) > dcap:
-                    ist[NEED] = dn + (n - i) * (vhi - vlo + 1)
+                if dn + pend - ist[BP] > dcap:
+                    ist[NEED] = dn + pend - ist[BP]
                     status = GROW_DEAD
                     break
             now = t
-            w = i
-            v = r
+            p0 = ist[BP]
+            pp = p0
             refill = -1
-            stop = False
-            while w < n and not stop:
-                while v <= vhi:
-                    reached = max(wi[w, REACHED], v)
-                    busy = wi[w, BUSY] != 0
-                    starts = (not busy and waits) or (busy and cancels and wi[w, USED] < reached)
-                    if starts and wi[w, CPOS] == wi[w, CEND]:
-                        refill = w
-                        stop = True
+            while pp < pend:
+                q = pp & pmask
+                w = bp[q, 0]
+                reached = max(wi[w, REACHED], bp[q, 1])
+                busy = wi[w, BUSY] != 0
+                starts = (not busy and waits) or (busy and cancels and wi[w, USED] < reached)
+                if starts and wi[w, CPOS] == wi[w, CEND]:
+                    refill = w
+                    break
+                events += 1
+                wi[w, REACHED] = reached
+                pp += 1
+                if starts:
+                    if busy:  # abandon the round on the older version; its finish is counted when it comes
+                        wf[w, CANCEL] += now - wf[w, START]
+                        dht[dn] = ft[w]
+                        dn += 1
+                    c = wi[w, CPOS]
+                    x = C[c]
+                    wi[w, CPOS] = c + 1
+                    wi[w, RND] += 1
+                    wf[w, START] = now
+                    wf[w, X] = x
+                    ft[w] = now + x
+                    wi[w, USED] = reached
+                    wi[w, BUSY] = 1
+                    if ft[w] == now:  # a finish at this instant comes before the next pair
                         break
-                    events += 1
-                    wi[w, REACHED] = reached
-                    v += 1
-                    if starts:
-                        if busy:  # abandon the round on the older version; its finish is counted when it comes
-                            wf[w, CANCEL] += now - wf[w, START]
-                            dht[dn] = ft[w]
-                            dn += 1
-                        c = wi[w, CPOS]
-                        x = C[c]
-                        wi[w, CPOS] = c + 1
-                        wi[w, RND] += 1
-                        wf[w, START] = now
-                        wf[w, X] = x
-                        ft[w] = now + x
-                        wi[w, USED] = reached
-                        wi[w, BUSY] = 1
-                        if ft[w] == now:  # a finish at this instant comes before the next version
-                            stop = True
-                            break
-                if v > vhi:
-                    w += 1
-                    v = vlo
-            # workers i .. w (or w - 1 when done with its versions) changed
-            last = w if (w < n and v > vlo) or refill >= 0 else w - 1
-            last = min(last, n - 1)
-            if w == n:
+            ist[BP] = pp
+            if pp == pend:
                 ist[BH] = (h + 1) & bmask
                 ist[BN] -= 1
-                ist[BW] = 0
-                if ist[BN] > 0:
-                    ist[BV] = bcv[ist[BH], 0]
-            else:
-                ist[BW] = w
-                ist[BV] = v
-            if last == i:
-                t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
-                _replay(wt, wk, m, i, t, k)
-            elif last > i:
-                for k in range(i, last + 1):
-                    t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
-                    wt[m + k] = t
-                    wk[m + k] = kk
+            if ist[BN] > 0:
+                q = pp & pmask
+                ist[BT] = bcti[ist[BH]]
+                ist[BK] = kreach | (bp[q, 0] << rbits) | bp[q, 1]
+            # the workers of pairs p0 .. pp - 1 changed: replay them, or rebuild the tree when they are many
+            if (pp - p0) * 4 < n:
+                for j in range(p0, pp):
+                    w = bp[j & pmask, 0]
+                    t, k = _first(w, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    _replay(wt, wk, m, w, t, k)
+            elif pp > p0:
+                for j in range(p0, pp):
+                    w = bp[j & pmask, 0]
+                    t, k = _first(w, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    wt[m + w] = t
+                    wk[m + w] = k
                 _rebuild(wt, wk, m)
             if refill >= 0:
                 ist[WHO] = refill
@@ -514,8 +510,8 @@ def advance(
                     ist[NEED] = tau + 1
                     status = GROW_HIST
                     break
-                if bc + 1 == K and bcast:  # the update: room for one more broadcast
-                    if ist[BN] == bmask + 1:
+                if bc + 1 == K and bcast:  # the update: room for one more send of n (at most) pairs
+                    if ist[BN] == bmask + 1 or ist[PT] - ist[BP] + n > pcap:
                         status = GROW_BCAST
                         break
                 elif bc + 1 == K:  # the update: every recipient needs a downlink delay and room for the version
@@ -534,6 +530,10 @@ def advance(
                         ist[WHO] = missing
                         status = REFILL_DOWN
                         break
+            elif waits and not curonly and bcast:
+                if ist[BN] == bmask + 1 or ist[PT] - ist[BP] + 1 > pcap:
+                    status = GROW_BCAST
+                    break
             elif waits and not curonly:
                 if wi[i, RN] == rcap:
                     status = GROW_REACH
@@ -582,8 +582,13 @@ def advance(
                     wsum[i] += tau
                     wcnt[i] += 1
             rows += 1
+            nsend = 0  # pairs to send, with a fixed delay
             if reason != APPLIED:
-                if waits and not curonly:  # k-async: a dropped worker must not wait forever
+                if waits and not curonly and bcast:  # k-async: a dropped worker must not wait forever
+                    bp[ist[PT] & pmask, 0] = i
+                    bp[ist[PT] & pmask, 1] = ver
+                    nsend = 1
+                elif waits and not curonly:
                     if downrand:
                         dp = wi[i, DPOS]
                         d = DB[dp]
@@ -595,45 +600,83 @@ def advance(
                     wi[i, RN] = rn + 1
                     t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
                     _replay(wt, wk, m, i, t, k)
-                elif not fifo:  # its gradients in flight changed
+                if not fifo:  # its gradients in flight changed
                     t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
                     _replay(wt, wk, m, i, t, k)
-                continue
-            batch[bc] = i
-            bc += 1
-            if bc < K:
-                if not fifo:
-                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
-                    _replay(wt, wk, m, i, t, k)
-                continue
-            ver += 1
-            bc = 0
-            bidx = (ver - warm) * nb // span if ver >= warm else 0
-            if mode == 0:
-                o_times[ver - 1] = now
-            if ver == warm:
-                fst[T_WARM] = now
-            fst[T_END] = now
-            if bcast:
-                bn = ist[BN]
+                if nsend == 0:
+                    continue
+            else:
+                batch[bc] = i
+                bc += 1
+                if bc < K:
+                    if not fifo:
+                        t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                        _replay(wt, wk, m, i, t, k)
+                    continue
+                ver += 1
+                bc = 0
+                bidx = (ver - warm) * nb // span if ver >= warm else 0
+                if mode == 0:
+                    o_times[ver - 1] = now
+                if ver == warm:
+                    fst[T_WARM] = now
+                fst[T_END] = now
+                if bcast:
+                    if not fifo:
+                        t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                        _replay(wt, wk, m, i, t, k)
+                    pt = ist[PT]
+                    if tocontrib:  # the contributors, by worker (insertion sort: K is small)
+                        for j in range(K):
+                            w = batch[j]
+                            e = j
+                            while e > 0 and bp[(pt + e - 1) & pmask, 0] > w:
+                                bp[(pt + e) & pmask, 0] = bp[(pt + e - 1) & pmask, 0]
+                                e -= 1
+                            bp[(pt + e) & pmask, 0] = w
+                        nsend = K
+                    else:
+                        for w in range(n):
+                            bp[(pt + w) & pmask, 0] = w
+                        nsend = n
+                    for j in range(nsend):
+                        bp[(pt + j) & pmask, 1] = ver
+            if nsend > 0:  # a send of the pairs written at PT: a new one, or merged with the last if it has its time
+                pt = ist[PT]
                 tr = now + downfix
+                bn = ist[BN]
                 last = (ist[BH] + bn - 1) & bmask
-                if bn > 0 and bct[last] == tr:  # reaches them with the previous one (not begun: the delay is > 0)
-                    bcv[last, 1] = ver
+                if bn > 0 and bct[last] == tr:  # not begun (its reach time is after now: the delay is > 0)
+                    e0 = bcv[last, 0]
+                    for j in range(pt, pt + nsend):  # insertion by key: (worker, version)
+                        w = bp[j & pmask, 0]
+                        v2 = bp[j & pmask, 1]
+                        e = j
+                        while e > e0:
+                            wp = bp[(e - 1) & pmask, 0]
+                            vp = bp[(e - 1) & pmask, 1]
+                            if wp < w or (wp == w and vp < v2):
+                                break
+                            bp[e & pmask, 0] = wp
+                            bp[e & pmask, 1] = vp
+                            e -= 1
+                        bp[e & pmask, 0] = w
+                        bp[e & pmask, 1] = v2
+                    bcv[last, 1] += nsend
                 else:
                     e = (ist[BH] + bn) & bmask
                     bct[e] = tr
-                    bcv[e, 0] = ver
-                    bcv[e, 1] = ver
+                    bcv[e, 0] = pt
+                    bcv[e, 1] = nsend
                     ist[BN] = bn + 1
                     if bn == 0:
-                        ist[BW] = 0
-                        ist[BV] = ver
-                if not fifo:
-                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
-                    _replay(wt, wk, m, i, t, k)
+                        ist[BP] = pt
+                ist[PT] = pt + nsend
+                q = ist[BP] & pmask  # the first send's next event (a merge may have changed it)
+                ist[BT] = bcti[ist[BH]]
+                ist[BK] = kreach | (bp[q, 0] << rbits) | bp[q, 1]
                 continue
-            for j in range(K if tocontrib else n):
+            for j in range(K if tocontrib else n):  # the update, sent with random delays
                 k = batch[j] if tocontrib else j
                 if downrand:
                     dp = wi[k, DPOS]

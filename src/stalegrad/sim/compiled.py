@@ -137,8 +137,9 @@ class _Engine:
         if self.batch_async:  # rings of rounds in flight, by round number
             self.rf, self.ri = np.zeros((n * 8, 3)), np.zeros((n * 8, 2), dtype=np.int64)
         else:  # a pool of gradients in flight; the update's contributors; versions sent to all with a fixed delay
-            par[k.BCAST] = not rules.to_contributors and not downrand and system.downlink > 0
+            par[k.BCAST] = not downrand and system.downlink > 0
             self.bct, self.bcv = np.zeros(8), np.zeros((8, 2), dtype=np.int64)
+            self.bp = np.zeros((1 << (4 * n + 15).bit_length(), 2), dtype=np.int64)
             pcap = 1 << (2 * n + 15).bit_length()  # a power of two: with a fixed uplink, the pool is a ring
             self.pf, self.pv = np.zeros((pcap, 2)), np.zeros(pcap, dtype=np.int64)
             self.pfree = np.arange(pcap, dtype=np.int64)
@@ -192,7 +193,14 @@ class _Engine:
             return int(kernel(*head, *heaps, self.dht, *tree, self.rf, self.ri, *outputs))
         kernel = self.k.advance
         views = (self.wti.view(np.float64), self.ft, self.ft.view(np.int64))
-        views += (self.aht.view(np.int64), self.rht.view(np.int64), self.bct, self.bct.view(np.int64), self.bcv)
+        views += (
+            self.aht.view(np.int64),
+            self.rht.view(np.int64),
+            self.bct,
+            self.bct.view(np.int64),
+            self.bcv,
+            self.bp,
+        )
         pool = (self.pf, self.pv, self.pfree, self.qti, self.qk)
         rest = (self.dht, self.dhk, self.wti, self.wk, *views, *pool, self.batch)
         return int(kernel(*head, *heaps, *rest, *outputs))
@@ -246,11 +254,8 @@ class _Engine:
                 self.pv = np.concatenate((self.pv, np.zeros(old, dtype=np.int64)))
                 self.pfree = np.concatenate((np.arange(old, 2 * old, dtype=np.int64), self.pfree))
                 self.ist[k.PFN] = old
-            elif status == k.GROW_BCAST:  # a ring, unrolled from its head
-                at = (int(self.ist[k.BH]) + np.arange(self.bct.size)) % self.bct.size
-                self.bct = np.concatenate((self.bct[at], np.zeros(self.bct.size)))
-                self.bcv = np.concatenate((self.bcv[at], np.zeros_like(self.bcv)))
-                self.ist[k.BH] = 0
+            elif status == k.GROW_BCAST:
+                self._grow_sends()
             elif status == k.GROW_QUEUE:  # a ring, unrolled from its head
                 at = (int(self.ist[k.QH]) + np.arange(self.pv.size)) % self.pv.size
                 self.pf, self.pv, self.qti, self.qk = (np.concatenate((a[at], np.zeros_like(a)))
@@ -301,6 +306,18 @@ class _Engine:
         else:
             self.rht, self.rhk, self.rhs = (self._widen(a, cap) for a in (self.rht, self.rhk, self.rhs))
         self.rcap = 2 * cap
+
+    def _grow_sends(self) -> None:
+        """Double the rings of sends and of their (worker, version) pairs (pairs are kept by absolute index)."""
+        k = self.k
+        at = (int(self.ist[k.BH]) + np.arange(self.bct.size)) % self.bct.size
+        self.bct = np.concatenate((self.bct[at], np.zeros(self.bct.size)))
+        self.bcv = np.concatenate((self.bcv[at], np.zeros_like(self.bcv)))
+        self.ist[k.BH] = 0  # (BT, BK: unchanged)
+        live = np.arange(int(self.ist[k.BP]), int(self.ist[k.PT]))
+        bp = np.zeros((2 * len(self.bp), 2), dtype=np.int64)
+        bp[live % len(bp)] = self.bp[live % len(self.bp)]
+        self.bp = bp
 
     def _count_pending(self) -> None:
         """Count what the reference does by the last update and this loop does not, or does ahead of it: the
