@@ -31,6 +31,8 @@ __all__ = ["compiled_refusal", "simulate_compiled", "simulate_compiled_summary",
 
 Progress = Callable[[int, int], None]
 
+#: the Trace columns the kernels write, in their argument order
+_KERNEL_COLUMNS = ("worker", "round", "start", "sent", "arrive", "version", "update", "staleness", "dropped")
 #: events between two progress reports
 PROGRESS_EVENTS = 1 << 20
 #: workers above this do not fit the event key (``worker`` and ``round`` share 61 bits)
@@ -181,8 +183,8 @@ class _Engine:
 
     def _call(self) -> int:
         c = self.cols
-        outputs = (c["worker"], c["round"], c["start"], c["sent"], c["arrive"], c["version"], c["update"])
-        outputs += (c["staleness"], c["dropped"], self.times, *self.stats)
+        outputs: tuple[np.ndarray, ...] = tuple(c[name] for name in _KERNEL_COLUMNS)
+        outputs += (self.times, *self.stats)
         head = (self.par, self.fpar, self.ist, self.fst, self.wi, self.wf, self.C, self.UB, self.DB)
         heaps = (self.aht, self.ahk, self.ahs, self.rht, self.rhk, self.rhs)
         kernel: Any  # numba's dispatchers: argument types are checked when they compile
@@ -192,17 +194,11 @@ class _Engine:
             tree = (self.wti, self.wk, self.wti.view(np.float64), self.aht.view(np.int64))
             return int(kernel(*head, *heaps, self.dht, *tree, self.rf, self.ri, *outputs))
         kernel = self.k.advance
-        views = (self.wti.view(np.float64), self.ft, self.ft.view(np.int64))
-        views += (
-            self.aht.view(np.int64),
-            self.rht.view(np.int64),
-            self.bct,
-            self.bct.view(np.int64),
-            self.bcv,
-            self.bp,
-        )
+        views: tuple[np.ndarray, ...] = (self.wti.view(np.float64), self.ft, self.ft.view(np.int64))
+        views += (self.aht.view(np.int64), self.rht.view(np.int64))
+        sends = (self.bct, self.bct.view(np.int64), self.bcv, self.bp)
         pool = (self.pf, self.pv, self.pfree, self.qti, self.qk)
-        rest = (self.dht, self.dhk, self.wti, self.wk, *views, *pool, self.batch)
+        rest = (self.dht, self.dhk, self.wti, self.wk, *views, *sends, *pool, self.batch)
         return int(kernel(*head, *heaps, *rest, *outputs))
 
     def run(self, progress: Progress | None) -> None:
@@ -249,22 +245,24 @@ class _Engine:
                 self.dht = np.concatenate((self.dht, np.zeros(size - self.dht.size)))
                 self.dhk = np.concatenate((self.dhk, np.zeros(size - self.dhk.size, dtype=np.int64)))
             elif status == k.GROW_POOL:
-                old = self.pv.size
-                self.pf = np.concatenate((self.pf, np.zeros((old, 2))))
-                self.pv = np.concatenate((self.pv, np.zeros(old, dtype=np.int64)))
-                self.pfree = np.concatenate((np.arange(old, 2 * old, dtype=np.int64), self.pfree))
-                self.ist[k.PFN] = old
+                size = self.pv.size
+                self.pf = np.concatenate((self.pf, np.zeros((size, 2))))
+                self.pv = np.concatenate((self.pv, np.zeros(size, dtype=np.int64)))
+                self.pfree = np.concatenate((np.arange(size, 2 * size, dtype=np.int64), self.pfree))
+                self.ist[k.PFN] = size
             elif status == k.GROW_BCAST:
                 self._grow_sends()
             elif status == k.GROW_QUEUE:  # a ring, unrolled from its head
                 at = (int(self.ist[k.QH]) + np.arange(self.pv.size)) % self.pv.size
-                self.pf, self.pv, self.qti, self.qk = (np.concatenate((a[at], np.zeros_like(a)))
-                                                       for a in (self.pf, self.pv, self.qti, self.qk))  # fmt: skip
+                self.pf = np.concatenate((self.pf[at], np.zeros_like(self.pf)))
+                self.pv = np.concatenate((self.pv[at], np.zeros_like(self.pv)))
+                self.qti = np.concatenate((self.qti[at], np.zeros_like(self.qti)))
+                self.qk = np.concatenate((self.qk[at], np.zeros_like(self.qk)))
                 self.ist[k.QH] = 0
             elif status == k.GROW_HIST:
-                old = self.stats[0]
-                self.stats[0] = np.zeros(max(2 * old.size, int(self.ist[k.NEED])), dtype=np.int64)
-                self.stats[0][: old.size] = old
+                hist = self.stats[0]
+                self.stats[0] = np.zeros(max(2 * hist.size, int(self.ist[k.NEED])), dtype=np.int64)
+                self.stats[0][: hist.size] = hist
             else:  # pragma: no cover - the kernel returns only the codes above
                 raise RuntimeError(f"unexpected kernel status {status}")
         self._count_pending()
@@ -342,9 +340,11 @@ class _Engine:
             rounds, sent = self.ri[ring, RROUND], self.rf[ring, RSENT]
             ahead = (rounds != 0) & (sent > end)  # finished here, not by the reference
             pending -= int(np.count_nonzero(ahead))
-            first = np.flatnonzero(ahead)
-            first = first[np.argmin(rounds[first])] if first.size else -1
-            self.compute.append(float(self.rf[ring, RXPRE][first]) if first >= 0 else float(self.wf[i, k.COMPUTE]))
+            where = np.flatnonzero(ahead)
+            if where.size:  # the worker's compute time before the first of them
+                self.compute.append(float(self.rf[ring, RXPRE][where[np.argmin(rounds[where])]]))
+            else:
+                self.compute.append(float(self.wf[i, k.COMPUTE]))
         self.ist[k.EVENTS] += pending
 
     def meta(self) -> dict[str, Any]:
@@ -362,7 +362,7 @@ class _Engine:
     def trace(self) -> Trace:
         rows = int(self.ist[self.k.ROWS])
         # the rows, in place unless that keeps more than a quarter of the columns unused
-        cols = {c: col[:rows] if 4 * rows >= 3 * col.size else col[:rows].copy() for c, col in self.cols.items()}
+        cols = {c: a[:rows] if 4 * rows >= 3 * a.size else a[:rows].copy() for c, a in self.cols.items()}
         return Trace(cols, self.times[: int(self.ist[self.k.V])], self.system, self.seed, self.meta())
 
 
