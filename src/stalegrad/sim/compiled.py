@@ -33,8 +33,8 @@ Progress = Callable[[int, int], None]
 
 #: the Trace columns the kernels write, in their argument order
 _KERNEL_COLUMNS = ("worker", "round", "start", "sent", "arrive", "version", "update", "staleness", "dropped")
-#: events between two progress reports
-PROGRESS_EVENTS = 1 << 20
+#: events between two progress reports (as the reference engine)
+PROGRESS_EVENTS = 1 << 16
 #: workers above this do not fit the event key (``worker`` and ``round`` share 61 bits)
 MAX_WORKERS = 1 << 20
 
