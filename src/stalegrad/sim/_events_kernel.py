@@ -55,10 +55,11 @@ KIND_SHIFT = 61
 
 # integer state (ist)
 V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY, PEND, PENDEND, NR = range(17)
+WIN = 25  # (k-batch-async) the worker whose first arrival comes first
 BH, BN, BP, PT = range(17, 21)  # sends: head and length of their ring; next (worker, version) pair, end of pairs
 QH, QN = range(21, 23)  # gradients in flight with a fixed uplink delay: head and length of their queue
 BT, BK = range(23, 25)  # the first send's next event: time (int64 bits) and key
-NIST = 25
+NIST = 26
 # float state (fst): time of update `warm`, of the last update, of the last event taken
 T_WARM, T_END, NOW = range(3)
 NFST = 3
@@ -182,6 +183,28 @@ def _replay(wt, wk, m, i, t, k):
         j >>= 1
         wt[j] = t
         wk[j] = k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _loser_replay(lkey, lidx, m, w, key):
+    """Worker ``w``, the winner of the loser tree, comes back with ``key`` (its next time as int64 bits): replay its
+    path and return the new winner. On the winner's path the loser stored at a node always comes from the sibling
+    subtree, so it has the lower worker index exactly when the path arrives from the right: "``lk < key``, or a tie
+    and we come from the right" is the single comparison ``lk - odd < key`` (as in :mod:`stalegrad.sim._kernel`)."""
+    ck = key
+    ci = w
+    child = w + m
+    while child > 1:
+        node = child >> 1
+        lk = lkey[node]
+        li = lidx[node]
+        swap = lk - (child & 1) < ck
+        lkey[node] = ck if swap else lk
+        lidx[node] = ci if swap else li
+        ck = lk if swap else ck
+        ci = li if swap else ci
+        child = node
+    return ci
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -780,9 +803,10 @@ def advance_batch_async(
     rhk: np.ndarray,  # a round starts (worker i: a ring at i * rcap, head RH, length RN): reach time and version
     rhs: np.ndarray,  # (unused)
     dht: np.ndarray,  # reach times of versions overtaken on the way (left out of the queues), not yet counted
-    wt: np.ndarray,  # winner tree over the workers' first arrivals: int64 bit patterns of the times (root at 1,
-    wk: np.ndarray,  # leaves at m + i; times are >= 0, so the bit patterns order as the floats) and keys
-    wtf: np.ndarray,  # wt seen as floats
+    wt: np.ndarray,  # scratch (2m) to build the tree
+    wk: np.ndarray,  # scratch (2m)
+    lkey: np.ndarray,  # loser tree over the workers' first arrivals (node j < m): the loser's time as int64 bits
+    lidx: np.ndarray,  # ... and its worker
     ahti: np.ndarray,  # aht seen as int64 bit patterns
     rf: np.ndarray,  # per-worker rings of rounds in flight (worker i, round r: i * acap + r % acap): floats
     ri: np.ndarray,  # ... ints: version (-1 until found), round number (0: free)
@@ -842,10 +866,8 @@ def advance_batch_async(
     status = DONE
     bidx = (ver - warm) * nb // span if ver >= warm else 0  # the batch of update ver + 1 (once per update)
 
+    m = lkey.shape[0]
     if ist[STARTED] == 0:  # every worker starts its first round at time 0, on version 0; all need their finishes
-        for j in range(2 * m):
-            wt[j] = INF_BITS
-            wk[j] = np.iinfo(np.int64).max
         for i in range(n):
             c = wi[i, CPOS]
             x = C[c]
@@ -906,19 +928,34 @@ def advance_batch_async(
                 wf[i, FT] = sent + x
             if status != DONE:
                 break
-            _replay(wt, wk, m, i, ahti[b], ahk[b])
+            if ist[PENDEND] == i + 1 and ist[STARTED] == 2:  # the winner's new first arrival: replay its path
+                ist[WIN] = _loser_replay(lkey, lidx, m, i, ahti[b])
             ist[PEND] += 1
         if status != DONE:
             break
+        if ist[STARTED] == 1:  # every worker has its first arrival: build the tree
+            for j in range(2 * m):
+                wt[j] = INF_BITS
+                wk[j] = j - m
+            for j in range(n):
+                wt[m + j] = ahti[j * acap]
+            for j in range(m - 1, 0, -1):
+                lk, li, rk, ri_ = wt[2 * j], wk[2 * j], wt[2 * j + 1], wk[2 * j + 1]
+                right = rk < lk  # ties: the left child has the lower worker index
+                wt[j] = rk if right else lk
+                wk[j] = ri_ if right else li
+                lkey[j] = lk if right else rk
+                lidx[j] = li if right else ri_
+            ist[WIN] = wk[1]
+            ist[STARTED] = 2
         if events >= limit:
             status = PAUSE
             break
 
-        t = wtf[1]
-        key = wk[1]
-        i = (key >> rbits) & wmask
-        r = key & rmask
+        i = ist[WIN]
         b = i * acap
+        t = aht[b]
+        r = ahk[b] & rmask
         q = b + (r & amask)
 
         # the versions of the worker's rounds up to this one: those that reached it strictly before each started

@@ -136,7 +136,8 @@ class _Engine:
         self.dht, self.dhk = np.zeros(4 * n + 16), np.zeros(4 * n + 16, dtype=np.int64)
         self.wti = np.zeros(2 * m, dtype=np.int64)  # the tree's times, as int64 bits
         self.ft = np.zeros(n)
-        if self.batch_async:  # rings of rounds in flight, by round number
+        if self.batch_async:  # rings of rounds in flight, by round number; a loser tree
+            self.lkey, self.lidx = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
             self.rf, self.ri = np.zeros((n * 8, 3)), np.zeros((n * 8, 2), dtype=np.int64)
         else:  # a pool of gradients in flight; the update's contributors; versions sent to all with a fixed delay
             par[k.BCAST] = not downrand and system.downlink > 0
@@ -191,7 +192,7 @@ class _Engine:
         if self.batch_async:
             from ._events_kernel import advance_batch_async as kernel
 
-            tree = (self.wti, self.wk, self.wti.view(np.float64), self.aht.view(np.int64))
+            tree = (self.wti, self.wk, self.lkey, self.lidx, self.aht.view(np.int64))
             return int(kernel(*head, *heaps, self.dht, *tree, self.rf, self.ri, *outputs))
         kernel = self.k.advance
         views: tuple[np.ndarray, ...] = (self.wti.view(np.float64), self.ft, self.ft.view(np.int64))
