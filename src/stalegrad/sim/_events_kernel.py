@@ -146,11 +146,14 @@ def _hpop(ht, hk, hs, base, hn):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits):
+def _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own):
     """Worker ``i``'s first event: ``(time, key)``, the time as int64 bits (+inf if it has none). Times are ``>= 0``,
-    so their bit patterns order as the floats do."""
+    so their bit patterns order as the floats do. With ``own`` false the worker's gradients and versions wait in the
+    shared queues, and its first event is its finish."""
     t = fti[i]
     k = kfin | (np.int64(i) << rbits) | wi[i, RND]
+    if not own:
+        return t, k
     b = i * acap
     ta = ahti[b]
     ka = ahk[b]
@@ -301,6 +304,7 @@ def advance(
     pcap = bp.shape[0]
     pmask = pcap - 1
     fifo = not uprand  # arrivals come in the order of the finishes: one queue (ring) for all of them
+    own = not (fifo and bcast)  # some of a worker's events wait in its own heaps
     qmask = pv.shape[0] - 1
     qtf = qti.view(np.float64)
     ntr = trsum.shape[0]
@@ -427,12 +431,12 @@ def advance(
             if (pp - p0) * 4 < n:
                 for j in range(p0, pp):
                     w = bp[j & pmask, 0]
-                    t, k = _first(w, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    t, k = _first(w, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                     _replay(wt, wk, m, w, t, k)
             elif pp > p0:
                 for j in range(p0, pp):
                     w = bp[j & pmask, 0]
-                    t, k = _first(w, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    t, k = _first(w, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                     wt[m + w] = t
                     wk[m + w] = k
                 _rebuild(wt, wk, m)
@@ -512,7 +516,7 @@ def advance(
                 ft[i] = now + x
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
-            t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+            t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
             _replay(wt, wk, m, i, t, k)
 
         elif kind == ARRIVE:  # a gradient of worker i, round r, reaches the master
@@ -621,10 +625,10 @@ def advance(
                     rn = wi[i, RN]
                     _hpush(rht, rhk, rhs, i * rcap, rn, now + d, kreach | (np.int64(i) << rbits) | ver, 0)
                     wi[i, RN] = rn + 1
-                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                     _replay(wt, wk, m, i, t, k)
                 if not fifo:  # its gradients in flight changed
-                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                     _replay(wt, wk, m, i, t, k)
                 if nsend == 0:
                     continue
@@ -633,7 +637,7 @@ def advance(
                 bc += 1
                 if bc < K:
                     if not fifo:
-                        t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                        t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                         _replay(wt, wk, m, i, t, k)
                     continue
                 ver += 1
@@ -646,7 +650,7 @@ def advance(
                 fst[T_END] = now
                 if bcast:
                     if not fifo:
-                        t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                        t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                         _replay(wt, wk, m, i, t, k)
                     pt = ist[PT]
                     if tocontrib:  # the contributors, by worker (insertion sort: K is small)
@@ -713,11 +717,11 @@ def advance(
             if tocontrib:
                 for j in range(K):  # (worker i is the last of them)
                     k = batch[j]
-                    t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                     _replay(wt, wk, m, k, t, kk)
             else:  # every leaf may have changed: rebuild the tree
                 for k in range(n):
-                    t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+                    t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                     wt[m + k] = t
                     wk[m + k] = kk
                 _rebuild(wt, wk, m)
@@ -762,7 +766,7 @@ def advance(
                 ft[i] = now + x
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
-            t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits)
+            t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
             _replay(wt, wk, m, i, t, k)
 
     ist[V] = ver
