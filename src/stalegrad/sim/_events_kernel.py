@@ -55,11 +55,12 @@ KIND_SHIFT = 61
 
 # integer state (ist)
 V, BC, DN, PFN, EVENTS, ROWS, WHO, NEED, MAXTAU, GRAD, DROPPED, LIMIT, STARTED, EMPTY, PEND, PENDEND, NR = range(17)
-WIN = 25  # (k-batch-async) the worker whose first arrival comes first
+WIN, DMIN, RFULL = 25, 26, 27  # (k-batch-async) the worker whose first arrival comes first; the fewest downlink
+# delays any worker has left; a worker's queue of versions is full
 BH, BN, BP, PT = range(17, 21)  # sends: head and length of their ring; next (worker, version) pair, end of pairs
 QH, QN = range(21, 23)  # gradients in flight with a fixed uplink delay: head and length of their queue
 BT, BK = range(23, 25)  # the first send's next event: time (int64 bits) and key
-NIST = 26
+NIST = 28
 # float state (fst): time of update `warm`, of the last update, of the last event taken
 T_WARM, T_END, NOW = range(3)
 NFST = 3
@@ -1010,20 +1011,17 @@ def advance_batch_async(
                         ist[NEED] = dn + nr
                         status = GROW_DEAD
                         break
-                missing = -1
-                for k in range(n):
-                    if wi[k, RN] == rcap:
-                        status = GROW_REACH
-                        break
-                    if downrand and wi[k, DPOS] == wi[k, DEND]:
-                        missing = k
-                        break
-                if status != DONE:
+                if ist[RFULL] != 0:  # a queue filled up at the last update
+                    status = GROW_REACH
                     break
-                if missing >= 0:
-                    ist[WHO] = missing
-                    status = REFILL_DOWN
-                    break
+                if downrand and ist[DMIN] == 0:  # some worker has no downlink delay left
+                    for k in range(n):
+                        if wi[k, DPOS] == wi[k, DEND]:
+                            ist[WHO] = k
+                            status = REFILL_DOWN
+                            break
+                    if status != DONE:
+                        break
         events += 1
         now = t
         _hpop(aht, ahk, ahk, b, wi[i, AN])
@@ -1070,6 +1068,8 @@ def advance_batch_async(
                 if ver == warm:
                     fst[T_WARM] = now
                 fst[T_END] = now
+                rb = 0
+                full = False
                 for k in range(n):
                     if downrand:
                         dp = wi[k, DPOS]
@@ -1078,7 +1078,6 @@ def advance_batch_async(
                     else:
                         d = downfix
                     tr = now + d
-                    rb = k * rcap
                     rh = wi[k, RH]
                     rn = wi[k, RN]
                     # a version that reaches the worker no earlier than this newer one never is its newest
@@ -1090,8 +1089,13 @@ def advance_batch_async(
                     e = rb + ((rh + rn) & rmask2)
                     rht[e] = tr
                     rhk[e] = ver
-                    wi[k, RN] = rn + 1
-                    nr += 1
+                    rn += 1
+                    wi[k, RN] = rn
+                    full |= rn == rcap
+                    rb += rcap
+                nr += n
+                ist[DMIN] -= 1
+                ist[RFULL] = full
         ist[PEND] = i
         ist[PENDEND] = i + 1
 

@@ -230,6 +230,7 @@ class _Engine:
             elif status == k.REFILL_DOWN:
                 i = int(self.ist[k.WHO])
                 self._refill(self.feeds.down[i], self.DB, i * self.L, i, k.DPOS, k.DEND)
+                self.ist[k.DMIN] = int((self.wi[:, k.DEND] - self.wi[:, k.DPOS]).min())
             elif status == k.GROW_ROWS:
                 size, ver = len(self.cols["worker"]), int(self.ist[k.V])
                 new = max(2 * size, int(size / max(ver, 1) * self.updates * 1.02) + 1024)
@@ -302,6 +303,7 @@ class _Engine:
                 rhk[i * 2 * cap : i * 2 * cap + at.size] = self.rhk[at]
             self.rht, self.rhk, self.rhs = rht, rhk, np.zeros(n * 2 * cap, dtype=np.int64)
             self.wi[:, k.RH] = 0
+            self.ist[k.RFULL] = 0
         else:
             self.rht, self.rhk, self.rhs = (self._widen(a, cap) for a in (self.rht, self.rhk, self.rhs))
         self.rcap = 2 * cap
