@@ -5,37 +5,44 @@ The same events, handlers and tie rules as :mod:`stalegrad.sim.events`, on array
 worker the round is the version), so ``(time, key)`` orders events exactly as the reference's
 ``(time, kind, worker, round, sequence)`` tuples: no two events ever share ``(kind, worker, round)`` (a worker's
 rounds are numbered once; a worker is sent each version at most once), so the sequence number never decides.
+Times are ``>= 0``, so their int64 bit patterns order as the floats do; the trees compare those.
 
 :func:`advance` runs every protocol. Where its events wait:
 
-* each worker's own events: its round in progress (at most one finish that counts), its gradients in flight (a
-  small heap per worker, by arrival) and the versions travelling to it (another);
-* a tournament (winner) tree over the workers holds each worker's first event; its root is the next event. A
-  change to one worker's events costs one leaf-to-root pass of ``log2(n)`` comparisons and conditional moves
-  (times compared as int64 bit patterns: they are ``>= 0``, so these order as the floats do);
+* each worker's round in progress (at most one finish that counts): a tournament (winner) tree over the workers
+  holds each worker's first event. A change to one worker costs one leaf-to-root pass of ``log2(n)`` comparisons
+  and conditional moves;
+* gradients in flight: with a fixed uplink delay they arrive in the order they were sent, so they wait in one
+  queue (a ring); with a random one, in a small heap per worker, under the tree;
+* versions travelling: with a fixed downlink delay > 0, the versions sent at one time (to every worker, to an
+  update's contributors, to a dropped worker) are one *send*: a ring of sends, each a run of (worker, version) pairs
+  in key order, delivered in one pass when it comes first (sends that reach at the same time are merged); otherwise
+  a small heap per worker, under the tree;
 * a finish abandoned by a cancelled round is taken out of its worker (the reference leaves it in the heap and
-  ignores it when it comes): its time waits in a separate heap, only to be counted among the events the reference
-  takes (those up to the last update).
+  ignores it when it comes): its time waits in a buffer, only to be counted among the events the reference takes
+  (those up to the last update).
+
+The next event is the first of the tree's root, the first send and the first gradient in flight.
 
 :func:`advance_batch_async` runs the protocols whose workers never wait and never cancel (k-batch-async). Such a
 worker's rounds follow each other whatever the master does, so its finishes are taken ahead, in round order, as
 long as they come no later than its first gradient in flight (a finish at the same time as an arrival comes first
-in the reference too), and only arrivals go through the tree. The one thing a finish reads from the rest of the
-system, the newest version that reached the worker strictly before the next round starts, is found when the master
-takes one of the worker's gradients: every version that can reach a worker before a round that started by then has
-been sent by then. The versions travelling to a worker wait in a queue of increasing reach times and versions (a
-version overtaken on the way, reaching no earlier than a newer one, is never the newest to have reached the worker;
-it is only counted); a worker's rounds in flight wait in a ring indexed by round number (start, send time, version,
-and the worker's compute time before the round, so that the compute time of the rounds the reference finished is
-exact when the run stops with finishes taken ahead).
+in the reference too), and only arrivals go through a loser tree (as in :mod:`stalegrad.sim._kernel`). The one
+thing a finish reads from the rest of the system, the newest version that reached the worker strictly before the
+next round starts, is found when the master takes one of the worker's gradients: every version that can reach a
+worker before a round that started by then has been sent by then. The versions travelling to a worker wait in a
+queue of increasing reach times and versions (a version overtaken on the way, reaching no earlier than a newer
+one, is never the newest to have reached the worker; it is only counted); a worker's rounds in flight wait in a ring
+indexed by round number (start, send time, version, and the worker's compute time before the round, so that the
+compute time of the rounds the reference finished is exact when the run stops with finishes taken ahead).
 
 Both loops never run out of anything in the middle of an event: before they take the next event they check what it
-will need (a compute time, a delay, room for a row, in a heap, the pool or the histogram) and, if something is
-missing, return a status code with nothing changed; the caller supplies it and calls again. So the draws are taken
-from each stream in exactly the reference's order. They are compiled without numba's reference counting
-(``_nrt=False``: they allocate nothing; the inlined helpers would otherwise cost atomic increments per event), and
-with LLVM's conversion of conditional moves into branches off (:data:`KEEP_CMOV`). One module holds both loops and
-their helpers: numba's cache does not see changes in the modules a cached function calls.
+will need (a compute time, a delay, room for a row, in a queue or the histogram) and, if something is missing,
+return a status code with nothing changed; the caller supplies it and calls again. So the draws are taken from each
+stream in exactly the reference's order. They are compiled without numba's reference counting (``_nrt=False``:
+they allocate nothing; the inlined helpers would otherwise cost atomic increments per event), and with LLVM's
+conversion of conditional moves into branches off (:data:`KEEP_CMOV`). One module holds both loops and their
+helpers: numba's cache does not see changes in the modules a cached function calls.
 """
 
 from __future__ import annotations
@@ -846,9 +853,7 @@ def advance_batch_async(
     upfix = fpar[UPFIX]
     downfix = fpar[DOWNFIX]
     rmask = (np.int64(1) << rbits) - 1
-    wmask = (np.int64(1) << (KIND_SHIFT - rbits)) - 1
     karr = np.int64(ARRIVE) << KIND_SHIFT
-    m = wt.shape[0] // 2
     acap = aht.shape[0] // n
     amask = acap - 1
     rcap = rht.shape[0] // n
