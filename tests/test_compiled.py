@@ -3,7 +3,11 @@ staleness bounds, cancellation), its meta counts, the streamed Summary, bounded 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,3 +258,22 @@ def test_long_streamed_runs_need_no_more_memory(protocol, paper_model):
     simulate_summary(system, 1000, seed=0)  # compile outside the measurement
     small, large = peak(200_000), peak(800_000)
     assert large < 1.25 * small, (small, large)
+
+
+def test_bench_quick_runs_and_prints_every_protocol(tmp_path):
+    out = tmp_path / "engines.json"
+    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_engines.py"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["quick"] is True and len(data["protocols"]) == 7
+    for name, row in data["protocols"].items():
+        assert row["gradients_per_second_streamed"] > 0 and row["speedup_vs_reference"] > 0, name
+        assert f"{name} " in proc.stdout and ("PASS" in proc.stdout or "MISS" in proc.stdout)
+    assert all(m["ratio"] > 0 for m in data["memory"].values())
