@@ -31,6 +31,8 @@ __all__ = ["DELAY_BLOCK", "DelayStream", "Feed", "Feeds", "draws_in_sequence"]
 
 #: the reference's delay block (:class:`~stalegrad.streams.Draws`)
 DELAY_BLOCK = 256
+#: chunks are drawn ahead while all the buffers of a run fit in this many bytes (as the fast path's rows)
+PREFETCH_BYTES = 1 << 28
 
 #: scipy.stats families whose ``rvs`` transforms one generator call number by number (``_rvs``, then
 #: ``vals * scale + loc``): expon (standard_exponential), gamma and erlang (standard_gamma), lognorm
@@ -119,8 +121,10 @@ class Feeds:
         self.max_chunk = DELAY_BLOCK * int(np.clip((1 << 20) // (n * DELAY_BLOCK), 1, 256))
         uprand = not isinstance(system.uplink, float)
         downrand = not isinstance(system.downlink, float)
+        # a chunk drawn ahead per stream doubles the memory of the buffers: only up to PREFETCH_BYTES
+        streams = int(self.streams.sizes.sum()) + self.max_chunk * n * (uprand + downrand)
         self.pool: ThreadPoolExecutor | None = None  # started when a stream first draws ahead
-        submit = self._submit if ahead else None
+        submit = self._submit if ahead and 8 * streams <= PREFETCH_BYTES else None
         seqs = all_worker_seeds(seed, n) if uprand or downrand else []
         blocks = self.max_chunk // DELAY_BLOCK
         # a stream that needs a second chunk (a third for delays, whose chunks start small) is read ahead
