@@ -27,6 +27,7 @@ test: lint
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_sim.py
+	$(BIN)/python bench/bench_engines.py
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_runtime.py
 	$(BIN)/python bench/bench_startup.py

@@ -44,7 +44,11 @@ SYSTEM = ["--n", "4", "--K", "2"]
         (["predict", *SYSTEM, "--downlink", "nonsense("], ["--downlink must be a model like"]),
         (["predict", *SYSTEM, "--uplink", "nan"], ["--uplink must be a finite number of seconds"]),
         (["predict", *SYSTEM, "--uplink", "-1"], ["--uplink must be a finite number of seconds"]),
-        (["simulate", *SYSTEM, "--updates", "20", "--uplink", "1e308", "--json"], []),  # answered: 0, with a refusal
+        (
+            ["simulate", *SYSTEM, "--updates", "20", "--uplink", "1e308"],
+            ["tc and the mean compute times must be within"],
+        ),
+        (["predict", *SYSTEM, "--uplink", "1e8", "--json"], []),  # valid but extreme: answered, the pmf refused
         (["predict", *SYSTEM, "--tc", "nan"], ["--tc must be a finite number of seconds >= 0"]),
         (["predict", *SYSTEM, "--tc", "1:0"], ["--tc must be a number, a range"]),
         # a sweep that would give identical rows
@@ -73,7 +77,7 @@ SYSTEM = ["--n", "4", "--K", "2"]
 def test_bad_input_is_one_line_and_exit_2(argv, needles, capsys):
     code, out, err = run(argv, capsys)
     if not needles:  # a value that is valid but extreme: answered, never a traceback
-        assert code == 0 and "tc must be at most" in out, (code, err)
+        assert code == 0 and "tc must be at most 10000 x the shortest mean compute time" in out, (code, err)
         return
     assert_one_error_line(code, out, err, *needles)
     assert not os.path.exists("/nonexistent-dir"), "no parent folder may be created"

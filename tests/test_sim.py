@@ -183,9 +183,9 @@ def test_what_the_fast_path_cannot_run_goes_to_the_event_engine(paper_model):
     system = System(n=2, K=1, compute=paper_model, uplink=scipy.stats.expon(scale=0.5))
     with pytest.raises(SpecError, match="uplink and downlink must be fixed times for the fast simulator"):
         simulate(system, 10, seed=0, engine="numba")
-    assert simulate(system, 10, seed=0).meta["engine"] == "events"
+    assert simulate(system, 10, seed=0).meta["engine"] == "compiled"  # the event engine, compiled
     bounded = System(n=2, K=1, compute=paper_model, staleness_bound=3)
     with pytest.raises(SpecError, match="staleness_bound must be None for the fast simulator"):
         simulate(bounded, 10, seed=0, engine="numpy")
-    with pytest.raises(SpecError, match="engine must be one of auto, numba, numpy, events, got 'gpu'"):
+    with pytest.raises(SpecError, match="engine must be one of auto, numba, numpy, compiled, events, got 'gpu'"):
         simulate(System(n=2, K=1, compute=paper_model), 10, seed=0, engine="gpu")
