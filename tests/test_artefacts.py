@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from stalegrad.artefacts import dumps, metadata, write_text
+from stalegrad.trace_io import dumps, metadata, write_text
 
 
 def test_json_has_no_nan_or_infinity():
@@ -39,9 +39,9 @@ def test_metadata_records_versions_and_seed(fig1_system):
 def test_a_trace_round_trips_through_a_file(tmp_path, suffix):
     import scipy.stats
 
-    from stalegrad.artefacts import read_trace, write_trace
     from stalegrad.sim import simulate
     from stalegrad.spec import System
+    from stalegrad.trace_io import read_trace, write_trace
 
     system = System(
         n=5,
@@ -59,8 +59,8 @@ def test_a_trace_round_trips_through_a_file(tmp_path, suffix):
 
 
 def test_reading_a_bad_trace_file_says_what_is_wrong(tmp_path):
-    from stalegrad.artefacts import read_trace, write_trace
     from stalegrad.errors import SpecError
+    from stalegrad.trace_io import read_trace, write_trace
 
     with pytest.raises(SpecError, match=r"trace file must be an existing \.csv or \.parquet file"):
         read_trace(tmp_path / "missing.csv")

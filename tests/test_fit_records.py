@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from stalegrad.artefacts import write_trace
 from stalegrad.distributions import shifted_exponential
 from stalegrad.errors import SpecError
 from stalegrad.fit import fit_cluster, parse_columns, read_records
 from stalegrad.fit.records import Records
 from stalegrad.sim import simulate
 from stalegrad.spec import System
+from stalegrad.trace_io import write_trace
 
 ROWS = [  # rank, step, t0, t1, cut, sent, arrive -- out of order on purpose
     ("node10", 2, 5.0, 7.5, "no", 7.5, 7.75),

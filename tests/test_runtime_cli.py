@@ -33,7 +33,7 @@ def test_cli_run_prints_json_and_writes_the_trace(tmp_path):
     assert {"measured", "predicted", "configured", "ray_latency_ms"} <= set(obj)
     lines = (tmp_path / "trace.csv").read_text().splitlines()
     assert lines[0].startswith("# stalegrad-metadata:") and lines[1] == ",".join(COLUMNS) and len(lines) == 42
-    from stalegrad.artefacts import read_trace
+    from stalegrad.trace_io import read_trace
 
     trace = read_trace(tmp_path / "trace.csv")  # the library's format: it loads back, with its system and seed
     assert trace.updates == 40 and trace.seed == 1 and trace.system.n == 2
@@ -70,8 +70,8 @@ def test_ctrl_c_writes_a_final_checkpoint_that_resumes(tmp_path):
     """SIGINT to ``stalegrad run``: exit 130, one line naming the checkpoint of the state at the interrupt (not the
     periodic one before it), and ``--resume`` (every other option from the checkpoint) goes on from exactly there.
     The deadlines (300 s) are for a hang only: on this machine each step takes seconds, with both cores busy."""
-    from stalegrad.artefacts import read_trace
     from stalegrad.runtime.checkpoint import load_checkpoint
+    from stalegrad.trace_io import read_trace
 
     config = ["--n", "2", "--K", "2", "--tc", "1", "--compute", PAPER, "--time-unit", "0.01", "--seed", "5",
               "--out", str(tmp_path)]  # fmt: skip

@@ -15,7 +15,6 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # what the lazy loader below returns, for mypy and IDEs
     from . import experiments, runtime, sim, theory, train
     from .analysis import Estimate, Transient, steady_state, transient
-    from .artefacts import read_trace, write_trace
     from .distributions import ComputeModel, deterministic, empirical, scaled, shifted_exponential
     from .errors import SpecError, StalegradError
     from .runtime.run import run as run
@@ -31,6 +30,7 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for mypy and IDEs
         update_rate,
     )
     from .trace import Summary, Trace
+    from .trace_io import read_trace, write_trace
     from .train import Problem, ReplayResult, replay
 
 _EXPORTS = {
@@ -58,8 +58,8 @@ _EXPORTS = {
     "simulate_summary": "sim",
     "Trace": "trace",
     "Summary": "trace",
-    "read_trace": "artefacts",
-    "write_trace": "artefacts",
+    "read_trace": "trace_io",
+    "write_trace": "trace_io",
     # analysis
     "Estimate": "analysis",
     "Transient": "analysis",

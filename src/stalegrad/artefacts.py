@@ -121,12 +121,3 @@ def write_figure(fig: Any, path: str | Path, meta: dict[str, Any]) -> Path:
     path = write_text(path, buf.getvalue())
     write_json(Path(path).with_suffix(".json"), meta)
     return path
-
-
-def __getattr__(name: str) -> Any:
-    """``read_trace`` and ``write_trace`` live in :mod:`stalegrad.trace_io` (importable from here too)."""
-    if name in ("read_trace", "write_trace"):
-        from . import trace_io
-
-        return getattr(trace_io, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,21 +19,18 @@ failure is one :class:`~stalegrad.errors.SpecError` line naming the row and the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from .errors import SpecError
 from .spec import ASYNC_PROTOCOLS
-from .trace import APPLIED, COLUMNS, DROP_REASONS, LATE, STALE
-
-if TYPE_CHECKING:
-    from .trace import Trace
+from .trace_columns import APPLIED, COLUMNS, DROP_REASONS, LATE, STALE
 
 __all__ = ["check_trace"]
 
 
-def check_trace(trace: Trace, source: str, row: Callable[[int], str]) -> None:
+def check_trace(trace: Any, source: str, row: Callable[[int], str]) -> None:
     """Raise a :class:`SpecError` at the first broken invariant (``row(i)`` names the 0-based row ``i``)."""
     _Check(trace, source, row).run()
 
@@ -52,7 +49,7 @@ def _first(ok: np.ndarray) -> int | None:
 class _Check:
     """:meth:`Trace.validate`: the checks, in the order their messages are most useful."""
 
-    def __init__(self, trace: Trace, source: str, row: Callable[[int], str]) -> None:
+    def __init__(self, trace: Any, source: str, row: Callable[[int], str]) -> None:
         self.t, self.source, self.row = trace, source, row
         self.c = trace.columns
 

@@ -115,7 +115,7 @@ def simulate_rows(
             systems, updates, seed, warmup=warmup, batches=batches, keep_trace=bool(trace_out), progress=report
         )
     if trace_out is not None and points[0].trace is not None:
-        from ..artefacts import write_trace
+        from ..trace_io import write_trace
 
         write_trace(points[0].trace, trace_out)
     rows = [{**p.row(), "root_seed": root} for p in points]

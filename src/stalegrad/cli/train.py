@@ -146,7 +146,7 @@ def train_command(
     if out is not None:
         check_output_dir("--out", out)
     if traces:
-        from ..artefacts import read_trace
+        from ..trace_io import read_trace
 
         if n is not None or K is not None:
             raise SpecError("--trace replays saved traces: leave out --n and --K (the traces record their systems)")

@@ -7,7 +7,7 @@ its gradient was sent and arrived (for the uplink delay), its round number and i
 names the table's columns; fields not mapped are looked up under their own name.
 
 stalegrad's own Traces (``stalegrad run --out``, ``stalegrad simulate --trace-out``) are recognised by their
-metadata and read with :func:`stalegrad.artefacts.read_trace`: the compute time of a row is ``sent - start`` and
+metadata and read with :func:`stalegrad.trace_io.read_trace`: the compute time of a row is ``sent - start`` and
 its uplink delay ``arrive - sent``.
 """
 
@@ -196,7 +196,7 @@ def _is_trace(path: Path) -> bool:
 
 
 def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
-    from ..artefacts import read_trace
+    from ..trace_io import read_trace
 
     trace = read_trace(path)
     n = len(trace)

@@ -51,7 +51,7 @@ def write_run(result: RunResult, folder: str | Path, **extra: Any) -> list[Path]
     time, error``) into ``folder``; returns their paths.
 
     Each file's metadata line records the seed, ``extra`` and, when times were injected, the configured system
-    (then :func:`~stalegrad.artefacts.read_trace` loads ``trace.csv`` back as a Trace). With nothing injected the
+    (then :func:`~stalegrad.trace_io.read_trace` loads ``trace.csv`` back as a Trace). With nothing injected the
     system is the one measured, an empirical law of every measured time: that is the trace itself, not recorded
     twice.
     """
