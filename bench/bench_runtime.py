@@ -123,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.K <= args.n:
         parser.error(f"--K must be an integer from 1 to --n = {args.n}, got {args.K}")
     sizes = QUICK if args.quick else FULL
-    import ray
 
-    from stalegrad.runtime import start_local
+    from stalegrad.runtime import start_local, stop_local
 
     problem = LinearRegression()
     U = sizes["updates"]
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions("numpy", "ray", "stalegrad").items()))
     print(f"run     : n={args.n} workers, K={args.K}, {problem!r}, minibatch {BATCH}, {U} updates, no injected times")
     print(flush=True)
-    start_local(num_cpus=2)
+    local = start_local(num_cpus=2)
     try:
         stalegrad_run(problem, args.n, args.K, sizes["warmup"], seed=0)  # warm-up: Ray's worker processes
         ray_parameter_server(problem, args.n, args.K, sizes["warmup"])
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             ours.append(stalegrad_run(problem, args.n, args.K, U, seed=rep + 1))
             theirs.append(ray_parameter_server(problem, args.n, args.K, U))
     finally:
-        ray.shutdown()
+        stop_local(local)
     a, b = best(ours), best(theirs)
     lat = a["latency"]
     ratio = a["updates_per_s"] / b["updates_per_s"]

@@ -164,12 +164,12 @@ def test_a_plan_names_the_parameters_as_its_caller_does(tmp_path):
 @pytest.fixture(scope="module")
 def local_ray():
     """The module's one Ray instance (2 CPUs), shut down when the module's tests are done."""
-    ray = pytest.importorskip("ray")
-    from stalegrad.runtime import start_local
+    pytest.importorskip("ray")
+    from stalegrad.runtime import start_local, stop_local
 
     info = start_local(num_cpus=2)
     yield info
-    ray.shutdown()
+    stop_local(info)
 
 
 def drive(plan, until, timeout=300.0):

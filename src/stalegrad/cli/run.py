@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,7 @@ def run_command(
     seed = plan.seed
     if not as_json:
         click.echo(f"seed {seed}", err=True)
-    with _progress(plan.updates) as report:
+    with _progress(plan.updates) as report, _stdout_to_stderr():
         result = carry_out(plan, report)
     comp = compare(result)
     errors = result.errors
@@ -176,6 +177,7 @@ def run_command(
         **comp.to_dict(),
         "ray_latency_ms": result.latency,
         "dropped": result.dropped,
+        "gradients_received": result.received,  # = gradients + the sum of dropped: none lost, none invented
         "lost": [list(x) for x in result.lost],
         "restarted": [list(x) for x in result.restarted],
         "resumed_from": result.meta["resumed_from"],
@@ -364,6 +366,27 @@ def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> Run
         time_unit=a["time_unit"],
         seed=a["seed"],
     )
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """While the run lasts, what is printed on stdout goes to stderr: Ray prints some of its messages there (a
+    worker's death, the actors' output), and stdout holds the results only (``--json`` parses). Both Python's
+    ``sys.stdout`` and file descriptor 1, which the processes Ray starts inherit."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no file descriptor 1: Python's stdout only
+        saved = -1
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved >= 0:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 @contextmanager

@@ -21,13 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..analysis import steady_state
-from ..runtime.measured import measured_system
+from ..runtime.measured import full_set, measured_system
 from ..sim import simulate_summary
 from ..spec import System
 from ..theory import predict
 from ..trace import Summary
 
 __all__ = ["Comparison", "compare", "measured_system", "simulate_measured"]
+
+#: With lost workers, the fewest updates made by every worker for a comparison on them alone.
+_SHORTEST = 40
 
 
 @dataclass(frozen=True)
@@ -51,10 +54,14 @@ class Comparison:
     warmup: int
     updates: int
     caveat: str | None
+    lost_workers: tuple[int, ...] = ()  # workers lost during the run (the caveat names them)
+    compared: tuple[int, int] | None = None  # with lost workers: the updates compared, every worker running
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["compute_means"] = list(self.compute_means)
+        d["lost_workers"] = list(self.lost_workers)
+        d["compared"] = list(self.compared) if self.compared is not None else None
         return d
 
 
@@ -62,6 +69,20 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
     """Compare a :class:`~stalegrad.runtime.RunResult`'s staleness with the prediction from its measured times."""
     trace = result.trace
     n, K = trace.system.n, trace.system.K
+    lost, restarted = tuple(getattr(result, "lost", ())), tuple(getattr(result, "restarted", ()))
+    window = full_set(trace.columns, lost, restarted, trace.updates)
+    note = ""
+    if window is not None:  # the prediction is for n workers: compare the stretch where n ran
+        first, last = window
+        workers = ", ".join(f"worker {w} at update {v}" for w, v in lost)
+        back = "restarted" if len(restarted) >= len(lost) else "not restarted"
+        if last - first + 1 >= _SHORTEST and warmup is None:
+            note = f"lost {workers} ({back}): compared on updates {first}..{last}, while all {n} workers ran; "
+            warmup = first - 1 + (last - first + 1) // 10
+            trace = trace.head(last)
+        else:
+            note = f"lost {workers} ({back}): the whole run compared, as if all {n} workers ran throughout; "
+            window = None
     est = steady_state(trace, warmup=warmup, batches=min(batches, max(2, trace.updates - (warmup or 0))))
     system = measured_system(trace.columns, result.downlink, K, n)
     pred = predict(system)
@@ -93,7 +114,9 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
         compute_means=system.means,
         warmup=est.warmup,
         updates=est.updates,
-        caveat="measured times are resampled (an empirical law); delays are their measured means",
+        caveat=note + "measured times are resampled (an empirical law); delays are their measured means",
+        lost_workers=tuple(sorted({int(w) for w, _ in lost})),
+        compared=window,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .measured import measured_system
 from .result import RunInterrupted, RunResult, RuntimeFailure, write_run
 from .run import run
-from .session import ray_session, start_local
+from .session import ray_session, start_local, stop_local
 
 __all__ = [
     "RunInterrupted",
@@ -20,5 +20,6 @@ __all__ = [
     "ray_session",
     "run",
     "start_local",
+    "stop_local",
     "write_run",
 ]

@@ -111,6 +111,7 @@ class Driver:
             self.status = ray.get(self.master.status.remote())
         ready, _ = ray.wait([self._finished, *self.runs], num_returns=1, timeout=self.plan.poll)
         if self._finished in ready:
+            ray.get(self._finished)  # the master's death ends this call too: raises RayActorError then
             self.seconds = time.perf_counter() - self._began
             self.done = True
             return True
@@ -220,21 +221,32 @@ class Driver:
             counts=counts,
         )
 
-    def final_checkpoint(self) -> str:
-        """After a failure or Ctrl-C: write the state at the last update made, if it is not written yet; say where
-        the run's checkpoint is (or why there is none). Never raises."""
+    def final_checkpoint(self, save: bool = True) -> str:
+        """After a failure or Ctrl-C: write the state at the last update made, if it is not written yet (``save``;
+        the master must be alive for that); say where the run's last checkpoint is and how to continue it (or why
+        there is none). Never raises."""
         folder = self.plan.checkpoint_dir
-        where = f"no checkpoint written in '{folder}'"
+        failed = ""
         try:
-            self.save(final=True)
-            if self.written is not None:
-                where = (
-                    f"checkpoint at update {self.written['version']} in '{folder}' (continue with: "
-                    f"stalegrad run --resume {folder})"
-                )
-        except Exception as failed:  # the master is gone too, or the disk failed: say so
-            where = f"the final checkpoint could not be written ({failed}); {where}"
-        return where
+            if save and self.master is not None:
+                self.save(final=True)
+        except Exception as exc:  # the master is gone too, or the disk failed: the last checkpoint written stands
+            failed = f" (the final one could not be written: {_first_line(exc)})"
+        if self.written is None:
+            return f"no checkpoint written in '{folder}'{failed}"
+        return (
+            f"checkpoint at update {self.written['version']} in '{folder}'{failed} (continue with: "
+            f"stalegrad run --resume {folder})"
+        )
+
+    def master_died(self) -> str:
+        """What to say when the master died (the driver's calls to it raised ``RayActorError``): what died, when,
+        and the last checkpoint with the command that resumes it."""
+        at = self.status.get("version", self.plan.resumed.version if self.plan.resumed is not None else 0)
+        what = f"the master actor died (the run was at update {at} of {self.plan.updates})"
+        if not self.plan.checkpoint_every:
+            return f"{what}; no checkpoint to resume from (the run wrote none)"
+        return f"{what}; {self.final_checkpoint(save=False)}"
 
     def _write(self, write: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -288,7 +300,26 @@ class Driver:
             lost=tuple(self.lost),
             restarted=tuple(self.restarted),
             meta=meta,
+            received=self._received_before() + int(out["received"]),
         )
+
+    def _received_before(self) -> int:
+        """Gradients a resumed run's earlier sessions received, as their checkpoint accounts for them: its rows
+        and its drops (what the stopped run received after its last checkpoint is forgotten with it)."""
+        ckpt = self.plan.resumed
+        if ckpt is None:
+            return 0
+        return len(ckpt.columns["worker"]) + sum(int(v) for v in self.plan.counts["dropped"].values())
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception in a few words: Ray's are many lines long; a dead actor's say only that."""
+    import ray
+
+    if isinstance(exc, ray.exceptions.RayActorError):
+        return "the master actor is dead"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _add(base: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:

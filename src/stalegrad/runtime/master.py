@@ -289,6 +289,7 @@ class Master:
         self.current = [v0] * self.n  # the version each worker uses
         self.live: set[int] = set()
         self.received = [0] * self.n  # highest round received per worker (taken, or waiting for its uplink delay)
+        self.arrived = 0  # gradients that reached the master (each is applied, or dropped and counted)
         self.delays: list[float] = []  # every downlink delay drawn (real seconds)
         self.clocks: dict[int, dict[str, Any]] = {}  # per worker: its clock's offset to the master's, rtt, node
         self._node: str | None = None
@@ -352,6 +353,7 @@ class Master:
         its object reference in a list if it is not the one the worker has.
         """
         with self._lock:
+            self.arrived += 1
             self.received[worker] = max(self.received[worker], rnd)
             args = (worker, rnd, start, sent, version, grad)
             if deliver_at > time.time():
@@ -521,6 +523,7 @@ class Master:
             "version": core.version,
             "first": core.first,
             "dropped": dropped,
+            "received": self.arrived,
             "errors": np.array(self.errors, dtype=np.float64).reshape(-1, 3),
             "downlink": np.array(self.delays),
             "t0": self.t0,

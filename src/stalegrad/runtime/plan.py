@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import invalid
+from ..errors import SpecError, invalid
 from ..spec import System
 from .checkpoint import Checkpoint
 
@@ -104,6 +104,14 @@ class RunPlan:
         _integer(bad, "batch", batch, 1)
         if address is not None and not (isinstance(address, str) and address.strip()):
             raise bad("address", address, "'auto' or HOST:PORT (or none: start a local instance)")
+        if address is not None:
+            from .session import check_address
+
+            why = check_address(address)  # at once, where Ray would retry for minutes
+            if why is not None:
+                name = ref("address").split(" ")[0]
+                allowed = "'auto' or the HOST:PORT of a running Ray cluster"
+                raise SpecError(f"{name} must be {allowed}, got {address!r}: {why}")
         _integer(bad, "error_every", error_every, 0)
         if not _positive(poll):
             raise bad("poll", poll, "a number of seconds > 0")

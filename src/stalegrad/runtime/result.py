@@ -44,6 +44,7 @@ class RunResult:
     lost: tuple[tuple[int, int], ...] = ()  # (worker, version at which its death was seen)
     restarted: tuple[tuple[int, int], ...] = ()  # (worker, version at which it was restarted)
     meta: dict[str, Any] = field(default_factory=dict)
+    received: int = 0  # gradients that reached the master, the whole run's: len(trace) + sum(dropped) of them
 
 
 def write_run(result: RunResult, folder: str | Path, **extra: Any) -> list[Path]:

@@ -9,7 +9,11 @@ and theory comparison as for a simulation (:mod:`stalegrad.experiments.measured`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ from .plan import RunPlan
 from .result import RunInterrupted, RunResult, RuntimeFailure
 from .session import ray_session
 
-__all__ = ["carry_out", "run"]
+__all__ = ["carry_out", "ctrl_c_once", "run"]
 
 
 def run(
@@ -94,20 +98,27 @@ def run(
 def carry_out(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     """Carry out a checked plan: in this process's Ray instance, or one started (or joined) for it and shut down
     after. Ctrl-C raises :class:`RunInterrupted`; a failure that stops the run (every worker dead, the master
-    dead) :class:`RuntimeFailure`; with checkpoints, either message says where the final checkpoint is."""
+    dead) :class:`RuntimeFailure`; with checkpoints, either message says where the last checkpoint is and the
+    command that continues it.
+
+    The first Ctrl-C stops the run; until the final checkpoint is written and Ray is shut down (every process of
+    a local instance stopped), a second one is noted on stderr and changes nothing (:func:`ctrl_c_once`).
+    """
     import ray
 
-    with ray_session(plan.address) as info:
+    with ctrl_c_once(), ray_session(plan.address) as info:
         driver = Driver(plan, progress, address=info["address"])
-        driver.start()
         try:
+            driver.start()
             while not driver.poll():
                 pass
             return driver.stop()
-        except ray.exceptions.RayActorError as exc:
-            raise RuntimeFailure(f"the master died: {exc}") from None
+        except ray.exceptions.RayActorError:  # the driver calls only the master: it died
+            raise RuntimeFailure(driver.master_died()) from None
         except BaseException as exc:  # Ctrl-C, every worker dead, a progress callback's error: checkpoint, re-raise
             if not plan.checkpoint_every:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise RunInterrupted("interrupted (the run wrote no checkpoint)") from None
                 raise
             where = driver.final_checkpoint()
             if isinstance(exc, KeyboardInterrupt):
@@ -118,3 +129,32 @@ def carry_out(plan: RunPlan, progress: Progress | None = None) -> RunResult:
             raise
         finally:
             driver.close()
+
+
+@contextmanager
+def ctrl_c_once() -> Iterator[None]:
+    """The first Ctrl-C (SIGINT) raises KeyboardInterrupt; later ones, until the block ends, are noted on stderr
+    and ignored, so that the run's final checkpoint and Ray's shutdown are never cut short (a cut shutdown leaves
+    Ray's agents running). Only in the main thread, and only where Ctrl-C raises KeyboardInterrupt (Python's
+    default); elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    seen = [0]
+
+    def handler(signum: int, frame: Any) -> None:
+        seen[0] += 1
+        if seen[0] == 1:
+            raise KeyboardInterrupt
+        if seen[0] == 2:
+            sys.stderr.write("Ctrl-C again: noted; the final checkpoint is written and Ray stopped first (seconds)\n")
+            sys.stderr.flush()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
