@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import sys
@@ -380,13 +381,33 @@ def _stdout_to_stderr() -> Iterator[None]:
     except OSError:  # no file descriptor 1: Python's stdout only
         saved = -1
     try:
-        with redirect_stdout(sys.stderr):
+        with redirect_stdout(_WithoutDeathNotices(sys.stderr)):
             yield
     finally:
         sys.stderr.flush()
         if saved >= 0:
             os.dup2(saved, 1)
             os.close(saved)
+
+
+class _WithoutDeathNotices(io.TextIOBase):
+    """Ray's stdout during a run, line by line to ``target``, less Ray's notices of a dead actor process (``A worker
+    died or was killed...``, many lines' worth): the run reports a lost worker, or the master's death, itself."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.line = ""
+
+    def write(self, text: str) -> int:
+        self.line += text
+        *lines, self.line = self.line.split("\n")
+        for line in lines:
+            if "A worker died or was killed while executing" not in line:
+                self.target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
 
 
 @contextmanager

@@ -113,7 +113,7 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
         downlink_extra=down_extra,
         compute_means=system.means,
         warmup=est.warmup,
-        updates=est.updates,
+        updates=result.trace.updates,  # the whole run's (with lost workers, `compared` says which were compared)
         caveat=note + "measured times are resampled (an empirical law); delays are their measured means",
         lost_workers=tuple(sorted({int(w) for w, _ in lost})),
         compared=window,

@@ -24,11 +24,10 @@ def start_local(num_cpus: int | None = None) -> dict[str, Any]:
     """Start a local Ray instance: dashboard off, every port on loopback only (DESIGN.md), never an existing one.
 
     Ray binds to the machine's address unless told that it is not a cluster; ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
-    is how it is told (its name notwithstanding, it applies on Linux too). Token authentication is on, as Ray's
-    default for a new instance, set explicitly (``RAY_AUTH_MODE=token`` unless the user chose): Ray then does not
-    announce it on every run. Every process of the instance carries this run's mark
-    (:mod:`stalegrad.runtime.instance`); the processes a killed run left are stopped first. Returns Ray's node
-    address and the instance's :class:`~stalegrad.runtime.instance.OwnProcesses` (``"own"``).
+    is how it is told (its name notwithstanding, it applies on Linux too). Token authentication is on (Ray's
+    default for a new instance), without Ray's notice of it on every run. Every process of the instance carries
+    this run's mark (:mod:`stalegrad.runtime.instance`); the processes a killed run left are stopped first.
+    Returns Ray's node address and the instance's :class:`~stalegrad.runtime.instance.OwnProcesses` (``"own"``).
     """
     import ray
 
@@ -36,7 +35,10 @@ def start_local(num_cpus: int | None = None) -> dict[str, Any]:
 
     reap_orphans()
     own = OwnProcesses()
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default, which it sets (and announces) when unset
+    # Ray's default for a new instance, token authentication, without its notice on every run
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
     # loopback only; and the actors at normal priority (Ray starts workers at niceness 15, so that any other
     # process on the machine delays them: the injected times would then be jittered by unrelated load)
     settings = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_worker_niceness": "0", **own.env()}
@@ -62,6 +64,7 @@ def start_local(num_cpus: int | None = None) -> dict[str, Any]:
         own.stop(grace=0.5)
         raise
     finally:
+        notice.setLevel(level)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
