@@ -28,7 +28,8 @@ def fig1_system(paper_model):
 
 
 def _check_trace(result, updates, K):
-    """What every run's Trace must satisfy: K rows per update, no gradient twice, the staleness definition."""
+    """What every run's Trace must satisfy: K rows per update, no gradient twice (at most once), every gradient
+    received applied or counted (the count identity), the staleness definition."""
     t = result.trace
     assert t.updates == updates and len(t) == updates * K
     assert np.all(np.bincount(t["update"], minlength=updates + 1)[1:] == K)
@@ -36,6 +37,8 @@ def _check_trace(result, updates, K):
     keys = t["worker"].astype(np.int64) * 10**9 + t["round"]
     assert np.unique(keys).size == keys.size, "a (worker, round) was applied twice"
     assert result.dropped["duplicate"] == 0 and result.dropped["bad_version"] == 0
+    # nothing lost, nothing invented: every gradient that reached the master is a row or a drop counted by reason
+    assert len(t) + sum(result.dropped.values()) == result.received, (len(t), result.dropped, result.received)
     assert np.all(t["sent"] >= t["start"]) and np.all(t["arrive"] >= t["sent"])
     assert np.all(np.diff(t.update_times) >= 0)
     for w in np.unique(t["worker"]):

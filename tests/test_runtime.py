@@ -232,6 +232,18 @@ def paper_run(local_ray):
 
 @pytest.mark.slow
 def test_local_instance_listens_on_loopback_only(local_ray):
+    """Every socket of every process of the instance (the processes that carry its mark: GCS, raylet, agents,
+    actors) is bound to a loopback address -- checked on the sockets the kernel holds, not on a setting."""
+    from stalegrad.runtime.instance import _psutil, marked
+
+    psutil = _psutil()
+    pids = {proc.pid for proc, _ in marked(local_ray["own"].value)}
+    assert len(pids) >= 3, "the instance's processes: at least the GCS, the raylet and an agent"
+    sockets = [c for c in psutil.net_connections(kind="inet") if c.pid in pids and c.laddr]
+    listening = [c for c in sockets if c.status == psutil.CONN_LISTEN]
+    assert len(listening) >= 3, listening
+    bound = {c.laddr.ip for c in sockets}
+    assert bound <= {"127.0.0.1", "::1"}, f"bound beyond loopback: {sorted(bound)}"
     assert local_ray["address"] == "127.0.0.1"
 
 
@@ -323,6 +335,12 @@ def test_a_worker_that_dies_is_detected_and_the_run_goes_on(local_ray, restart, 
         assert result.restarted == ()
         assert not np.any(t["worker"][late] == 1), "a dead worker's gradients stop"
         assert set(np.unique(t["worker"][late])) == {0, 2, 3}
+    from stalegrad.experiments import compare
+
+    comp = compare(result)  # the prediction is for 4 workers: compared on a stretch when all 4 ran
+    assert comp.lost_workers == (1,) and f"lost worker 1 at update {seen}" in comp.caveat
+    first, last = comp.compared
+    assert (last <= seen) if not restart else (last <= seen or first > seen), comp.compared
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint, resume

@@ -172,3 +172,19 @@ def test_cli_bad_resume_input_is_one_error_line_and_exit_2(tmp_path, cli_here, a
     code, _, err = cli_here(["run", *(a.format(**folders) for a in argv)])  # in this process: it fails before Ray
     assert code == 2, err
     assert err.startswith("Error:") and match in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_checkpoint_files_are_written_with_the_users_umask(tmp_path, umask, mode):
+    """The parts and the manifest get the permissions of any new file (0666 less the umask), as ``trace.csv`` and
+    ``run.json`` do -- not the 0600 of a temporary file renamed into place."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        write(tmp_path, write(tmp_path, None, 1, 10, 0.5), 11, 20, 0.25)
+    finally:
+        os.umask(old)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint.json", "part-00000010.npz", "part-00000020.npz"]
+    assert {oct((tmp_path / name).stat().st_mode & 0o777) for name in names} == {oct(mode)}

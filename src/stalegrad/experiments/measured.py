@@ -30,7 +30,7 @@ from ..trace import Summary
 __all__ = ["Comparison", "compare", "measured_system", "simulate_measured"]
 
 #: With lost workers, the fewest updates made by every worker for a comparison on them alone.
-_SHORTEST = 40
+_SHORTEST = 20
 
 
 @dataclass(frozen=True)
