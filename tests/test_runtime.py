@@ -19,6 +19,7 @@ early or too late, a gradient lost or applied twice) moves the mean by 1/K or mo
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 import numpy as np
@@ -242,8 +243,14 @@ def test_local_instance_listens_on_loopback_only(local_ray):
     sockets = [c for c in psutil.net_connections(kind="inet") if c.pid in pids and c.laddr]
     listening = [c for c in sockets if c.status == psutil.CONN_LISTEN]
     assert len(listening) >= 3, listening
+
+    def loopback(ip):  # 127.0.0.0/8, ::1, or the IPv4 loopback mapped into IPv6 (::ffff:127.0.0.1)
+        address = ipaddress.ip_address(ip)
+        mapped = getattr(address, "ipv4_mapped", None)
+        return (mapped or address).is_loopback
+
     bound = {c.laddr.ip for c in sockets}
-    assert bound <= {"127.0.0.1", "::1"}, f"bound beyond loopback: {sorted(bound)}"
+    assert all(loopback(ip) for ip in bound), f"bound beyond loopback: {sorted(bound)}"
     assert local_ray["address"] == "127.0.0.1"
 
 
@@ -373,6 +380,8 @@ def test_a_stopped_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path,
             progress=stop_at(130))  # fmt: skip
     first = load_checkpoint(tmp_path)
     v1 = first.version
+    # stopped: every gradient received is a row of the checkpoint or a drop it counts
+    assert len(first.columns["worker"]) + sum(first.counts["dropped"].values()) == first.counts["received"]
     assert 130 <= v1 < 300, "a final checkpoint of the state at the stop, not the periodic one before it"
     assert f"checkpoint at update {v1} in '{tmp_path}'" in stopped.value.__notes__[0]
     parts = first.manifest["parts"]
@@ -409,7 +418,7 @@ def test_a_stopped_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path,
     assert result.dropped["interrupted"] == interrupted, "the whole run's counts, the stopped sessions' included"
     after = load_checkpoint(tmp_path)
     assert after.version == 340 and after.incarnations == [2, 2, 2, 2]
-    assert after.counts["dropped"] == result.dropped
+    assert after.counts["dropped"] == result.dropped and after.counts["received"] == result.received
     assert all(np.array_equal(after.columns[k], t[k]) for k in COLUMNS)
 
 
@@ -442,6 +451,8 @@ def test_ctrl_c_between_a_snapshot_and_its_write_loses_no_row(local_ray, tmp_pat
     v = final.version
     assert len(calls) == 3 and calls[0] % 10 == 0 and calls[1] % 10 == 0 and calls[0] < calls[1] <= v
     assert calls[2] == v and f"update {v} in" in str(stopped.value)
+    counts = final.counts  # the count identity of the state the run stopped at
+    assert len(final.columns["worker"]) + sum(counts["dropped"].values()) == counts["received"], counts
     assert final.manifest["parts"] == [f"part-{calls[0]:08d}.npz", f"part-{v:08d}.npz"]
     assert np.array_equal(np.unique(final.columns["update"]), np.arange(1, v + 1))
     assert np.array_equal(np.bincount(final.columns["update"])[1:], np.full(v, 2))

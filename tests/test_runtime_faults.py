@@ -142,7 +142,12 @@ def test_two_ctrl_cs_exit_130_with_the_checkpoint_and_leave_no_process(tmp_path,
     assert proc.returncode == 130, err
     assert own(proc.pid) == [], "a process of the run's Ray instance outlived it"
     assert "Traceback" not in err, err
-    v = load_checkpoint(tmp_path).version  # loads: updates 1..v, K rows each, rounds and watermarks agree
+    ckpt = load_checkpoint(tmp_path)  # loads: updates 1..v, K rows each, rounds and watermarks agree
+    v, counts = ckpt.version, ckpt.counts
+    # the count identity of the state the run stopped at, and at-most-once
+    assert len(ckpt.columns["worker"]) + sum(counts["dropped"].values()) == counts["received"], counts
+    keys = ckpt.columns["worker"].astype(np.int64) * 10**9 + ckpt.columns["round"]
+    assert np.unique(keys).size == keys.size, "a (worker, round) was applied twice"
     line = (
         f"Error: interrupted; checkpoint at update {v} in '{tmp_path}' (continue with: stalegrad run --resume "
         f"{tmp_path})"

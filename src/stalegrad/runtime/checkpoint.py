@@ -188,12 +188,18 @@ def write_counts(folder: str | Path, manifest: dict[str, Any], counts: dict[str,
 
 
 def _counts(counts: dict[str, Any] | None) -> dict[str, Any]:
+    """The counts as a manifest records them; ``received`` (gradients that reached the master, the whole run's) only
+    where the count identity holds -- a checkpoint written when the run stopped (at the end, a failure, Ctrl-C):
+    its rows plus its drops. A periodic one is written while gradients travel, and has none."""
     counts = counts or {}
-    return {
+    out: dict[str, Any] = {
         "dropped": {str(k): int(v) for k, v in sorted(dict(counts.get("dropped", {})).items())},
         "lost": [[int(w), int(v)] for w, v in counts.get("lost", [])],
         "restarted": [[int(w), int(v)] for w, v in counts.get("restarted", [])],
     }
+    if counts.get("received") is not None:
+        out["received"] = int(counts["received"])
+    return out
 
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:

@@ -152,7 +152,8 @@ class Driver:
             self.save(final=True)  # the state the result ends with
         dropped = _add(p.counts["dropped"], out["dropped"])
         if p.checkpoint_every and self.written is not None:  # the drops after the last update count too
-            final = {"dropped": dropped, "lost": self.lost, "restarted": self.restarted}
+            final: dict[str, Any] = {"dropped": dropped, "lost": self.lost, "restarted": self.restarted}
+            final["received"] = self._received_before() + int(out["received"])
             self.written = self._write(write_counts, p.checkpoint_dir, self.written, final)
         return self._result(out, dropped)
 
@@ -192,15 +193,22 @@ class Driver:
         of the state at its last update, the run being stopped)."""
         import ray
 
-        from .checkpoint import write_checkpoint
+        from .checkpoint import write_checkpoint, write_counts
 
         p = self.plan
         last = int(self.written["version"]) if self.written is not None else 0  # none written: the first version
         snap = ray.get(self.master.checkpoint.remote(last, final))
         if snap is None:
             return
+        counts: dict[str, Any] = {"dropped": _add(p.counts["dropped"], snap["dropped"])}
+        counts |= {"lost": self.lost, "restarted": self.restarted}
+        if "received" in snap:  # a final one: the count identity holds for what it holds
+            counts["received"] = self._received_before() + int(snap["received"])
+        if "w" not in snap:  # nothing newer than the checkpoint written: its counts at the stop
+            if self.written is not None:
+                self.written = self._write(write_counts, p.checkpoint_dir, self.written, counts)
+            return
         part = _in_units(snap, self.t0, p.unit, p.base)
-        counts = {"dropped": _add(p.counts["dropped"], snap["dropped"]), "lost": self.lost, "restarted": self.restarted}
         self.written = self._write(
             write_checkpoint,
             p.checkpoint_dir,

@@ -12,6 +12,7 @@ field, never a traceback and never a silently wrong resume:
   watermark plus one (the next round would have raised the watermark);
 * ``streams`` -- ``seed``: the run's; ``incarnations``: ``n`` integers ``>= 0``;
 * ``counts`` -- ``dropped``: counts ``>= 0`` by reason; ``lost``, ``restarted``: ``[worker, version]`` pairs;
+  ``received`` (only in a checkpoint written when the run stopped): an integer ``>= 0``;
 * ``run`` -- a System description (``n`` up to :data:`~stalegrad.spec.MAX_WORKERS`, ``K``, ``protocol``,
   ``staleness_bound``, ``compute``, ``uplink``, ``downlink``; the models as text, not parsed), ``problem`` (text),
   ``lr > 0``, ``batch >= 1``, ``time_unit`` (``null`` or ``> 0``), ``seed >= 0``.
@@ -167,6 +168,8 @@ def check_manifest(m: dict[str, Any]) -> tuple[Any, int, list[tuple[str, int]]]:
         raise Damaged(f"{MANIFEST} field counts must be a JSON object with dropped: {{reason: count}}, got {counts!r}")
     for reason, count in counts.get("dropped", {}).items():
         _int(count, f"counts.dropped.{reason}")
+    if "received" in counts:
+        _int(counts["received"], "counts.received")
     for key in ("lost", "restarted"):
         pairs = counts.get(key, [])
         if not isinstance(pairs, list):

@@ -412,6 +412,8 @@ class Master:
             "above": above,
             "dropped": dropped,
         }
+        if final:  # the run stops at this state: every gradient received is one of its rows or drops
+            self._snapshot["received"] = self.arrived
 
     def _publish(self, w: np.ndarray) -> Any:
         """What a worker is given for a version: ``w`` itself (never changed in place: each update makes a new
@@ -427,15 +429,20 @@ class Master:
         came between the two) is covered by the next.
 
         ``final=True`` (the driver is stopping the run early, e.g. on Ctrl-C): first note a snapshot of the state
-        at the last update, if it is newer than ``written``."""
+        at the last update, if it is newer than ``written``, with the gradients received so far; if it is not, only
+        the counts at the stop (``version``, ``dropped``, ``received``: no ``w``)."""
         with self._lock:
+            core = self.core
             done = self._marks[written]
-            if final and self.core.version > written:
+            if final and core.version > written:
                 self._snap(final=True)
             snap = self._snapshot
             if snap is None or snap["version"] <= written:
+                if final:  # no update since the checkpoint written: its counts at the stop
+                    dropped = dict(core.dropped)
+                    dropped["interrupted"] += core.leftover() + len(self._mail)
+                    return {"version": core.version, "dropped": dropped, "received": self.arrived}
                 return None
-            core = self.core
             out = {
                 **snap,
                 "columns": core.columns(done["rows"], snap["rows"]),
