@@ -90,3 +90,50 @@ def test_cli_reproduce_prints_the_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Section 4" in proc.stdout and "case 2" in proc.stdout
     assert (tmp_path / "section4.csv").exists()
+
+
+def test_run_figure_draws_the_predicted_law_per_class_with_legends_off_the_data():
+    """``run --plot``'s figure: the predicted pmf over the run's histogram, a panel per worker class when workers
+    differ (each class's predicted pmf), and every legend below its panel (it covers no data)."""
+    from types import SimpleNamespace
+
+    import scipy.stats
+
+    import numpy as np
+
+    from stalegrad import System, simulate
+    from stalegrad.distributions import shifted_exponential
+    from stalegrad.experiments.measured import Comparison
+    from stalegrad.plots import run_figure
+    from stalegrad.theory import staleness_distribution
+
+    def draw(system):
+        trace = simulate(system, updates=400, seed=1)
+        t = np.linspace(0, 10, 20)
+        result = SimpleNamespace(trace=trace, errors=np.c_[np.arange(20), t, np.exp(-t)], time_unit=0.01)
+        comp = Comparison(
+            staleness_mean=1.0, staleness_ci95=0.1, staleness_max=5, staleness_exact=1.0, staleness_paper=1.0,
+            staleness_exact_configured=1.0, staleness_rel_diff=0.0, staleness_z=0.0, update_rate=1.0,
+            update_rate_exact=1.0, uplink=0.5, downlink=0.5, uplink_extra=0.0, downlink_extra=0.0,
+            compute_means=system.means, warmup_updates=50, caveat=None,
+        )  # fmt: skip
+        law = staleness_distribution(system)
+        hist = np.bincount(simulate(system, updates=2000, seed=2)["staleness"])
+        return run_figure(result, comp, hist, 2000, law), law
+
+    mixed = System(n=4, K=2, tc=1, compute=[scipy.stats.expon(scale=1.0)] * 2 + [shifted_exponential(2, 0.5)] * 2)
+    fig, law = draw(mixed)
+    left, mid, right = fig.axes
+    assert "per worker class" in mid.get_title()
+    markers = [line for line in mid.get_lines() if line.get_marker() == "o"]
+    assert len(markers) == 2
+    for line, cls in zip(markers, law.per_class, strict=True):
+        ys = line.get_ydata()
+        assert np.allclose(ys, cls.pmf[: len(ys)])
+    assert any(line.get_marker() == "o" for line in left.get_lines())  # the overall predicted pmf
+    fig.canvas.draw()
+    for ax in (left, mid, right):
+        legend = ax.get_legend().get_window_extent()
+        assert legend.y1 < ax.get_window_extent().y0  # below the panel
+    one, _ = draw(System(n=4, K=2, tc=1, compute=scipy.stats.expon(scale=1.0)))
+    assert len(one.axes) == 2

@@ -39,6 +39,10 @@ cli.add_command(run_command)
 cli.add_command(fit_command)
 
 
+#: Options renamed to the shared vocabulary (``docs/vocabulary.md``): a user's old spelling is told the new one.
+RENAMED = {"--lr": "--step", "--batch": "--b"}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every expected failure into one line and an exit status."""
     import warnings
@@ -55,7 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {str(exc.__cause__ or '') or 'interrupted'}", err=True)
         code = 130
     except click.UsageError as exc:
-        click.echo(f"Error: {exc.format_message()}", err=True)
+        message = exc.format_message()
+        if isinstance(exc, click.NoSuchOption) and exc.option_name in RENAMED:
+            message = f"No such option '{exc.option_name}': it is now {RENAMED[exc.option_name]}"
+        click.echo(f"Error: {message}", err=True)
         code = 2
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)

@@ -149,7 +149,17 @@ def compute_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--n, --K, --tc, --uplink, --downlink, --compute, --protocol, --staleness-bound (n, K, tc accept sweeps),
     and --system FILE."""
-    f = system_file_option(f)
+    return _system_options(protocols_option(system_file_option(f)))
+
+
+def run_system_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The system options of a real run: those of :func:`system_options` but the protocol's (a run makes the
+    paper's protocol only: an option that always fails is not offered)."""
+    return _system_options(system_file_option(f))
+
+
+def protocols_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--protocol and --staleness-bound."""
     f = click.option(
         "--staleness-bound",
         "staleness_bound",
@@ -165,6 +175,10 @@ def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
         help="k-batch-async (the paper's), k-async, k-sync, k-batch-sync or sync; several, comma-separated, "
         "to compare them.",
     )(f)
+    return f
+
+
+def _system_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = compute_option(f)
     f = click.option(
         "--downlink",

@@ -13,15 +13,24 @@ from typing import Any
 
 import click
 
-from .options import PROBLEM_HELP, PROBLEMS, build_systems, emit_json, fmt, load_problem, print_table, system_options
+from .options import (
+    PROBLEM_HELP,
+    PROBLEMS,
+    build_systems,
+    emit_json,
+    fmt,
+    load_problem,
+    print_table,
+    run_system_options,
+)
 
 
 @click.command("run")
-@system_options
+@run_system_options
 @click.option("--problem", default="linreg", show_default=True, help=PROBLEM_HELP)
 @click.option("--updates", type=click.IntRange(min=1), default=500, show_default=True, help="Updates to make.")
-@click.option("--lr", type=float, default=0.05, show_default=True, help="Step size of every update.")
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Minibatch per gradient.")
+@click.option("--step", type=float, default=0.05, show_default=True, help="Step size of every update.")
+@click.option("--b", "b", type=click.IntRange(min=1), default=16, show_default=True, help="Minibatch per gradient.")
 @click.option(
     "--time-unit",
     "time_unit",
@@ -80,12 +89,10 @@ def run_command(
     uplink: str | None,
     downlink: str | None,
     compute: tuple[str, ...],
-    protocol: str,
-    staleness_bound: int | None,
     problem: str,
     updates: int,
-    lr: float,
-    batch: int,
+    step: float,
+    b: int,
     time_unit: float | None,
     seed: int | None,
     address: str | None,
@@ -111,15 +118,13 @@ def run_command(
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
-    opts = RunOptions(n, K, tc, uplink, downlink, compute, problem, updates, lr, batch, time_unit, seed)
+    opts = RunOptions(n, K, tc, uplink, downlink, compute, problem, updates, step, b, time_unit, seed)
     if resume is not None:
         opts = _resumed(resume, given, opts)
         out = out or resume
     elif n is None or K is None:
         raise SpecError("--n and --K are needed (or --resume DIR, which takes them from its checkpoint)")
-    systems = build_systems(
-        opts.n, opts.K, opts.tc, opts.uplink, opts.downlink, opts.compute, protocol, staleness_bound
-    )
+    systems = build_systems(opts.n, opts.K, opts.tc, opts.uplink, opts.downlink, opts.compute)
     if len(systems) != 1:
         raise SpecError(f"--n, --K and --tc must be single values for a run, got {len(systems)} systems")
     system = systems[0]
@@ -139,8 +144,8 @@ def run_command(
         load_problem(opts.problem),
         opts.updates,
         time_unit=opts.time_unit,
-        lr=opts.lr,
-        batch=opts.batch,
+        lr=opts.step,
+        batch=opts.b,
         seed=opts.seed,
         address=address,
         restart_workers=restart_workers,
@@ -152,6 +157,7 @@ def run_command(
 
     from ..artefacts import metadata, write_json
     from ..experiments.measured import compare
+    from ..experiments.vocabulary import shared_row
     from ..runtime import write_run
     from ..runtime.run import carry_out
 
@@ -163,17 +169,15 @@ def run_command(
     comp = compare(result)
     errors = result.errors
     summary: dict[str, Any] = {
-        "n": system.n,
-        "K": system.K,
+        **shared_row(system, seed=seed),
+        **comp.to_dict(),
         "updates": result.trace.updates,
         "gradients": len(result.trace),
         "seconds": result.seconds,
         "time_unit": plan.time_unit,
-        "seed": seed,
         "problem": opts.problem,
-        "lr": plan.lr,
-        "batch": plan.batch,
-        **comp.to_dict(),
+        "step": plan.lr,
+        "b": plan.batch,
         "ray_latency_ms": result.latency,
         "dropped": result.dropped,
         "lost": [list(x) for x in result.lost],
@@ -201,7 +205,7 @@ def run_command(
     unit = f"time unit {time_unit} s" if time_unit is not None else "seconds (nothing injected)"
     print_table(
         f"stalegrad run (seed {seed}; {summary['updates']} updates on Ray; times in {unit}; "
-        f"first {comp.warmup} updates left out)",
+        f"first {comp.warmup_updates} updates left out)",
         [
             "n",
             "K",
@@ -220,13 +224,13 @@ def run_command(
             [
                 str(system.n),
                 str(system.K),
-                fmt(comp.measured),
-                fmt(comp.ci95),
-                fmt(comp.predicted),
-                fmt(100 * comp.rel_diff, 2),
-                fmt(comp.configured) if comp.configured is not None else "-",
+                fmt(comp.staleness_mean),
+                fmt(comp.staleness_ci95),
+                fmt(comp.staleness_exact),
+                fmt(100 * comp.staleness_rel_diff, 2),
+                fmt(comp.staleness_exact_configured) if comp.staleness_exact_configured is not None else "-",
                 fmt(comp.update_rate),
-                fmt(comp.update_rate_predicted),
+                fmt(comp.update_rate_exact),
                 fmt(comp.uplink, 3),
                 fmt(comp.downlink, 3),
                 fmt(result.seconds, 1),
@@ -265,8 +269,8 @@ OPTION_NAMES = {
     "staleness_bound": "--staleness-bound",
     "problem": "--problem",
     "updates": "--updates",
-    "lr": "--lr",
-    "batch": "--batch",
+    "lr": "--step",
+    "batch": "--b",
     "time_unit": "--time-unit",
     "seed": "--seed",
     "address": "--address",
@@ -289,8 +293,8 @@ class RunOptions:
     compute: tuple[str, ...]
     problem: str
     updates: int
-    lr: float
-    batch: int
+    step: float
+    b: int
     time_unit: float | None
     seed: int | None
 
@@ -342,8 +346,8 @@ def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> Run
                 f"{', '.join(PROBLEMS)} (give the module:attribute that makes it)"
             )
         chosen = found
-    for name in ("lr", "batch", "time_unit", "seed"):
-        value, theirs = getattr(opts, name), a[name]
+    for name, theirs_key in (("step", "lr"), ("b", "batch"), ("time_unit", "time_unit"), ("seed", "seed")):
+        value, theirs = getattr(opts, name), a[theirs_key]
         if given(name) and value != theirs:
             option = "--" + name.replace("_", "-")
             raise invalid(option, value, f"{theirs!r} (the checkpoint's, in '{folder}') to resume it")
@@ -359,8 +363,8 @@ def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> Run
         **mine,
         problem=chosen,
         updates=target,
-        lr=a["lr"],
-        batch=a["batch"],
+        step=a["lr"],
+        b=a["batch"],
         time_unit=a["time_unit"],
         seed=a["seed"],
     )

@@ -197,20 +197,12 @@ def train_command(
         click.echo(f"warning: {label} diverged (error not finite or above 1e6 x its initial error)", err=True)
 
 
-#: Gradients replayed per second, assumed for the estimate: compiled (linear models) and Python problems.
-_REPLAY_SPEED = {True: 1e6, False: 2e4}
-
-
 def _check_work(configs: list[Any], problem: Any, updates: int, seeds: int, yes: bool) -> None:
     """Refuse, before any work, a sweep estimated above the limit (unless --yes), with the estimate."""
-    from ..sim.cost import LIMIT_SECONDS, describe_seconds, estimate
+    from ..experiments.training import estimate_seconds
+    from ..sim.cost import LIMIT_SECONDS, describe_seconds
 
-    compiled = callable(getattr(problem, "linear_model", None))
-    seconds = 0.0
-    for c in configs:
-        gradients = (c.trace.updates if c.trace is not None else updates) * c.system.K
-        sim = 0.0 if c.trace is not None else estimate(c.system, updates, keep_trace=True).seconds
-        seconds += seeds * (sim + gradients / _REPLAY_SPEED[compiled])
+    seconds = estimate_seconds(configs, problem, updates, seeds)
     if seconds > LIMIT_SECONDS and not yes:
         raise SpecError(
             f"--updates {updates} over {len(configs)} configurations and {seeds} seeds is an estimated "

@@ -34,4 +34,11 @@ def plot_run(result: Any, comparison: Any, path: str | Path, *, updates: int = 1
     its training error against time."""
     system, summary = simulate_measured(result, updates, seed)
     meta = metadata(seed, {"measured": system}, run=comparison.to_dict())
-    return write_figure(run_figure(result, comparison, summary.hist, updates), path, meta)
+    law = None
+    if result.time_unit is not None:  # the injected (configured) system, where its distribution can be predicted
+        from ..theory import distribution_refusal, staleness_distribution
+
+        if distribution_refusal(result.trace.system) is None:
+            law = staleness_distribution(result.trace.system)
+            meta["staleness_pmf_configured"] = law.pmf.tolist()
+    return write_figure(run_figure(result, comparison, summary.hist, updates, law), path, meta)

@@ -36,7 +36,15 @@ from ..train.curves import Band, band
 from .points import Report, report_for
 from .vocabulary import shared_row
 
-__all__ = ["TrainConfig", "TrainResult", "TrainSweep", "configurations", "train_sweep", "write_train"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainSweep",
+    "configurations",
+    "estimate_seconds",
+    "train_sweep",
+    "write_train",
+]
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,44 @@ def configurations(
             name, trace = source
             out.append(TrainConfig(f"{name} b={b} {policy}{suffix}", trace.system, b, policy, trace))
     return out
+
+
+#: Gradients replayed per second by the compiled kernel of the linear problems (conservative, ``make bench``).
+COMPILED_SPEED = 1e6
+
+
+def estimate_seconds(configs: Sequence[TrainConfig], problem: Any, updates: int, seeds: int) -> float:
+    """The work of :func:`train_sweep` in seconds, before it runs: each configuration's simulation
+    (:func:`stalegrad.sim.cost.estimate`) and its replayed gradients. A problem with a compiled kernel (the linear
+    models) replays at :data:`COMPILED_SPEED`; any other (a PyTorch model, your own) is timed here, on a few
+    gradients per minibatch size, since its cost per gradient spans orders of magnitude."""
+    from ..sim.cost import estimate
+
+    compiled = callable(getattr(problem, "linear_model", None))
+    per_gradient: dict[int, float] = {}
+    seconds = 0.0
+    for c in configs:
+        if c.b not in per_gradient:
+            per_gradient[c.b] = 1.0 / COMPILED_SPEED if compiled else gradient_seconds(problem, c.b)
+        gradients = (c.trace.updates if c.trace is not None else updates) * c.system.K
+        sim = 0.0 if c.trace is not None else estimate(c.system, updates, keep_trace=True).seconds
+        seconds += seeds * (sim + gradients * per_gradient[c.b])
+    return seconds
+
+
+def gradient_seconds(problem: Any, b: int, calls: int = 3) -> float:
+    """Seconds one ``problem.gradient`` of minibatch ``b`` takes here (the median of ``calls``, after one more)."""
+    import time
+
+    rng = np.random.default_rng(0)
+    w = problem.init()
+    problem.gradient(w, b, rng)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        problem.gradient(w, b, rng)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 def train_sweep(
