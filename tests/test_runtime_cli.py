@@ -58,11 +58,14 @@ def test_cli_run_prints_json_and_writes_the_trace(tmp_path):
         (["--n", "2", "--K", "1", "--step", "0"], "--step must be a finite number > 0"),
         (["--n", "2", "--K", "1", "--b", "0"], "--b"),
         (["--n", "2", "--K", "1", "--problem", "mnist"], "--problem"),
-        (["--n", "2", "--K", "1", "--out", "d", "--plot", "d/run.png"], "--plot must be a file whose name and .json"),
+        (["--n", "2", "--K", "1", "--out", ".", "--plot", "./run.png"], "--plot must be a file whose name and .json"),
         (["--n", "2", "--K", "1", "--protocol", "k-sync"], "No such option '--protocol'"),
         (["--n", "2", "--K", "1", "--lr", "0.1"], "No such option '--lr': it is now --step"),
         (["--n", "2", "--K", "1", "--batch", "4"], "No such option '--batch': it is now --b"),
         (["--n", "2", "--K", "1", "--address", " "], "--address must be 'auto' or HOST:PORT"),
+        (["--n", "2", "--K", "1", "--out", "/proc/nope/x"], "--out must be a folder whose parent exists"),
+        (["--n", "2", "--K", "1", "--plot", "run.jpg"], "--plot must be a file name ending in .png"),
+        (["--n", "2", "--K", "1", "--plot", "/nope/run.png"], "--plot must be a file in an existing folder"),
     ],
 )
 def test_cli_run_rejects_bad_arguments_with_one_line(cli_here, args, match):

@@ -14,9 +14,12 @@ from typing import Any
 import click
 
 from .options import (
+    IMAGE_SUFFIXES,
     PROBLEM_HELP,
     PROBLEMS,
     build_systems,
+    check_output_dir,
+    check_output_file,
     emit_json,
     fmt,
     load_problem,
@@ -132,6 +135,10 @@ def run_command(
         injected = [f"--{name}" for name in ("compute", "tc", "uplink", "downlink") if given(name)]
         if injected:
             raise SpecError(f"{', '.join(injected)} are injected times: they need --time-unit SECONDS > 0")
+    if out is not None:
+        check_output_dir("--out", out)
+    if plot is not None:
+        check_output_file("--plot", plot, IMAGE_SUFFIXES)
     if plot is not None and out is not None:
         mine = {(Path(out) / f).resolve() for f in ("trace.csv", "errors.csv", "run.json", "checkpoint.json")}
         if {Path(plot).resolve(), Path(plot).with_suffix(".json").resolve()} & mine:
