@@ -11,6 +11,7 @@ import sys
 import click
 
 from .. import __version__
+from .advise import advise_command
 from .compare import compare_command
 from .fit import fit_command
 from .predict import predict_command
@@ -37,6 +38,7 @@ cli.add_command(reproduce_command)
 cli.add_command(train_command)
 cli.add_command(run_command)
 cli.add_command(fit_command)
+cli.add_command(advise_command)
 
 
 #: Options renamed to the shared vocabulary (``docs/vocabulary.md``): a user's old spelling is told the new one.

@@ -152,9 +152,9 @@ def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return _system_options(protocols_option(system_file_option(f)))
 
 
-def run_system_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The system options of a real run: those of :func:`system_options` but the protocol's (a run makes the
-    paper's protocol only: an option that always fails is not offered)."""
+def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a cluster: those of :func:`system_options` but the protocol's (``run`` makes the paper's
+    protocol only, ``advise`` chooses the protocol: an option that always fails is not offered)."""
     return _system_options(system_file_option(f))
 
 

@@ -20,16 +20,16 @@ from .options import (
     build_systems,
     check_output_dir,
     check_output_file,
+    cluster_options,
     emit_json,
     fmt,
     load_problem,
     print_table,
-    run_system_options,
 )
 
 
 @click.command("run")
-@run_system_options
+@cluster_options
 @click.option("--problem", default="linreg", show_default=True, help=PROBLEM_HELP)
 @click.option("--updates", type=click.IntRange(min=1), default=500, show_default=True, help="Updates to make.")
 @click.option("--step", type=float, default=0.05, show_default=True, help="Step size of every update.")
