@@ -15,8 +15,9 @@ replayed along the *same* simulated timelines.
 2. **Theory screens.** Each configuration's update rate (the exact limit, :func:`stalegrad.theory.predict`) sets
    how many updates reach the horizon; the fixed-time theory's optimal worker count ``m*``
    (:func:`~stalegrad.advise.theory.theory_workers`) is among the subset sizes tried.
-3. **Successive halving.** Rung 0 replays every (configuration, step) once; each later rung keeps the best
-   ``1/eta`` and replays them with more replications; the last rung's median time to target, with its 95% interval
+3. **Successive halving.** Rung 0 replays every (configuration, step) twice (and the steps between the grid's
+   around the best); each later rung keeps the best ``1/eta`` and replays them with ``eta`` times the
+   replications; the last rung's median time to target, with its 95% interval
    (order statistics), is the prediction.
 
 The compute time of a round with minibatch ``b`` is ``b`` times a draw of the worker's law (as ``train``'s
@@ -197,7 +198,7 @@ def search(
     pool = [Candidate(order[:m], K, b, s) for m, K, b, s in itertools.product(sizes, Ks, bs, grid)]
     screened = len(pool)  # and the steps between, added after rung 0
     scored: dict[Candidate, Scored] = {}
-    reps, start, rung = 1, 0, 0
+    reps, start, rung = min(2, seeds), 0, 0
     replays = 0
     while True:
         say(f"rung {rung}: {len(pool)} candidates x {reps} replications")
@@ -207,15 +208,15 @@ def search(
         pool.sort(key=lambda c: scored[c].key)
         if rung == 0:  # the grid halves the step: try the steps between, around each surviving configuration's best
             finer = _between(pool[: max(3, math.ceil(len(pool) / eta))], set(pool))
-            evaluate(cluster, problem, finer, replications=range(1), horizon=horizon, target=target, root=root,
+            evaluate(cluster, problem, finer, replications=range(reps), horizon=horizon, target=target, root=root,
                      scored=scored)  # fmt: skip
-            replays += len(finer)
+            replays += len(finer) * reps
             pool = sorted([*pool, *finer], key=lambda c: scored[c].key)
         if reps >= seeds:
             break
         keep = max(3, math.ceil(len(pool) / eta))
         pool = pool[:keep]
-        start, reps, rung = reps, min(seeds, reps * eta + 1), rung + 1
+        start, reps, rung = reps, min(seeds, reps * eta), rung + 1
     # the naive choice at the last rung's replications, for a fair comparison
     naive_scores: dict[Candidate, Scored] = {}
     evaluate(cluster, problem, [naive.candidate], replications=range(seeds), horizon=horizon, target=target,
