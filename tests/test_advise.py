@@ -135,8 +135,10 @@ HET = ["--n", "4", "--compute", "2*expon(scale=1)", "--compute", "2*expon(scale=
 
 
 def test_cli_advise_json_has_the_recommendation_and_the_shared_keys(run_cli, tmp_path):
-    code, out, err = run_cli(["advise", *HET, "--problem", "linreg", "--K", "1,2", "--steps", "0.1,0.05", "--target", "0.5",
-                              "--seeds", "2", "--seed", "1", "--plot", str(tmp_path / "a.png"), "--json"])  # fmt: skip
+    args = ["--K", "1,2", "--steps", "0.1,0.05", "--target", "0.5", "--seeds", "2", "--seed", "1"]
+    code, out, err = run_cli(
+        ["advise", *HET, "--problem", "linreg", *args, "--plot", str(tmp_path / "a.png"), "--json"]
+    )
     assert code == 0, err
     obj = json.loads(out)
     assert {"recommended", "theory_workers", "naive", "rows", "configurations_screened", "replays"} <= set(obj)

@@ -97,9 +97,8 @@ def test_run_figure_draws_the_predicted_law_per_class_with_legends_off_the_data(
     differ (each class's predicted pmf), and every legend below its panel (it covers no data)."""
     from types import SimpleNamespace
 
-    import scipy.stats
-
     import numpy as np
+    import scipy.stats
 
     from stalegrad import System, simulate
     from stalegrad.distributions import shifted_exponential

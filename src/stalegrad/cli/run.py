@@ -146,9 +146,10 @@ def run_command(
 
     from ..runtime.plan import RunPlan
 
+    problem_obj = load_problem(opts.problem)
     plan = RunPlan.build(  # every other check: the library's, named as the options are
         system,
-        load_problem(opts.problem),
+        problem_obj,
         opts.updates,
         time_unit=opts.time_unit,
         lr=opts.step,
@@ -193,6 +194,7 @@ def run_command(
         "checkpoint": result.meta["checkpoint"],
         "error_first": float(errors[0, 2]) if errors.size else None,
         "error_last": float(errors[-1, 2]) if errors.size else None,
+        **_metrics(problem_obj, result.w),  # test_accuracy, test_loss: a problem with a test set (torch models)
         "system": result.trace.system.to_dict() if plan.time_unit is not None else None,
         "clocks": result.meta["clocks"],
         "master_node": result.meta["master_node"],
@@ -249,6 +251,7 @@ def run_command(
         f"Ray call latency {lat['call_ms_median']:.2f} ms (median; p90 {lat['call_ms_p90']:.2f}), put+get "
         f"{lat['put_get_ms_median']:.2f} ms; error {summary['error_first']:.4g} -> {summary['error_last']:.4g}; "
         f"dropped {result.dropped}"
+        + (f"; test accuracy {summary['test_accuracy']:.4f}" if "test_accuracy" in summary else "")
     )
     if summary["resumed_from"] is not None:
         click.echo(f"resumed from the checkpoint at update {summary['resumed_from']} (the table covers the whole run)")
@@ -262,6 +265,12 @@ def run_command(
     if result.lost:
         click.echo(f"workers lost (worker, at update): {list(result.lost)}; restarted: {list(result.restarted)}")
     click.echo(f"note: {comp.caveat}")
+
+
+def _metrics(problem: Any, w: Any) -> dict[str, float]:
+    """The problem's own metrics of the final ``w`` (``test_accuracy`` and ``test_loss`` with a test set)."""
+    metrics = getattr(problem, "metrics", None)
+    return {k: float(v) for k, v in metrics(w).items()} if callable(metrics) else {}
 
 
 #: How :class:`~stalegrad.runtime.plan.RunPlan` names the parameters in its messages: as options.
