@@ -126,7 +126,7 @@ def evaluate(
             p95 = float(np.percentile(tau, 95)) if tau.size else math.nan
             span = float(trace.update_times[-1]) if trace.updates else math.nan
             for c in todo:
-                res = replay(trace, problem, b=c.b, step=c.step, seed=derive_seed(root, r, 1), record=2000)
+                res = replay(trace, problem, b=c.b, step=c.step, seed=derive_seed(root, r, 1), record=500)
                 s = scored[c]
                 hit = res.time_to(target)
                 bad = res.diverged_at is not None
