@@ -80,10 +80,10 @@ def read_profiler_trace(path: Path, position: int) -> tuple[dict[str, np.ndarray
         if match is None or str(event.get("cat", "")).startswith("gpu"):
             continue  # the GPU copy of a step annotation repeats the CPU one
         try:
-            ts, dur = float(event["ts"]), float(event["dur"])
+            start, length = float(event["ts"]), float(event["dur"])
         except (KeyError, TypeError, ValueError):
             raise SpecError(f"{path}: event {event.get('name')!r} has no numeric ts and dur") from None
-        steps.setdefault(int(match.group(1)), (ts, dur))
+        steps.setdefault(int(match.group(1)), (start, length))
     if not steps:
         raise SpecError(
             f"{path} holds no ProfilerStep#N events: call prof.step() once per training step inside "
@@ -91,10 +91,9 @@ def read_profiler_trace(path: Path, position: int) -> tuple[dict[str, np.ndarray
         )
     worker, origin = _rank(doc, path, position)
     rounds = np.array(sorted(steps), dtype=np.int64)
-    ts = np.array([steps[r][0] for r in rounds]) / 1e6
     dur = np.array([steps[r][1] for r in rounds]) / 1e6
     n = rounds.size
-    cols = {
+    cols: dict[str, np.ndarray] = {
         "worker": np.full(n, worker, dtype=object),
         "duration": dur,
         "censored": np.zeros(n, dtype=bool),

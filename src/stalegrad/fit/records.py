@@ -173,6 +173,11 @@ class Records:
                 out[w] = column[mine[np.argsort(self.order[mine], kind="stable")]]
         return out
 
+    def where(self, mask: np.ndarray) -> Records:
+        """The records where ``mask`` is true (the same sources)."""
+        cols = ("worker", "duration", "censored", "uplink", "downlink", "batch", "order")
+        return Records(**{c: getattr(self, c)[mask] for c in cols}, sources=self.sources)
+
     def batch_sizes(self) -> np.ndarray:
         """The distinct batch sizes recorded (empty when none is)."""
         return np.unique(self.batch[np.isfinite(self.batch)])
