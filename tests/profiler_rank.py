@@ -1,8 +1,8 @@
 """One rank of a small data-parallel training run, profiled: ``python profiler_rank.py RANK WORLD PORT OUT``.
 
 The test fixture of ``tests/test_fit_profiler.py`` runs two of these at once (gloo, CPU): a small MLP trained with
-DistributedDataParallel for 14 steps, each step marked by ``prof.step()`` (one warm-up step, then 14 recorded); the profiler writes ``OUT`` (a
-Chrome-trace JSON with ``ProfilerStep#N`` events and ``distributedInfo``).
+DistributedDataParallel, each step marked by ``prof.step()`` (one warm-up step, then 14 recorded); the profiler
+writes ``OUT`` (a Chrome-trace JSON with ``ProfilerStep#N`` events and ``distributedInfo``).
 """
 
 import os

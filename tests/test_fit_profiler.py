@@ -1,4 +1,5 @@
-"""PyTorch profiler traces as ``fit`` input: a real two-rank run (gloo, CPU), profiled, read and fitted."""
+"""PyTorch profiler traces as ``fit`` input: a real two-rank run (gloo, CPU), profiled, read and fitted (torch is
+the torch extra, which `make test` installs)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from stalegrad.errors import SpecError
 from stalegrad.fit import fit_cluster, read_records
-
-pytest.importorskip("torch")  # installed by `make test` (the torch extra); kept optional for users
 
 HERE = Path(__file__).parent
 STEPS = 14

@@ -126,11 +126,10 @@ def _fitted(
 ) -> DelayFit:
     """Each worker's delays grouped and fitted; the System gets the pooled law (a fixed or zero delay when every
     delay is one value, or the mean when some are 0 or too few to fit)."""
-    distinct = np.unique(pooled)
-    if distinct.size == 1:
-        return DelayFit(direction, float(distinct[0]), "fixed: every measured delay is this value", pooled)
-    if distinct[0] <= 0 or pooled.size < MIN_FINISHED:
-        why = "some delays are 0" if distinct[0] <= 0 else f"fewer than {MIN_FINISHED} delays"
+    if np.ptp(pooled) <= 1e-6 * float(np.max(pooled)):  # one value, up to the rounding of the clock readings
+        return DelayFit(direction, float(np.mean(pooled)), "fixed: every measured delay is this value", pooled)
+    if pooled.min() <= 0 or pooled.size < MIN_FINISHED:
+        why = "some delays are 0" if pooled.min() <= 0 else f"fewer than {MIN_FINISHED} delays"
         return DelayFit(direction, float(pooled.mean()), f"mean, every worker pooled (not fitted: {why})", pooled)
     everyone = Sample.of(pooled)
     try:
