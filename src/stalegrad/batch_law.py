@@ -35,7 +35,7 @@ class BatchLaw:
     """A scipy.stats family with fixed shape and a location and scale affine in the batch size ``b``.
 
     >>> law = BatchLaw("gamma", {"a": 2.0}, (0.2, 0.01), (0.05, 0.002))
-    >>> round(float(law.at(10).mean()), 6), law.overhead, law.per_sample
+    >>> round(float(law.at(10).mean()), 6), round(law.overhead, 6), round(law.per_sample, 6)
     (0.44, 0.3, 0.014)
     >>> parse_batch_law(law.text)[1] == law
     True

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from .options import emit_json, fmt, link_delay, link_options, print_table
+from .link_options import link_delay, link_options
+from .options import emit_json, fmt, print_table
 
 
 @click.command("fit")
