@@ -190,3 +190,18 @@ def test_compute_given_beside_the_system_file_drops_its_law_of_b(batched, cli_he
     options = {"n": None, "K": None, "compute": (), "compute_batch": ()}
     assert option_values(path, options, set())["compute_batch"] == tuple(json.loads(path.read_text())["compute_batch"])
     assert "compute_batch" not in option_values(path, dict(options, compute=("4*expon(scale=1)",)), {"compute"})
+
+
+def test_one_class_law_of_b_follows_any_n(tmp_path, cli_here):
+    rng = np.random.default_rng(9)
+    worker = np.repeat(["a", "b"], 600)
+    batch = np.tile(np.repeat([16, 64], 300), 2)
+    duration = np.concatenate([GAMMA.at(int(b)).rvs(random_state=rng, size=1) for b in batch])
+    cluster = fit_cluster(Records.from_arrays(worker, duration, batch=batch), gof_samples=0, seed=1)
+    assert len(cluster.classes) == 1 and cluster.compute_batch()[0].startswith("2*gamma(")
+    path = tmp_path / "one.json"
+    write_system_file(path, cluster)
+    code, stdout, err = cli_here(["train", "--system", path, "--n", "3", "--b", "8", "--updates", "50", "--json"])
+    assert code == 0, err
+    (row,) = json.loads(stdout)["rows"]
+    assert row["n"] == 3 and row["system"]["compute"] == [f"3*{describe_at(cluster.classes[0].batch.law, 8)}"]

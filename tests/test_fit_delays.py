@@ -75,7 +75,7 @@ def test_delays_are_fixed_at_their_mean_by_default():
 def test_fit_delays_fits_one_law_per_direction_for_alike_workers():
     """Four workers with the same uplink law (0.01 + Exp(0.05)) and downlink (0.02 + Gamma(2, 0.01)), 400 rounds
     each: one class per direction, the fitted means within 5% and the shifts found."""
-    cluster = fit_cluster(_records(np.random.default_rng(2), [0.05] * 4), gof_samples=0, seed=1, fit_delays_=True)
+    cluster = fit_cluster(_records(np.random.default_rng(2), [0.05] * 4), gof_samples=0, seed=1, fit_delays=True)
     up, down = cluster.system.uplink, cluster.system.downlink
     assert not isinstance(up, float) and not isinstance(down, float)
     assert float(up.mean()) == pytest.approx(0.06, rel=0.05) and float(down.mean()) == pytest.approx(0.04, rel=0.05)
@@ -88,7 +88,7 @@ def test_fit_delays_warns_when_workers_differ_and_uses_the_pooled_law(tmp_path):
     """Two workers with uplinks 5 times slower than the others': two classes in the system file, and one warning
     that the System takes the pooled law (per-worker delays are not in the System yet)."""
     records = _records(np.random.default_rng(3), [0.02, 0.02, 0.1, 0.1], downlink=False)
-    cluster = fit_cluster(records, gof_samples=0, seed=1, fit_delays_=True)
+    cluster = fit_cluster(records, gof_samples=0, seed=1, fit_delays=True)
     assert sorted(w for w, _ in cluster.uplink.classes) == [("w0", "w1"), ("w2", "w3")]
     (line,) = [w for w in cluster.warnings() if "delays differ" in w]
     assert "uplink delays differ between workers (2 classes" in line and "pooled law" in line
@@ -105,12 +105,10 @@ def test_fit_delays_warns_when_workers_differ_and_uses_the_pooled_law(tmp_path):
 def test_fixed_or_zero_delays_are_not_fitted():
     rng = np.random.default_rng(4)
     times = COMPUTE.rvs(size=40, random_state=rng)
-    fixed = fit_cluster(
-        Records.from_arrays(["a"] * 40, times, uplink=np.full(40, 0.3)), gof_samples=0, fit_delays_=True
-    )
+    fixed = fit_cluster(Records.from_arrays(["a"] * 40, times, uplink=np.full(40, 0.3)), gof_samples=0, fit_delays=True)
     assert fixed.system.uplink == 0.3 and fixed.uplink.how.startswith("fixed")
     zeros = np.where(np.arange(40) % 2 == 0, 0.0, 0.2)
-    some = fit_cluster(Records.from_arrays(["a"] * 40, times, uplink=zeros), gof_samples=0, fit_delays_=True)
+    some = fit_cluster(Records.from_arrays(["a"] * 40, times, uplink=zeros), gof_samples=0, fit_delays=True)
     assert some.system.uplink == pytest.approx(0.1) and "some delays are 0" in some.uplink.how
 
 

@@ -18,8 +18,9 @@ from .options import emit_json, fmt, print_table
     default=None,
     metavar="FIELD=COLUMN,...",
     help="Which column holds what: worker, duration (or start and end), censored (1 when the work was cancelled "
-    "or cut off), round, sent and arrive (the uplink delay), batch. Fields not given are looked up under their "
-    "own name. stalegrad's own Traces are recognised and need none.",
+    "or cut off), round, sent and arrive (the uplink delay), published and received (the downlink delay), batch "
+    "(several sizes: compute time against it). Fields not given are looked up under their own name. stalegrad's "
+    "own Traces and PyTorch profiler traces (.json) are recognised and need none.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the system file (.json) here.")
 @click.option(
@@ -107,7 +108,7 @@ def fit_command(
     records = read_records(logs, mapping)
     cluster = fit_cluster(
         records, level=level, seed=seed, gof_samples=gof_samples, per_worker=per_worker, K=K,
-        fit_delays_=fit_delays, delay=delay,
+        fit_delays=fit_delays, delay=delay,
     )  # fmt: skip
     _write(cluster, out, plot)
     if as_json:

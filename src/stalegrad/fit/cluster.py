@@ -19,7 +19,7 @@ from ..streams import derive_seed, resolve_seed
 from .batch import BatchFit, fit_batch_law
 from .checks import Finding, check_workers
 from .classes import check_level, group_workers
-from .delays import DelayFit, fit_delays
+from .delays import DelayFit, find_delays
 from .laws import Sample, SampleFit, check_gof_samples, fit_sample
 from .records import Records
 
@@ -119,14 +119,14 @@ def fit_cluster(
     gof_samples: int = 99,
     per_worker: bool = False,
     K: int | None = None,
-    fit_delays_: bool = False,
+    fit_delays: bool = False,
     delay: float | None = None,
 ) -> ClusterFit:
     """Check, group and fit the workers of ``records``, and build the System they describe.
 
     ``level``: of the grouping tests, the goodness-of-fit tests and the i.i.d. checks. ``per_worker``: one class
     per worker (no grouping). ``K``: gradients per update (default: the Traces' K, else ``n``; the records do not
-    say). ``gof_samples``: bootstrap samples of each class's goodness-of-fit test (0: no test). ``fit_delays_``:
+    say). ``gof_samples``: bootstrap samples of each class's goodness-of-fit test (0: no test). ``fit_delays``:
     fit the delays' laws (default: their mean). ``delay``: a fixed delay per direction that replaces the
     records' (seconds).
 
@@ -161,8 +161,8 @@ def fit_cluster(
         if K is None:
             K = n
             notes.append(f"K is not in the records: K = n = {n} (give --K here or to the command that reads the file)")
-    up, down, delay_notes, delay_warnings = fit_delays(
-        records, fit=fit_delays_, given=delay, level=level, seed=root, gof_samples=gof_samples
+    up, down, delay_notes, delay_warnings = find_delays(
+        records, fit=fit_delays, given=delay, level=level, seed=root, gof_samples=gof_samples
     )
     notes += delay_notes
     compute = [c.law for c in classes for _ in c.workers]

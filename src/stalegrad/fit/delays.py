@@ -21,7 +21,7 @@ from .classes import group_workers
 from .laws import MIN_FINISHED, Sample, SampleFit, fit_sample
 from .records import Records
 
-__all__ = ["DelayFit", "fit_delays"]
+__all__ = ["DelayFit", "find_delays"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +63,7 @@ def _fit_dict(fit: SampleFit) -> dict[str, Any]:
     }
 
 
-def fit_delays(
+def find_delays(
     records: Records,
     *,
     fit: bool = False,

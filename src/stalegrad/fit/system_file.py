@@ -161,7 +161,12 @@ def option_values(path: str | Path, options: dict[str, Any], given: set[str]) ->
         if "n" in given and "compute" not in given and str(options.get("n")).strip() != str(system.n):
             raise invalid("--n", options.get("n"), f"{system.n}, the workers of {path} (or give --compute for them)")
     if "compute_batch" in options:
-        values["compute_batch"] = tuple(batch_laws(path, system.n) or ())
+        laws = batch_laws(path, system.n) or []
+        if system.identical and len(laws) == 1:  # one law of b for every worker: any --n, as for compute
+            from ..batch_law import parse_batch_law
+
+            laws = [parse_batch_law(laws[0], "--system compute_batch")[1].text]
+        values["compute_batch"] = tuple(laws)
         if "compute" in given:  # the file's batch laws describe the file's compute laws, not the given ones
             given = given | {"compute_batch"}
     if "tc" in given:
