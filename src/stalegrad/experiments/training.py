@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis import steady_state
+from ..batch_law import BatchLaw, per_worker
 from ..distributions import scaled
 from ..errors import invalid
 from ..sim import simulate
@@ -147,14 +148,24 @@ def configurations(
     *,
     scale_compute: bool = True,
     suffix: str = "",
+    batch_laws: Sequence[tuple[int, BatchLaw]] | None = None,
 ) -> list[TrainConfig]:
     """The product of sources, minibatch sizes and policies, labelled. With ``scale_compute`` a system's compute
-    time grows with ``b`` (``scaled(model, b)``: the paper's assumption that time is linear in the work)."""
+    time grows with ``b`` (``scaled(model, b)``: the paper's assumption that time is linear in the work).
+
+    ``batch_laws``: compute time as a function of ``b`` (``(count, law)`` pairs, counts adding up to each system's
+    ``n``; see :mod:`stalegrad.batch_law`): a system's worker ``i`` then takes ``law_i.at(b)``, and
+    ``scale_compute`` is not used."""
     protocols = {s.protocol for s in sources if isinstance(s, System)}
     out = []
     for source, b, policy in itertools.product(sources, bs, policies):
         if isinstance(source, System):
-            system = source.replace(compute=[scaled(m, b) for m in source.compute]) if scale_compute else source
+            if batch_laws:
+                system = source.replace(compute=[law.at(b) for law in per_worker(list(batch_laws), source.n)])
+            elif scale_compute:
+                system = source.replace(compute=[scaled(m, b) for m in source.compute])
+            else:
+                system = source
             label = f"n={system.n} K={system.K} b={b} tc={system.tc:g} {policy}{suffix}"
             if system.protocol != "k-batch-async" or len(protocols) > 1:
                 label = f"{system.protocol} {label}"
