@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -266,12 +267,15 @@ def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
             f"{path}: a {trace.system.protocol} Trace holds only the rounds that finished (cancelled work is not "
             "recorded), so its times are biased fast"
         )
+    down, where = _trace_downlink(path, trace)
+    if where:
+        notes.append(f"{path}: downlink delay {down:.6g}, {where}")
     cols = {
         "worker": np.array([str(w) for w in trace["worker"]], dtype=object),
         "duration": duration.astype(float),
         "censored": np.zeros(n, dtype=bool),
         "uplink": (trace["arrive"] - trace["sent"]).astype(float),
-        "downlink": np.full(n, np.nan),
+        "downlink": np.full(n, down),
         "batch": np.full(n, np.nan),
         "order": order,
     }
@@ -284,6 +288,23 @@ def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
         "arrive": "arrive",
     }
     return cols, Source(str(path), "trace", n, mapping, trace.system.to_dict(), tuple(notes))
+
+
+def _trace_downlink(path: Path, trace: Any) -> tuple[float, str | None]:
+    """A Trace's rows do not hold the downlink delay: the mean a real run measured (``run.json`` beside its
+    ``trace.csv``, written by ``run --out``), else the fixed downlink of the system the Trace records (a
+    simulation's), else unknown (NaN)."""
+    beside = path.parent / "run.json"
+    if beside.is_file():
+        try:
+            value = json.loads(beside.read_text())["run"]["downlink"]
+        except (OSError, ValueError, KeyError, TypeError):
+            value = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+            return float(value), f"the run's measured mean ({beside})"
+    if isinstance(trace.system.downlink, float):
+        return trace.system.downlink, "the fixed downlink of the system the Trace records"
+    return math.nan, None
 
 
 def _read_table(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
