@@ -103,7 +103,7 @@ def test_run_figure_draws_the_predicted_law_per_class_with_legends_off_the_data(
     from stalegrad import System, simulate
     from stalegrad.distributions import shifted_exponential
     from stalegrad.experiments.measured import Comparison
-    from stalegrad.plots import run_figure
+    from stalegrad.staleness_plots import run_figure
     from stalegrad.theory import staleness_distribution
 
     def draw(system):
@@ -136,3 +136,53 @@ def test_run_figure_draws_the_predicted_law_per_class_with_legends_off_the_data(
         assert legend.y1 < ax.get_window_extent().y0  # below the panel
     one, _ = draw(System(n=4, K=2, tc=1, compute=scipy.stats.expon(scale=1.0)))
     assert len(one.axes) == 2
+
+
+def test_simulate_plot_draws_each_worker_class_beside_its_predicted_law(tmp_path):
+    """``simulate --plot`` of a heterogeneous system: a second panel per worker class, the class's predicted pmf
+    as markers (equal to the theory's) beside the simulated distribution of that class's gradients."""
+    import matplotlib.image
+
+    from stalegrad.cli import main
+
+    path = tmp_path / "sim.png"
+    laws = ["--compute", "2*expon(scale=1)", "--compute", "2*shifted_exponential(alpha=2, rate=0.5)"]
+    argv = [
+        "simulate",
+        "--n",
+        "4",
+        "--K",
+        "2",
+        "--tc",
+        "1",
+        *laws,
+        "--updates",
+        "3000",
+        "--seed",
+        "1",
+        "--plot",
+        str(path),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code in (0, None)
+    assert matplotlib.image.imread(path).shape[1] > 1.6 * matplotlib.image.imread(path).shape[0]  # two panels
+
+    import numpy as np
+
+    from stalegrad import System, simulate
+    from stalegrad.experiments.points import run_point
+    from stalegrad.staleness_plots import points_figure
+
+    system = System.from_dict(json.loads(path.with_suffix(".json").read_text())["systems"]["0"])
+    point = run_point(system, 3000, 1)
+    trace = simulate(system, 3000, seed=1)
+    fig = points_figure([point], (trace["worker"], trace["staleness"]))
+    _, per_class = fig.axes
+    from stalegrad.theory import staleness_distribution
+
+    law = staleness_distribution(system)
+    markers = [line for line in per_class.get_lines() if line.get_marker() == "o"]
+    assert len(markers) == 2
+    for line, cls in zip(markers, law.per_class, strict=True):
+        assert np.allclose(line.get_ydata(), cls.pmf[: len(line.get_ydata())])

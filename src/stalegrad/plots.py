@@ -16,10 +16,8 @@ __all__ = [
     "describe_system",
     "error_vs_time",
     "figure",
-    "points_figure",
     "protocols_figure",
     "residuals_vs_n",
-    "run_figure",
     "staleness_histogram",
     "staleness_vs_n",
     "train_figure",
@@ -186,46 +184,6 @@ def error_vs_time(
 # ------------------------------------------------------------------------------------------- whole figures
 
 
-def points_figure(points: Sequence[Any]) -> Any:
-    """One simulated system: its staleness histogram with both limits marked. A sweep: mean staleness against
-    the position in the sweep (labelled by what varies), with CI bars, the paper's and the exact limit."""
-    fig, ax = figure()
-    single = points[0].summary if len(points) == 1 else None
-    if single is not None:
-        p = points[0]
-        staleness_histogram(np.trim_zeros(single.hist, "b"), title=describe_system(p.system), ax=ax)
-        ax.axvline(
-            p.prediction.staleness_exact, color="tab:blue", label=f"exact mean {p.prediction.staleness_exact:.3f}"
-        )
-        ax.axvline(
-            p.prediction.staleness_paper,
-            color="tab:red",
-            ls="--",
-            label=f"paper mean {p.prediction.staleness_paper:.3f}",
-        )
-        ax.axvline(p.estimate.mean, color="black", ls=":", label=f"simulated mean {p.estimate.mean:.3f}")
-        pmf = p.law()["staleness_pmf"]
-        if pmf is not None:
-            width = min(len(pmf), np.trim_zeros(single.hist, "b").size + 2)
-            ax.plot(np.arange(width), pmf[:width], "o-", color="tab:orange", ms=4, lw=1.2,
-                    label="predicted distribution")  # fmt: skip
-        ax.legend()
-    else:
-        varies = [k for k in ("n", "K", "tc") if len({getattr(p.system, k) for p in points}) > 1]
-        key = varies[0] if len(varies) == 1 else None
-        xs = [getattr(p.system, key) for p in points] if key else list(range(1, len(points) + 1))
-        staleness_vs_n(
-            xs,
-            [p.estimate.mean for p in points],
-            [p.estimate.ci95 for p in points],
-            [p.prediction.staleness_paper for p in points],
-            [p.prediction.staleness_exact for p in points],
-            ax=ax,
-        )
-        ax.set_xlabel(key or "system in the sweep")
-    return fig
-
-
 def protocols_figure(points: Sequence[Any]) -> Any:
     """Protocols side by side, three panels: update rate (simulated, theory where known), staleness (mean with its
     95% CI written on the bar, the 95th percentile, the exact limit), and the work lost (wasted compute time,
@@ -266,92 +224,6 @@ def protocols_figure(points: Sequence[Any]) -> Any:
     return fig
 
 
-def run_figure(result: Any, comparison: Any, simulated: np.ndarray, updates: int, law: Any = None) -> Any:
-    """A real run (:func:`stalegrad.runtime.run`) in one figure: left, its staleness distribution (after the
-    warm-up) beside ``simulated``, the staleness histogram of ``updates`` simulated updates of the system it
-    *measured*, the predicted distribution ``law`` of the configured system (a
-    :class:`~stalegrad.theory.StalenessDistribution`, when the run injected times it can predict), and the run's
-    mean with the exact and paper limits; when the workers differ, a middle panel per worker class (the run's
-    distribution of each class against the class's predicted one); right, the training error against time.
-    Legends sit below the panels, covering no data."""
-    trace = result.trace
-    keep = trace["update"] > comparison.warmup_updates
-    real = np.bincount(trace["staleness"][keep], minlength=1)
-    width = max(real.size, np.trim_zeros(simulated, "b").size)
-    classes = law.per_class if law is not None and len(law.per_class) > 1 else ()
-    panels = 3 if classes else 2
-    fig, axes = figure(1, panels, figsize=(5.6 * panels, 5.2))
-    left, right = axes[0], axes[-1]
-    staleness_histogram(np.pad(real, (0, width - real.size)), ax=left)
-    left.patches[0].set_label(f"run ({int(real.sum())} gradients)")
-    simulated = np.pad(simulated, (0, max(0, width - simulated.size)))[:width]
-    left.step(np.arange(width), simulated / simulated.sum(), where="mid", color="black", lw=1.2,
-              label=f"simulated, measured system ({updates} updates)")  # fmt: skip
-    if law is not None:
-        shown = min(len(law.pmf), width + 2)
-        left.plot(np.arange(shown), law.pmf[:shown], "o", color="tab:orange", ms=4,
-                  label="predicted, configured system")  # fmt: skip
-    c = comparison
-    left.axvline(c.staleness_mean, color="black", ls=":", label=f"run mean {c.staleness_mean:.3f}")
-    left.axvline(c.staleness_exact, color="tab:blue", label=f"exact mean (measured system) {c.staleness_exact:.3f}")
-    left.axvline(c.staleness_paper, color="tab:red", ls="--", label=f"paper mean {c.staleness_paper:.3f}")
-    left.set_xlim(-0.7, max(_upper(real), _upper(simulated)) + 0.7)
-    left.set_title(f"staleness, n = {trace.system.n}, K = {trace.system.K}")
-    _legend_below(left)
-    if classes:
-        mid = axes[1]
-        worker, staleness = trace["worker"][keep], trace["staleness"][keep]
-        colours = plt_colours()
-        top = 1
-        for k, cls in enumerate(classes):
-            mine = np.isin(worker, cls.workers)
-            hist = np.bincount(staleness[mine], minlength=1).astype(float)
-            colour = colours[k % len(colours)]
-            if hist.sum() > 0:
-                mid.step(np.arange(hist.size), hist / hist.sum(), where="mid", color=colour, lw=1.2,
-                         label=f"run, workers {_workers(cls.workers)}")  # fmt: skip
-            shown = min(len(cls.pmf), max(hist.size, 1) + 2)
-            law_text = describe_law(trace.system.compute[cls.workers[0]])
-            mid.plot(np.arange(shown), cls.pmf[:shown], "o", color=colour, ms=4,
-                     label=f"predicted, compute time {law_text}")  # fmt: skip
-            top = max(top, _upper(hist), _upper(cls.pmf[:shown]))
-        mid.set_xlabel("staleness τ")
-        mid.set_ylabel("fraction of the class's gradients")
-        mid.set_xlim(-0.7, top + 0.7)
-        mid.xaxis.get_major_locator().set_params(integer=True)
-        mid.set_title("per worker class")
-        mid.grid(alpha=0.3)
-        _legend_below(mid)
-    errors = np.asarray(result.errors)
-    unit = "time units" if result.time_unit is not None else "s"
-    if errors.size:
-        error_vs_time(errors[:, 1], errors[:, 2], label="real run", ax=right)
-        _legend_below(right)
-    right.set_xlabel(f"time ({unit})")
-    right.set_title("training error")
-    fig.subplots_adjust(bottom=0.36, wspace=0.3)
-    return fig
-
-
-def _upper(counts: np.ndarray, mass: float = 0.999) -> int:
-    """The smallest staleness below which ``mass`` of a histogram or pmf lies (the x-axis ends there)."""
-    c = np.cumsum(np.asarray(counts, dtype=float))
-    return int(np.searchsorted(c, mass * c[-1])) if c.size and c[-1] > 0 else 0
-
-
-def _legend_below(ax: Any) -> None:
-    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
-
-
-def _workers(workers: Sequence[int]) -> str:
-    w = list(workers)
-    return f"{w[0]}..{w[-1]}" if len(w) > 2 and w == list(range(w[0], w[-1] + 1)) else ", ".join(map(str, w))
-
-
-def plt_colours() -> list[str]:
-    return ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
-
-
 def train_figure(
     labels: Sequence[str],
     bands: Sequence[Any],
@@ -388,9 +260,15 @@ def train_figure(
 
 def describe_system(system: Any) -> str:
     """A one-line title for a system in words a reader knows: n, K, Tc and its compute-time laws."""
-    laws = [f"{count} x {describe_law(model)}" if len(system.groups()) > 1 else describe_law(model)
-            for count, model in system.groups()]  # fmt: skip
-    return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, compute time {' + '.join(laws)}"
+    groups = system.groups()
+    if len(groups) == 1:
+        return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, compute time {describe_law(groups[0][1])}"
+    if len(groups) > 3:
+        means = system.means
+        return (f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, {len(groups)} compute-time laws, means "
+                f"{min(means):.3g} to {max(means):.3g}")  # fmt: skip
+    laws = [f"{count} with {describe_law(model)}" for count, model in groups]
+    return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, compute times: {'; '.join(laws)}"
 
 
 def describe_law(model: Any) -> str:
