@@ -119,6 +119,19 @@ def test_advise_ranks_by_time_to_target_and_is_reproducible():
     assert "stalegrad train --n" in d["recommended"]["commands"]["train"]
 
 
+def test_the_policies_are_candidates_too():
+    """With several policies, each configuration is tried with each; the row names its policy and the train
+    command line carries it when it is not the default."""
+    p = LinearRegression()
+    advice = advise(CLUSTER, p, 0.05 * p.error(p.init()), Ks=(1,), steps=(0.1, 0.05), seeds=2, seed=5,
+                    policies=("constant", "delay-adaptive"), workers=(2, 4))  # fmt: skip
+    assert advice.result.screened == 2 * 1 * 2 * 2  # sizes x K x steps x policies
+    rows = advice.rows()
+    assert {r["policy"] for r in rows} <= {"constant", "delay-adaptive"}
+    rec = advice.to_dict("linreg")["recommended"]
+    assert ("--policy delay-adaptive" in rec["commands"]["train"]) == (rec["policy"] == "delay-adaptive")
+
+
 def test_the_slow_workers_are_dropped_when_they_only_add_staleness():
     """Two fast workers and two 30x slower ones, little noise: the advisor uses the two fast ones, and it is
     faster than every worker at K = 1 with its best step (on the same replications)."""
@@ -168,6 +181,7 @@ def test_cli_advise_theory_only(run_cli):
         ([*HET, "--problem", "linreg", "--workers", "0,9"], "--workers"),
         ([*HET, "--problem", "linreg", "--steps", "0,1"], "--steps"),
         ([*HET, "--problem", "linreg", "--K", "0"], "--K"),
+        ([*HET, "--problem", "linreg", "--policy", "constant,fast"], "--policy"),
         ([*HET, "--problem", "linreg", "--plot", "a.jpg"], "--plot"),
         (["--compute", "expon(scale=1)", "--problem", "linreg"], "--n"),
         ([*HET, "--problem", "linreg", "--protocol", "k-sync"], "--protocol"),

@@ -55,7 +55,7 @@ class Advice:
             "workers": list(c.workers),
             "b": c.b,
             "step": c.step,
-            "policy": "constant",
+            "policy": c.policy,
             "time_to_target": _num(s.time_to_target),
             "time_to_target_ci95": [_num(lo), _num(hi)],
             "reached": len(finite),
@@ -82,7 +82,9 @@ class Advice:
         c = self.recommended.candidate
         size = ["--n", str(len(c.workers)), "--K", str(c.K)]
         tail = ["--problem", problem_option, "--b", str(c.b), "--step", f"{c.step:.4g}"]
-        train = ["stalegrad", "train", *size, *self.system_args(c.workers), *tail, "--target", f"{self.target:.4g}"]
+        policy = ["--policy", c.policy] if c.policy != "constant" else []
+        train = ["stalegrad", "train", *size, *self.system_args(c.workers), *tail, *policy, "--target",
+                 f"{self.target:.4g}"]  # fmt: skip
         run = ["stalegrad", "run", *size, *tail]
         return {"train": shlex.join(train), "run": shlex.join(run)}
 

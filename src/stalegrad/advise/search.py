@@ -1,10 +1,11 @@
 """The advisor's search: candidates screened by theory, confirmed by simulation and replay, successive halving.
 
-A candidate is a worker subset (the ``m`` fastest by mean compute time), ``K``, a minibatch ``b`` and a constant
-step. Every candidate is replayed on the same problem with common random numbers: replication ``r`` uses the
-timeline seed ``derive_seed(root, r, 0)`` and the minibatch seed ``derive_seed(root, r, 1)`` in every candidate (as
-``train`` does), so two candidates differ only by their configuration, and the steps of one configuration are
-replayed along the *same* simulated timelines.
+A candidate is a worker subset (the ``m`` fastest by mean compute time), ``K``, a minibatch ``b``, a base step
+and a step-size policy (constant by default; ``delay-adaptive`` and ``staleness-aware`` scale the step by each
+gradient's staleness, :mod:`stalegrad.train.policies`). Every candidate is replayed on the same problem with
+common random numbers: replication ``r`` uses the timeline seed ``derive_seed(root, r, 0)`` and the minibatch seed
+``derive_seed(root, r, 1)`` in every candidate (as ``train`` does), so two candidates differ only by their
+configuration, and the steps of one configuration are replayed along the *same* simulated timelines.
 
 1. **The naive choice** -- every worker, k-batch-async with ``K = 1``, the best constant step of the grid -- is
    replayed first (with the subsets at ``K = 1``), with more updates until a step reaches the target; its time to
@@ -41,6 +42,7 @@ from ..spec import System
 from ..streams import derive_seed, resolve_seed
 from ..theory import predict
 from ..train import replay
+from ..train.policies import POLICIES
 from .theory import WorkerChoice, step_grid, theory_workers
 
 __all__ = ["Candidate", "Scored", "evaluate", "search"]
@@ -55,6 +57,7 @@ class Candidate:
     b: int
     step: float
     protocol: str = "k-batch-async"
+    policy: str = "constant"
 
     def system(self, cluster: System) -> System:
         """The system the candidate runs: its workers' laws (scaled by ``b``), the cluster's delays."""
@@ -126,7 +129,8 @@ def evaluate(
             p95 = float(np.percentile(tau, 95)) if tau.size else math.nan
             span = float(trace.update_times[-1]) if trace.updates else math.nan
             for c in todo:
-                res = replay(trace, problem, b=c.b, step=c.step, seed=derive_seed(root, r, 1), record=500)
+                res = replay(trace, problem, b=c.b, step=c.step, policy=c.policy, seed=derive_seed(root, r, 1),
+                             record=500)  # fmt: skip
                 s = scored[c]
                 hit = res.time_to(target)
                 bad = res.diverged_at is not None
@@ -161,6 +165,7 @@ def search(
     Ks: Sequence[int] = (1, 2, 4, 8),
     bs: Sequence[int] = (1,),
     steps: Sequence[float] | None = None,
+    policies: Sequence[str] = ("constant",),
     noise_ratio: float | None = None,
     budget_workers: int | None = None,
     seeds: int = 8,
@@ -195,7 +200,13 @@ def search(
     naive, fastest = _horizon(cluster, problem, anchors, target, root, max_updates, say)
     horizon = horizon_factor * (naive.time_to_target if math.isfinite(naive.time_to_target) else fastest)
 
-    pool = [Candidate(order[:m], K, b, s) for m, K, b, s in itertools.product(sizes, Ks, bs, grid)]
+    for policy in policies:
+        if policy not in POLICIES:
+            raise invalid("policy", policy, f"one of {', '.join(POLICIES)}")
+    pool = [
+        Candidate(order[:m], K, b, s, policy=pol)
+        for m, K, b, s, pol in itertools.product(sizes, Ks, bs, grid, policies)
+    ]
     screened = len(pool)  # and the steps between, added after rung 0
     scored: dict[Candidate, Scored] = {}
     reps, start, rung = min(2, seeds), 0, 0

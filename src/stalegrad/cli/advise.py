@@ -53,6 +53,13 @@ from .options import (
     metavar="LIST",
     help="Constant steps to try (a list). Default: 10 halvings from 2/L (linear problems) or from 1.",
 )
+@click.option(
+    "--policy",
+    "policies",
+    default="constant",
+    show_default=True,
+    help="Step-size policies to try (a list): constant, staleness-aware, delay-adaptive.",
+)
 @click.option("--seeds", type=click.IntRange(min=2), default=8, show_default=True,
               help="Replications of the finalists (the interval of the time to target).")  # fmt: skip
 @click.option("--max-updates", "max_updates", type=click.IntRange(min=100), default=1_000_000, show_default=True,
@@ -75,6 +82,7 @@ def advise_command(
     sizes: str | None,
     bs: str,
     steps: str | None,
+    policies: str,
     seeds: int,
     max_updates: int,
     seed: int | None,
@@ -107,6 +115,11 @@ def advise_command(
     step_list = parse_sweep("--steps", steps, float) if steps else None
     if step_list and any(not (math.isfinite(s) and s > 0) for s in step_list):
         raise invalid("--steps", steps, "finite steps > 0")
+    from ..train.policies import POLICIES
+
+    policy_list = [x.strip() for x in policies.split(",") if x.strip()]
+    if not policy_list or any(x not in POLICIES for x in policy_list):
+        raise invalid("--policy", policies, f"a list of {', '.join(POLICIES)}")
     if noise_ratio is not None and not (math.isfinite(noise_ratio) and noise_ratio >= 0):
         raise invalid("--noise-ratio", noise_ratio, "a finite number >= 0")
     if target is not None and not (math.isfinite(target) and target > 0):
@@ -134,7 +147,8 @@ def advise_command(
 
     advice = advise(
         system, prob, goal, noise_ratio=noise_ratio, progress=say, workers=tried, Ks=Ks, bs=b_values,
-        steps=step_list, budget_workers=budget_workers, seeds=seeds, max_updates=max_updates, seed=root,
+        steps=step_list, policies=policy_list, budget_workers=budget_workers, seeds=seeds, max_updates=max_updates,
+        seed=root,
     )  # fmt: skip
     result = advice.to_dict(problem)
     if plot:
@@ -167,7 +181,7 @@ def advise_command(
     gain = result["gain_over_naive"]
     click.echo(
         f"recommended: {len(rec['workers'])} fastest workers {rec['workers']}, K = {rec['K']}, b = {rec['b']}, "
-        f"step {rec['step']:.4g}: time to target {fmt(rec['time_to_target'], 2)}"
+        f"step {rec['step']:.4g} ({rec['policy']}): time to target {fmt(rec['time_to_target'], 2)}"
         + (f", {gain:.2f}x the naive choice (every worker, K = 1, its best step)" if gain else "")
     )
     if result["theory_workers"] is not None:
@@ -187,6 +201,7 @@ def _cells(r: dict[str, Any], rank: str | None = None) -> list[str]:
         str(r["K"]),
         str(r["b"]),
         f"{r['step']:.4g}",
+        r["policy"],
         fmt(r["time_to_target"], 2),
         f"{fmt(lo, 2)} - {fmt(hi, 2)}",
         fmt(r["staleness_mean"], 2),
