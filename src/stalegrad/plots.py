@@ -5,6 +5,7 @@ matplotlib is imported inside the functions, so importing this module is cheap.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "residuals_vs_n",
     "staleness_histogram",
     "staleness_vs_n",
+    "sweep_figure",
     "train_figure",
     "transient_curve",
 ]
@@ -296,3 +298,61 @@ def describe_law(model: Any) -> str:
     text = describe(model)
     name, _, rest = text.partition("(")
     return f"{name.capitalize()}({rest}"
+
+
+def sweep_figure(rows: Sequence[dict[str, Any]], value: str, axes_keys: Sequence[str]) -> Any:
+    """A sweep's heatmap: the median of ``value`` over replications for each pair of the two ``axes_keys``
+    (one key: a line with the interquartile range; more than two: the least over the others), the medians written
+    in the cells; blank where the median is missing (``time_to_target``: most replications never reached it)."""
+    groups: dict[tuple[Any, ...], list[float]] = {}
+    for r in rows:
+        v = r.get(value)
+        groups.setdefault(tuple(r[k] for k in axes_keys), []).append(math.inf if v is None else float(v))
+    med = {k: float(np.median(v)) for k, v in groups.items()}  # a replication that never reached it counts last
+    med = {k: v if math.isfinite(v) else math.nan for k, v in med.items()}
+    label = value.replace("_", " ")
+    if len(axes_keys) == 1:
+        fig, ax = figure(figsize=(6.4, 4.4))
+        xs = sorted(med, key=lambda k: k[0])
+        lo = [_finite_or_nan(np.percentile(groups[k], 25)) for k in xs]
+        hi = [_finite_or_nan(np.percentile(groups[k], 75)) for k in xs]
+        x = np.arange(len(xs))
+        ax.plot(x, [med[k] for k in xs], "o-", label="median over replications")
+        ax.fill_between(x, lo, hi, alpha=0.25, label="interquartile range")
+        ax.set_xticks(x, [str(k[0]) for k in xs])
+        ax.set_xlabel(axes_keys[0])
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        return fig
+    xk, yk = axes_keys[:2]
+    xs = sorted({k[0] for k in med}, key=_order)
+    ys = sorted({k[1] for k in med}, key=_order)
+    grid = np.full((len(ys), len(xs)), math.nan)
+    for (a, b, *_rest), v in med.items():
+        cell = grid[ys.index(b), xs.index(a)]
+        grid[ys.index(b), xs.index(a)] = v if math.isnan(cell) else min(cell, v)  # the least over the other keys
+    fig, ax = figure(figsize=(1.0 + 0.9 * len(xs) + 2.0, 1.0 + 0.55 * len(ys) + 1.2))
+    im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap="viridis_r")
+    low, high = float(np.nanmin(grid)), float(np.nanmax(grid))
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if np.isfinite(grid[i, j]):
+                light = (grid[i, j] - low) <= 0.5 * (high - low)  # viridis reversed: small values are yellow
+                ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=8,
+                        color="black" if light else "white")  # fmt: skip
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_yticks(range(len(ys)), [str(y) for y in ys])
+    ax.set_xlabel(xk)
+    ax.set_ylabel(yk)
+    ax.set_title(f"{label}: blank where most replications have none", fontsize="small")
+    fig.colorbar(im, ax=ax, label=f"{label} (median; least over the other options)")
+    return fig
+
+
+def _finite_or_nan(x: Any) -> float:
+    return float(x) if np.isfinite(x) else math.nan
+
+
+def _order(x: Any) -> tuple[int, Any]:
+    return (0, x) if isinstance(x, (int, float)) else (1, str(x))

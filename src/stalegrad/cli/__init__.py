@@ -18,6 +18,7 @@ from .predict import predict_command
 from .reproduce import reproduce_command
 from .run import run_command
 from .simulate import simulate_command
+from .sweep import sweep_command
 from .train import train_command
 
 
@@ -39,6 +40,7 @@ cli.add_command(train_command)
 cli.add_command(run_command)
 cli.add_command(fit_command)
 cli.add_command(advise_command)
+cli.add_command(sweep_command)
 
 
 #: Options renamed to the shared vocabulary (``docs/vocabulary.md``): a user's old spelling is told the new one.
