@@ -97,9 +97,41 @@ def test_ctrl_c_keeps_the_points_done(tmp_path, monkeypatch):
         (["--policy", "fast"], "--policy"),
         (["--b", "0"], "--b"),
         (["--plot", "x.jpg"], "--plot"),
+        (["--address", "nowhere"], "--address"),
+        (["--address", "auto", "--jobs", "2"], "--jobs"),
     ],
 )
 def test_cli_sweep_rejects_bad_input_with_one_line(run_cli, tmp_path, args, match):
     code, _, err = run_cli(["sweep", "--n", "2", "--K", "1", "--out", str(tmp_path / "s"), *args])
     assert code == 2 and err.startswith("Error:") and match in err and err.count("\n") == 1, err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_two_node_ray_cluster_gives_the_local_rows(tmp_path, monkeypatch):
+    """The points as Ray tasks on two Ray nodes (``ray.cluster_utils.Cluster``: two raylets on this machine, the
+    test's own, in its own temporary folder, stopped by the test and only it) give the rows of the local run."""
+    pytest.importorskip("ray")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    problem = LinearRegression()
+    points = sweep_points(SYSTEMS[:2], [1], ["constant"], [0.05, 0.02], seeds=2)
+    local, _ = run_sweep(points, tmp_path / "local", updates=150, root=11, problem=problem)
+    root = Path(tempfile.mkdtemp(prefix="sg-ray-"))
+    monkeypatch.setenv("RAY_TMPDIR", str(root))
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        remote, ran = run_sweep(points, tmp_path / "ray", updates=150, root=11, problem=problem,
+                                address=cluster.address)  # fmt: skip
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+    assert ran == len(points) and remote == local

@@ -41,6 +41,12 @@ AXES = ("protocol", "n", "K", "tc", "b", "policy", "step")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Replications per point.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Root seed (default: fresh, printed).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Processes (default: the CPUs).")
+@click.option(
+    "--address",
+    default=None,
+    metavar="auto|HOST:PORT",
+    help="Run the points as Ray tasks on this cluster (stalegrad installed on every node) instead of processes.",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder: points/ (one file per point done) and sweep.parquet; run again to go on.")  # fmt: skip
 @click.option(
@@ -60,6 +66,7 @@ def sweep_command(
     seeds: int,
     seed: int | None,
     jobs: int | None,
+    address: str | None,
     out: str,
     plot: str | None,
     as_json: bool,
@@ -90,6 +97,10 @@ def sweep_command(
         raise invalid("--target", target, "a finite error > 0")
     if target is not None and problem is None:
         raise invalid("--target", target, "given with --problem (nothing is replayed without one)")
+    if address is not None and not (address == "auto" or _host_port(address)):
+        raise invalid("--address", address, "'auto' or HOST:PORT of a Ray cluster")
+    if address is not None and jobs is not None:
+        raise invalid("--jobs", jobs, "left out with --address (the cluster's CPUs run the points)")
     check_output_dir("--out", out)
     if plot is not None:
         check_output_file("--plot", plot, IMAGE_SUFFIXES)
@@ -106,7 +117,7 @@ def sweep_command(
 
     try:
         rows, ran = run_sweep(points, out, updates=updates, root=root, target=target, problem=prob, jobs=workers,
-                              progress=progress)  # fmt: skip
+                              address=address, progress=progress)  # fmt: skip
     except KeyboardInterrupt:
         from ..experiments.sweep import read_done
 
@@ -139,6 +150,11 @@ def sweep_command(
         [[*(str(c[k]) for k in (varied or ["n"])), fmt(c["median"], 4), c["extra"]] for c in summary],
     )
     click.echo(f"rows in {path}")
+
+
+def _host_port(text: str) -> bool:
+    host, _, port = text.rpartition(":")
+    return bool(host.strip()) and port.isdigit() and 0 < int(port) < 65536
 
 
 def _summary(rows: list[dict[str, Any]], varied: list[str], value: str) -> list[dict[str, Any]]:

@@ -133,10 +133,12 @@ def run_sweep(
     target: float | None = None,
     problem: Any = None,
     jobs: int = 1,
+    address: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict], int]:
     """Run every point not yet done in ``folder`` (each row written to ``folder/points/KEY.json`` as it finishes),
-    in ``jobs`` processes; returns every point's row in the sweep's order and how many were run now."""
+    in ``jobs`` local processes, or as Ray tasks on the cluster at ``address`` (``"auto"`` or ``HOST:PORT``: every
+    node needs stalegrad installed); returns every point's row in the sweep's order and how many were run now."""
     from ..artefacts import write_json
 
     folder = Path(folder)
@@ -147,7 +149,12 @@ def run_sweep(
     total, count = len(points), len(points) - len(todo)
     if progress:
         progress(count, total)
-    for key, row in _rows(todo, updates, root, target, problem, jobs):
+    rows = (
+        _ray_rows(todo, updates, root, target, problem, address)
+        if address is not None
+        else _rows(todo, updates, root, target, problem, jobs)
+    )
+    for key, row in rows:
         write_json(folder / "points" / f"{key}.json", row)
         done[key] = row
         count += 1
@@ -174,6 +181,34 @@ def _rows(todo: list[tuple[SweepPoint, str]], updates: int, root: int, target: f
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def _ray_row(point: SweepPoint, updates: int, root: int, target: float | None, problem: Any) -> dict:
+    return run_point_row(point, updates=updates, root=root, target=target, problem=problem)
+
+
+def _ray_rows(todo: list[tuple[SweepPoint, str]], updates: int, root: int, target: float | None, problem: Any,
+              address: str) -> Iterator[tuple[str, dict]]:  # fmt: skip
+    """The rows as Ray tasks (one CPU each) on the cluster at ``address``, as they finish; the driver only joins
+    the cluster (it starts nothing there) and leaves it when done or stopped."""
+    import logging
+
+    import ray
+
+    ray.init(address=address, log_to_driver=False, configure_logging=False, logging_level=logging.WARNING)
+    pending: dict[Any, str] = {}
+    try:
+        ref = ray.put(problem)
+        task = ray.remote(num_cpus=1)(_ray_row)
+        pending = {task.remote(p, updates, root, target, ref): key for p, key in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for done in ready:
+                yield pending.pop(done), ray.get(done)
+    finally:
+        for left in pending:
+            ray.cancel(left)
+        ray.shutdown()
 
 
 def write_sweep(rows: list[dict], folder: str | Path, meta: dict[str, Any]) -> Path:
