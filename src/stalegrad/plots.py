@@ -252,8 +252,8 @@ def protocols_figure(points: Sequence[Any]) -> Any:
     ax2.set_ylabel("staleness τ")
     ax2.legend(fontsize="small", loc="upper right")
     width = 0.38
-    ax3.bar(x - width / 2, [100 * p.estimate.wasted_fraction for p in points], width, color="tab:gray",
-            label="compute time wasted (cancelled)")  # fmt: skip
+    ax3.bar(x - width / 2, [100 * p.estimate.wasted_compute for p in points], width, color="tab:gray",
+            label="compute time wasted (never applied)")  # fmt: skip
     ax3.bar(x + width / 2, [100 * p.estimate.dropped_fraction for p in points], width, color="tab:red",
             label="gradients dropped")  # fmt: skip
     ax3.set_ylabel("percent")

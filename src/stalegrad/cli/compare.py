@@ -93,7 +93,7 @@ def compare_command(
                 fmt(r["staleness_exact"]),
                 str(r["staleness_p95"]),
                 "-" if r["staleness_p95_exact"] is None else str(r["staleness_p95_exact"]),
-                f"{100 * r['wasted_fraction']:.1f}%",
+                f"{100 * r['wasted_compute']:.1f}%",
                 f"{100 * r['dropped_fraction']:.1f}%",
             ]
             for r in rows
