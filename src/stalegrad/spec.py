@@ -150,6 +150,10 @@ class System:
             if cutoffs is None:
                 raise invalid("cutoffs", None, "seconds > 0 for mindflayer (--cutoff SECONDS, one or n values)")
             cutoffs = resolve_cutoffs(cutoffs, n)
+            if not any(float(models[i].cdf(cutoffs[i])) > 0 for i in (range(n) if active is None else active)):
+                raise invalid(
+                    "cutoffs", list(cutoffs), "times that some active worker can finish a round within (P(X_i <= c_i) > 0)"
+                )
         elif cutoffs is not None:
             raise invalid("cutoffs", cutoffs, f"None for {protocol} (mindflayer's cutoffs only)")
         if staleness_bound is not None:
