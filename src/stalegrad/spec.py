@@ -287,7 +287,7 @@ class System:
             downlink=delay("downlink", d["downlink"]),
             protocol=d.get("protocol", "k-batch-async"),
             staleness_bound=d.get("staleness_bound"),
-            workers=d.get("workers"),
+            workers=d.get("active_workers"),
             delay_threshold=d.get("delay_threshold"),
             cutoffs=d.get("cutoffs"),
         )
@@ -303,7 +303,7 @@ class System:
             "uplink": self.uplink if isinstance(self.uplink, float) else describe(self.uplink),
             "downlink": self.downlink if isinstance(self.downlink, float) else describe(self.downlink),
             "compute": [f"{c}*{describe(m)}" for c, m in self.groups()],
-            "workers": None if self.workers is None else list(self.workers),
+            "active_workers": None if self.workers is None else list(self.workers),
             "delay_threshold": self.delay_threshold,
             "cutoffs": None if self.cutoffs is None else list(self.cutoffs),
         }
@@ -314,7 +314,9 @@ class System:
             f"System(n={d['n']}, K={d['K']}, uplink={d['uplink']!r}, downlink={d['downlink']!r}, "
             f"compute={' + '.join(d['compute'])!r}, protocol={d['protocol']!r}"
             + "".join(
-                f", {k}={d[k]!r}" for k in ("staleness_bound", "workers", "delay_threshold", "cutoffs") if d[k] is not None
+                f", {k}={d[k]!r}"
+                for k in ("staleness_bound", "active_workers", "delay_threshold", "cutoffs")
+                if d[k] is not None
             )
             + ")"
         )

@@ -102,7 +102,7 @@ def compare_command(
             [
                 r["protocol"],
                 str(r["n"]),
-                "all" if r["workers"] is None else ",".join(map(str, r["workers"])),
+                "all" if r["active_workers"] is None else ",".join(map(str, r["active_workers"])),
                 str(r["K"]),
                 fmt(r["update_rate"]),
                 fmt(r["update_rate_exact"]),

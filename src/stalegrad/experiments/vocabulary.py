@@ -19,7 +19,7 @@ SHARED_KEYS: dict[str, str] = {
     "protocol": "the protocol: k-batch-async (the paper's), k-async, k-sync, k-batch-sync, sync, rennala, "
     "ringmaster, mindflayer",
     "n": "workers",
-    "workers": "the workers that compute, by index (null: all n); the others sit idle",
+    "active_workers": "the workers that compute, by index (null: all n; option --workers); the others sit idle",
     "K": "gradients per update",
     "tc": "mean round-trip communication time (uplink + downlink)",
     "staleness_bound": "the master drops gradients with staleness above it (null: no bound)",
@@ -50,7 +50,7 @@ def shared_row(
     return {
         "protocol": system.protocol,
         "n": system.n,
-        "workers": None if system.workers is None else list(system.workers),
+        "active_workers": None if system.workers is None else list(system.workers),
         "K": system.K,
         "tc": system.tc,
         "staleness_bound": system.staleness_bound,
