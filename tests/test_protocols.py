@@ -103,7 +103,10 @@ def test_auto_picks_the_compiled_engine_for_subsets_and_the_new_protocols():
 
 @pytest.mark.parametrize("protocol", ["rennala", "ringmaster", "mindflayer", "k-async", "k-sync"])
 def test_long_runs_with_subsets_and_random_delays_agree_in_both_engines(protocol):
-    opts = {"ringmaster": {"K": 1, "delay_threshold": 3}, "mindflayer": {"K": 3, "cutoffs": [2.0, 2.5, 3.0, 9.0, 2.0, 4.0]}}
+    opts = {
+        "ringmaster": {"K": 1, "delay_threshold": 3},
+        "mindflayer": {"K": 3, "cutoffs": [2.0, 2.5, 3.0, 9.0, 2.0, 4.0]},
+    }
     d = scipy.stats.expon(scale=0.4)
     system = System(n=6, compute=PAPER, uplink=d, downlink=0.3, protocol=protocol, workers="0,2,3,5",
                     **opts.get(protocol, {"K": 3}))  # fmt: skip
@@ -175,7 +178,7 @@ def test_mindflayer_abandons_rounds_at_the_cutoff_and_counts_them_wasted():
         assert x[trace["worker"] == w].max() <= cutoffs[w]
     assert trace.meta["cancelled_time"] > 0 and 0 < trace.meta["wasted_compute"] < 1
     # with cutoffs no round can reach it is rennala
-    loose = system.replace(compute=compute[:3] + [deterministic(1.0)], cutoffs=[9.0] * 4)
+    loose = system.replace(compute=[*compute[:3], deterministic(1.0)], cutoffs=[9.0] * 4)
     a, b = simulate(loose, 500, seed=3), simulate(loose.replace(protocol="rennala", cutoffs=None), 500, seed=3)
     assert all(np.array_equal(a[c], b[c]) for c in ("worker", "round", "start", "arrive", "update"))
 

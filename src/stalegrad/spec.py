@@ -152,7 +152,9 @@ class System:
             cutoffs = resolve_cutoffs(cutoffs, n)
             if not any(float(models[i].cdf(cutoffs[i])) > 0 for i in (range(n) if active is None else active)):
                 raise invalid(
-                    "cutoffs", list(cutoffs), "times that some active worker can finish a round within (P(X_i <= c_i) > 0)"
+                    "cutoffs",
+                    list(cutoffs),
+                    "times that some active worker can finish a round within (P(X_i <= c_i) > 0)",
                 )
         elif cutoffs is not None:
             raise invalid("cutoffs", cutoffs, f"None for {protocol} (mindflayer's cutoffs only)")

@@ -84,7 +84,7 @@ def resolve_cutoffs(value: Any, n: int) -> tuple[float, ...]:
         raise invalid("cutoffs", value, allowed)
     out = []
     for c in value:
-        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not (math.isfinite(c) and c > 0):
+        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not (math.isfinite(c) and float(c) > 0):
             raise invalid("cutoffs", list(value), allowed)
         out.append(float(c))
     return tuple(out)

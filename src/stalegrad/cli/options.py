@@ -311,7 +311,6 @@ def build_systems(
     if up is not None and down is not None and tc != "0":
         raise invalid("--tc", tc, "left out when both --uplink and --downlink are given (they set the round trip)")
     explicit = len(models) > 1 or "*" in texts[0].split("(")[0]
-    active = workers
     if delay_threshold is not None and "ringmaster" not in protocols:
         raise invalid("--delay-threshold", delay_threshold, "given with --protocol ringmaster only")
     if cutoff is not None and "mindflayer" not in protocols:
@@ -322,13 +321,13 @@ def build_systems(
             total = sum(count for _, count, _ in models)
             if total != n_:
                 raise SpecError(f"--compute counts must add up to --n = {n_}, got {total} ({' + '.join(texts)})")
-            workers = [model for _, count, model in models for _ in range(count)]
+            laws: Any = [model for _, count, model in models for _ in range(count)]
         else:
-            workers = models[0][2]
+            laws = models[0][2]
         if tc_ < 0 or not math.isfinite(tc_):
             raise invalid("--tc", tc_, "a finite number of seconds >= 0")
         bound = staleness_bound if proto in ("k-batch-async", "k-async") else None
-        extra: dict[str, Any] = {"workers": active}
+        extra: dict[str, Any] = {"workers": workers}
         if proto == "ringmaster":
             extra["delay_threshold"] = delay_threshold
             K_ = 1 if len(protocols) > 1 else K_
@@ -336,7 +335,7 @@ def build_systems(
             extra["cutoffs"] = cutoff
         systems.append(
             System(
-                n=n_, K=K_, tc=tc_, uplink=up, downlink=down, compute=workers, protocol=proto, staleness_bound=bound,
+                n=n_, K=K_, tc=tc_, uplink=up, downlink=down, compute=laws, protocol=proto, staleness_bound=bound,
                 **extra,
             )
         )  # fmt: skip

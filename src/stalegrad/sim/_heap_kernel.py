@@ -114,7 +114,8 @@ def _send(i, version, now, rbits, downrand, downfix, wi, DB, ist, ht, hk, hs, ha
 
 @njit(cache=True, nogil=True)
 def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs, ha, hb, hv,
-                 o_worker, o_round, o_start, o_sent, o_arrive, o_version, o_update, o_tau, o_dropped, o_times):  # fmt: skip
+                 o_worker, o_round, o_start, o_sent, o_arrive, o_version, o_update, o_tau, o_dropped,
+                 o_times):  # fmt: skip
     n, K, updates = par[N], par[KK], par[U]
     waits, cancels, curonly = par[WAITS] != 0, par[CANCELS] != 0, par[CURONLY] != 0
     tocontrib, stops, cuts = par[TOCONTRIB] != 0, par[STOPS] != 0, par[CUTS] != 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,7 @@ class _HeapRun:
     def _run(self, progress: Progress | None) -> None:
         from ._heap_kernel import advance_heap
 
+        kernel: Any = advance_heap  # numba's dispatcher: argument types are checked when it compiles
         k = self.k
         total = self.updates * self.full.K
         while True:
@@ -97,7 +99,7 @@ class _HeapRun:
                 self.ist[k.LIMIT] = self.ist[k.EVENTS] + PROGRESS_EVENTS
             outputs = tuple(self.cols[c] for c in _KERNEL_COLUMNS)
             head = (self.par, self.fpar, self.cut, self.ist, self.fst, self.wi, self.wf, self.C, self.UB, self.DB)
-            status = int(advance_heap(*head, self.batch, *self.heap, *outputs, self.times))
+            status = int(kernel(*head, self.batch, *self.heap, *outputs, self.times))
             if status == k.DONE:
                 break
             if status == k.PAUSE:

@@ -146,12 +146,12 @@ def predict(system: System) -> Prediction:
     require_system(system)
     if system.workers is not None:  # the idle workers change nothing: the active ones' theory, NaN for the others
         small = predict(system.active_system())
-        per = [math.nan] * system.n
+        spread = [math.nan] * system.n
         for j, i in enumerate(system.active):
-            per[i] = small.staleness_exact_per_worker[j]
+            spread[i] = small.staleness_exact_per_worker[j]
         note = f"workers {list(system.active)} compute, the others are idle"
         caveat_ = note if small.caveat is None else f"{small.caveat}; {note}"
-        return Prediction(small.update_rate_exact, small.staleness_paper, small.staleness_exact, tuple(per),
+        return Prediction(small.update_rate_exact, small.staleness_paper, small.staleness_exact, tuple(spread),
                           small.staleness_gap, caveat_)  # fmt: skip
     paper = staleness_paper(system)
     per = staleness_exact_per_worker(system)

@@ -159,7 +159,9 @@ def _integral(values: np.ndarray, end: float) -> float:
 def ringmaster_regime(taus: Sequence[float], R: int) -> bool:
     """True when no round of fixed-time workers (``Tc = 0``) can see ``R`` updates: every
     ``sum_{k != i} (floor(tau_i / tau_k) + 1) <= R - 1``."""
-    return all(sum(math.floor(ti / tk) + 1 for k, tk in enumerate(taus) if k != i) <= R - 1 for i, ti in enumerate(taus))
+    return all(
+        sum(math.floor(ti / tk) + 1 for k, tk in enumerate(taus) if k != i) <= R - 1 for i, ti in enumerate(taus)
+    )
 
 
 def _fixed(models: Sequence[Any]) -> list[float] | None:
