@@ -58,7 +58,7 @@ def collect_time(taus: Sequence[float], S: int) -> float:
     rounds together, starting together (merging their finish times).
 
     >>> collect_time([1.0, 2.0, 4.0], 4), collect_time([1.0, 2.0, 4.0], 5)
-    (2.0, 3.0)
+    (3.0, 4.0)
     """
     heap = [(tau, tau, i) for i, tau in enumerate(taus)]
     heapq.heapify(heap)
