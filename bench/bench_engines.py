@@ -13,8 +13,8 @@ and on the uplink only). In one run, on the same machine:
   1e8 gradients.
 
 The protocols of 2023-2025 run too: rennala on the fastest 8 workers (the existing kernel), ringmaster (K = 1,
-R = 16) and mindflayer (cutoff 3 s) on their own heap kernel (:mod:`stalegrad.sim.heap_engine`), which keeps the
-Trace (its "streamed" run is the Summary of that Trace): they run a tenth of the gradients.
+R = 16) and mindflayer (cutoff 3 s) on their own heap kernel (:mod:`stalegrad.sim.heap_engine`), which streams
+too: they run a tenth of the gradients.
 
 Targets: every protocol streamed at >= 1e7 gradients/s, >= 50x the reference engine and within 5x of the fast
 path's streamed run (time ratio <= 5); the paper's protocol with random delays within 3x; ringmaster and
@@ -51,7 +51,7 @@ PYTHON_TARGET = 50.0  # compiled / reference engine, gradients per second, at le
 FAST_TARGET = 5.0  # compiled time / fast path time (both streamed), at most
 FAST_TARGET_RANDOM = 3.0  # the same for the paper's protocol with random delays
 MEMORY_TARGET = 1.5  # peak of the 10x longer streamed run / peak of the shorter, at most
-HEAP_RATE_TARGET = 1e6  # ringmaster and mindflayer (the heap kernel, keeping the Trace): gradients per second
+HEAP_RATE_TARGET = 1e6  # ringmaster and mindflayer (the heap kernel): gradients per second
 HEAP_SHARE = 10  # they run a tenth of the gradients
 
 FULL = {"gradients": 10**7, "python_gradients": 2 * 10**5, "reps": 2, "memory": (10**7, 10**8)}

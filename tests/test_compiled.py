@@ -272,10 +272,12 @@ def test_progress_is_reported_up_to_the_total(paper_model):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
-@pytest.mark.parametrize("protocol", ["k-batch-async", "k-sync"])
+@pytest.mark.parametrize("protocol", ["k-batch-async", "k-sync", "ringmaster", "mindflayer"])
 def test_long_streamed_runs_need_no_more_memory(protocol, paper_model):
-    K = 3
-    system = System(n=6, K=K, compute=paper_model, uplink=scipy.stats.expon(scale=0.5), downlink=0.5, protocol=protocol)
+    system = System(
+        n=6, compute=paper_model, uplink=scipy.stats.expon(scale=0.5), downlink=0.5, protocol=protocol,
+        **protocol_options(protocol, 3),
+    )  # fmt: skip
 
     def peak(updates):
         tracemalloc.start()
@@ -285,7 +287,7 @@ def test_long_streamed_runs_need_no_more_memory(protocol, paper_model):
         return top
 
     simulate_summary(system, 1000, seed=0)  # compile outside the measurement
-    small, large = peak(200_000), peak(800_000)
+    small, large = peak(600_000 // system.K), peak(2_400_000 // system.K)  # gradients: the same for every K
     assert large < 1.25 * small, (small, large)
 
 

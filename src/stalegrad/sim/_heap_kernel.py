@@ -19,20 +19,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-DONE, PAUSE, REFILL_COMPUTE, REFILL_UP, REFILL_DOWN, GROW_ROWS, GROW_HEAP = range(7)
+DONE, PAUSE, REFILL_COMPUTE, REFILL_UP, REFILL_DOWN, GROW_ROWS, GROW_HEAP, GROW_HIST = range(8)
 FINISH, ARRIVE, REACH = 0, 1, 2
 KIND_SHIFT = 61
 APPLIED, STALE, LATE = 0, 1, 2  # as stalegrad.trace
 
 # par
 N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, STOPS, CUTS, BOUND, RR, RBITS, UPRAND, DOWNRAND = range(14)
-NPAR = 14
+MODE, WARM, NB, SPAN = range(14, 18)  # mode 0: rows; mode 1: the Summary's statistics (as _events_kernel)
+NPAR = 18
 UPFIX, DOWNFIX = range(2)  # fpar
 # ist
-V, BC, EVENTS, ROWS, WHO, HN, SEQ, STARTED, GRAD, DROPPED, MAXTAU, LIMIT, EMPTY = range(13)
-NIST = 13
-NOW, DROPT = range(2)  # fst
-NFST = 2
+V, BC, EVENTS, ROWS, WHO, HN, SEQ, STARTED, GRAD, DROPPED, MAXTAU, LIMIT, EMPTY, NEED = range(14)
+NIST = 14
+NOW, DROPT, T_WARM, T_END = range(4)  # fst
+NFST = 4
 # per-worker ints (wi) and floats (wf)
 REACHED, RND, USED, BUSY, STOPPED, CPOS, CEND, UPOS, UEND, DPOS, DEND = range(11)
 NWI = 11
@@ -115,13 +116,15 @@ def _send(i, version, now, rbits, downrand, downfix, wi, DB, ist, ht, hk, hs, ha
 @njit(cache=True, nogil=True)
 def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs, ha, hb, hv,
                  o_worker, o_round, o_start, o_sent, o_arrive, o_version, o_update, o_tau, o_dropped,
-                 o_times):  # fmt: skip
+                 o_times, hist, bsum, bcnt, wsum, wcnt, trsum):  # fmt: skip
     n, K, updates = par[N], par[KK], par[U]
     waits, cancels, curonly = par[WAITS] != 0, par[CANCELS] != 0, par[CURONLY] != 0
     tocontrib, stops, cuts = par[TOCONTRIB] != 0, par[STOPS] != 0, par[CUTS] != 0
     bound, R, rbits = par[BOUND], par[RR], par[RBITS]
     uprand, downrand = par[UPRAND] != 0, par[DOWNRAND] != 0
     upfix, downfix = fpar[UPFIX], fpar[DOWNFIX]
+    mode, warm, nb, span = par[MODE], par[WARM], par[NB], par[SPAN]
+    ntr = trsum.shape[0]
     rmask = (np.int64(1) << rbits) - 1
     wmask = (np.int64(1) << (KIND_SHIFT - rbits)) - 1
     cap = ht.shape[0]
@@ -157,7 +160,7 @@ def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs,
                 ist[WHO] = i
                 return REFILL_COMPUTE
         elif kind == ARRIVE:
-            if ist[ROWS] >= o_worker.shape[0]:
+            if mode == 0 and ist[ROWS] >= o_worker.shape[0]:
                 return GROW_ROWS
             tau = ver - v
             if curonly and v < ver:
@@ -166,6 +169,9 @@ def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs,
                 reason = STALE
             else:
                 reason = APPLIED
+            if mode == 1 and reason == APPLIED and ver + 1 > warm and tau >= hist.shape[0]:
+                ist[NEED] = tau + 1
+                return GROW_HIST
             if downrand and reason != APPLIED and waits and not curonly and wi[i, DPOS] == wi[i, DEND]:
                 ist[WHO] = i
                 return REFILL_DOWN
@@ -223,15 +229,26 @@ def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs,
         elif kind == ARRIVE:
             row = ist[ROWS]
             ist[ROWS] = row + 1
-            o_worker[row] = i
-            o_round[row] = r
-            o_start[row] = a
-            o_sent[row] = b
-            o_arrive[row] = now
-            o_version[row] = v
-            o_update[row] = ver + 1 if reason == APPLIED else -1
-            o_tau[row] = tau
-            o_dropped[row] = reason
+            if mode == 0:
+                o_worker[row] = i
+                o_round[row] = r
+                o_start[row] = a
+                o_sent[row] = b
+                o_arrive[row] = now
+                o_version[row] = v
+                o_update[row] = ver + 1 if reason == APPLIED else -1
+                o_tau[row] = tau
+                o_dropped[row] = reason
+            elif reason == APPLIED:  # the Summary's statistics of update ver + 1 (as Summary.from_trace)
+                if ver + 1 <= ntr:
+                    trsum[ver] += tau
+                if ver + 1 > warm:
+                    bidx = (ver - warm) * nb // span
+                    hist[tau] += 1
+                    bsum[bidx] += tau
+                    bcnt[bidx] += 1
+                    wsum[i] += tau
+                    wcnt[i] += 1
             if reason != APPLIED:
                 ist[DROPPED] += 1
                 fst[DROPT] += b - a
@@ -248,7 +265,11 @@ def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs,
             ver += 1
             ist[V] = ver
             ist[BC] = 0
-            o_times[ver - 1] = now
+            if mode == 0:
+                o_times[ver - 1] = now
+            if ver == warm:
+                fst[T_WARM] = now
+            fst[T_END] = now
             for j in range(K if tocontrib else n):
                 k = batch[j] if tocontrib else j
                 _send(k, ver, now, rbits, downrand, downfix, wi, DB, ist, ht, hk, hs, ha, hb, hv)

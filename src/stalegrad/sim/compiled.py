@@ -408,12 +408,15 @@ def simulate_compiled_summary(
     progress: Progress | None = None,
 ) -> Summary:
     """The :class:`~stalegrad.trace.Summary` of :func:`simulate_compiled`'s Trace, streamed in bounded memory
-    (arguments checked by :func:`stalegrad.sim.simulate_summary`); for ringmaster and mindflayer, computed from the
-    Trace (their engine keeps every row)."""
-    if uses_heap_engine(system):
-        trace = simulate_compiled(system, updates, seed=seed, progress=progress)
-        return Summary.from_trace(trace, warmup, batches, transient)
+    (arguments checked by :func:`stalegrad.sim.simulate_summary`)."""
     warm()
+    if uses_heap_engine(system):
+        from .heap_engine import simulate_heap_summary, warm_heap
+
+        warm_heap()
+        return simulate_heap_summary(
+            system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
+        )
     engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
     engine.run(progress)
     k = engine.k

@@ -4,7 +4,7 @@ The command line refuses a run whose estimate exceeds :data:`LIMIT_SECONDS` (or 
 :data:`LIMIT_BYTES`) unless the user confirms it (``--yes``), with the estimate in the message: a typo such as
 ``--updates 1e14`` then costs a second, not an afternoon. The speeds are conservative figures from ``make bench``
 on a 2-core machine (the fast path streams 4-8e7 gradients/s, the compiled event engine 0.8-1.8e7, its heap kernel
-for ringmaster and mindflayer about 1-3e6 keeping every row, the Python reference engine about 2e5).
+for ringmaster and mindflayer about 1e6, the Python reference engine about 2e5).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def estimate(system: System, updates: float, *, keep_trace: bool = False) -> Wor
 
         engine = "events" if compiled_refusal(system) else "compiled"
         if engine == "compiled" and system.protocol in ("ringmaster", "mindflayer"):
-            engine, keep_trace = "heap", True  # their compiled engine keeps every row
+            engine = "heap"  # their compiled kernel
     engine = f"{engine}-trace" if keep_trace and engine not in ("events", "heap") else engine
     return Work(gradients, gradients / SPEED[engine], gradients * ROW_BYTES if keep_trace else 0.0, engine)
 

@@ -1,7 +1,8 @@
 """The compiled engine of the protocols that stop or abandon rounds: ringmaster and mindflayer.
 
 :mod:`stalegrad.sim.events` is the reference; :mod:`._heap_kernel` runs its events, in its order, with its
-handlers, in numba, and gives the identical Trace (row for row, bit for bit) with the same ``trace.meta`` counts.
+handlers, in numba, and gives the identical Trace (row for row, bit for bit) with the same ``trace.meta`` counts,
+or streams its :class:`~stalegrad.trace.Summary` (mode 1) in memory that does not grow with the run.
 :func:`stalegrad.sim.compiled.simulate_compiled` sends these protocols here; the other protocols keep their
 specialised loops (:mod:`._events_kernel`). Idle workers are left out of the kernel, which runs the active ones
 (:meth:`~stalegrad.spec.System.active_system`) on their own random streams (:class:`~.feeds.Feeds`).
@@ -16,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..spec import System
-from ..trace import COLUMNS, Trace
+from ..trace import COLUMNS, Summary, Trace
 from .events import RULES, work_meta
 from .feeds import Feed, Feeds
 
-__all__ = ["simulate_heap"]
+__all__ = ["simulate_heap", "simulate_heap_summary", "warm_heap"]
 
 Progress = Callable[[int, int], None]
 PROGRESS_EVENTS = 1 << 16
@@ -30,7 +31,9 @@ _KERNEL_COLUMNS = ("worker", "round", "start", "sent", "arrive", "version", "upd
 class _HeapRun:
     """One run: the kernel's arrays, the streams, and the loop that answers the kernel's requests."""
 
-    def __init__(self, system: System, updates: int, seed: int) -> None:
+    def __init__(
+        self, system: System, updates: int, seed: int, mode: int = 0, warm: int = 0, batches: int = 1, transient: int = 0
+    ) -> None:
         from . import _heap_kernel as k
 
         self.k, self.full, self.seed, self.updates = k, system, seed, updates
@@ -49,6 +52,7 @@ class _HeapRun:
         par[k.RBITS] = k.KIND_SHIFT - max(1, (n - 1).bit_length())
         uprand, downrand = not isinstance(small.uplink, float), not isinstance(small.downlink, float)
         par[k.UPRAND], par[k.DOWNRAND] = uprand, downrand
+        par[k.MODE], par[k.WARM], par[k.NB], par[k.SPAN] = mode, warm, batches, max(updates - warm, 1)
         fpar = np.array([0.0 if uprand else small.uplink, 0.0 if downrand else small.downlink])
         self.cut = np.array(small.cutoffs if small.cutoffs is not None else [np.inf] * n, dtype=np.float64)
         self.par, self.fpar = par, fpar
@@ -72,9 +76,13 @@ class _HeapRun:
         cap = 4 * n + 64
         self.heap = [np.zeros(cap), np.zeros(cap, np.int64), np.zeros(cap, np.int64), np.zeros(cap), np.zeros(cap),
                      np.zeros(cap, np.int64)]  # fmt: skip
-        rows = min(updates, 1000) * max(n, K) + 64
+        rows = min(updates, 1000) * max(n, K) + 64 if mode == 0 else 0
         self.cols = {c: np.empty(rows, dtype=dt) for c, dt in COLUMNS.items()}
-        self.times = np.empty(updates)
+        self.times = np.empty(updates if mode == 0 else 0)
+        # the Summary's statistics (mode 1): hist, batch sums and counts, per-worker sums and counts, transient
+        self.stats = [np.zeros(64 if mode else 0, np.int64), np.zeros(batches if mode else 0),
+                      np.zeros(batches if mode else 0, np.int64), np.zeros(n if mode else 0),
+                      np.zeros(n if mode else 0, np.int64), np.zeros(transient)]  # fmt: skip
 
     def _refill(self, feed: Feed, buf: np.ndarray, off: int, i: int, pos: int, end: int) -> None:
         x = feed.take()
@@ -99,7 +107,7 @@ class _HeapRun:
                 self.ist[k.LIMIT] = self.ist[k.EVENTS] + PROGRESS_EVENTS
             outputs = tuple(self.cols[c] for c in _KERNEL_COLUMNS)
             head = (self.par, self.fpar, self.cut, self.ist, self.fst, self.wi, self.wf, self.C, self.UB, self.DB)
-            status = int(kernel(*head, self.batch, *self.heap, *outputs, self.times))
+            status = int(kernel(*head, self.batch, *self.heap, *outputs, self.times, *self.stats))
             if status == k.DONE:
                 break
             if status == k.PAUSE:
@@ -121,6 +129,10 @@ class _HeapRun:
                     grown = np.empty(new, dtype=col.dtype)
                     grown[:size] = col
                     self.cols[name] = grown
+            elif status == k.GROW_HIST:
+                hist = self.stats[0]
+                self.stats[0] = np.zeros(max(2 * hist.size, int(self.ist[k.NEED])), dtype=np.int64)
+                self.stats[0][: hist.size] = hist
             elif status == k.GROW_HEAP:
                 self.heap = [np.concatenate((a, np.zeros_like(a))) for a in self.heap]
             else:  # pragma: no cover - the kernel returns only the codes above
@@ -128,18 +140,45 @@ class _HeapRun:
         if progress is not None:
             progress(int(self.ist[k.V]) * self.full.K, total)
 
-    def trace(self) -> Trace:
-        from .compiled import to_full
-
+    def meta(self) -> dict[str, Any]:
         k = self.k
-        rows = int(self.ist[k.ROWS])
-        cols = {c: a[:rows].copy() for c, a in self.cols.items()}
-        to_full(self.full, cols)
         compute = sum(float(c) for c in self.wf[:, k.COMPUTE])  # in worker order, as the reference sums
         cancelled = sum(float(c) for c in self.wf[:, k.CANCEL])
         work = work_meta(compute, cancelled, float(self.fst[k.DROPT]))
-        meta = {"engine": "compiled", "events": int(self.ist[k.EVENTS]), **work}
-        return Trace(cols, self.times[: int(self.ist[k.V])].copy(), self.full, self.seed, meta)
+        return {"engine": "compiled", "events": int(self.ist[k.EVENTS]), **work}
+
+    def trace(self) -> Trace:
+        from .compiled import to_full
+
+        rows = int(self.ist[self.k.ROWS])
+        cols = {c: a[:rows].copy() for c, a in self.cols.items()}
+        to_full(self.full, cols)
+        return Trace(cols, self.times[: int(self.ist[self.k.V])].copy(), self.full, self.seed, self.meta())
+
+    def summary(self, warmup: int) -> Summary:
+        k = self.k
+        hist, bsum, bcnt, wsum, wcnt, trsum = self.stats
+        spread = np.zeros(self.full.n), np.zeros(self.full.n, dtype=np.int64)
+        active = list(self.full.active)
+        spread[0][active], spread[1][active] = wsum, wcnt
+        return Summary(
+            system=self.full,
+            seed=self.seed,
+            updates=int(self.ist[k.V]),
+            warmup=warmup,
+            gradients=int(self.ist[k.GRAD]),
+            hist=hist,
+            batch_sum=bsum,
+            batch_count=bcnt,
+            worker_sum=spread[0],
+            worker_count=spread[1],
+            transient_sum=trsum,
+            t_warmup=float(self.fst[k.T_WARM]) if warmup > 0 else 0.0,
+            t_end=float(self.fst[k.T_END]),
+            max_staleness=int(self.ist[k.MAXTAU]),
+            dropped=int(self.ist[k.DROPPED]),
+            wasted_compute=float(self.meta()["wasted_compute"]),
+        )
 
 
 _COMPILE_SECONDS: list[float] = []
@@ -166,3 +205,19 @@ def simulate_heap(system: System, updates: int, *, seed: int, progress: Progress
     trace = run.trace()
     trace.meta["seconds"] = time.perf_counter() - t0
     return trace
+
+
+def simulate_heap_summary(
+    system: System,
+    updates: int,
+    *,
+    seed: int,
+    warmup: int,
+    batches: int,
+    transient: int,
+    progress: Progress | None = None,
+) -> Summary:
+    """The :class:`~stalegrad.trace.Summary` of :func:`simulate_heap`'s Trace, streamed in bounded memory."""
+    run = _HeapRun(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
+    run.run(progress)
+    return run.summary(warmup)
