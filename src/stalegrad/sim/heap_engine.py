@@ -32,7 +32,14 @@ class _HeapRun:
     """One run: the kernel's arrays, the streams, and the loop that answers the kernel's requests."""
 
     def __init__(
-        self, system: System, updates: int, seed: int, mode: int = 0, warm: int = 0, batches: int = 1, transient: int = 0
+        self,
+        system: System,
+        updates: int,
+        seed: int,
+        mode: int = 0,
+        warm: int = 0,
+        batches: int = 1,
+        transient: int = 0,
     ) -> None:
         from . import _heap_kernel as k
 
