@@ -292,3 +292,18 @@ def test_simulate_and_compare_rows_carry_the_new_keys(run_cli):
     assert [r["K"] for r in rows] == [2, 2, 1, 2] and [r["delay_threshold"] for r in rows] == [None, None, 3, None]
     assert all(r["active_workers"] == [0, 1, 2, 3] and r["wasted_compute"] is not None for r in rows)
     assert rows[3]["system"]["cutoffs"] == [2.5] * 6
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_trace_files_keep_the_new_protocols_subsets_and_wasted_compute(suffix, tmp_path):
+    from stalegrad.trace_io import read_trace, write_trace
+
+    for system in (
+        System(n=6, K=1, tc=1, compute=PAPER, protocol="ringmaster", delay_threshold=2, workers="0,2,4"),
+        System(n=6, K=2, tc=1, compute=PAPER, protocol="mindflayer", cutoffs=2.5, workers="fastest:3"),
+        System(n=6, K=2, tc=1, compute=PAPER, protocol="rennala", workers="1,5"),
+    ):
+        trace = simulate(system, 1500, seed=3)
+        back = read_trace(write_trace(trace, tmp_path / f"t{suffix}"))
+        assert back.equals(trace) and back.system.to_dict() == system.to_dict()
+        assert back.meta["wasted_compute"] == trace.meta["wasted_compute"] > 0

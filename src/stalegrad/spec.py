@@ -17,7 +17,15 @@ from .errors import invalid
 from .subsets import resolve_cutoffs, resolve_workers
 from .syntax import describe
 
-__all__ = ["ASYNC_PROTOCOLS", "DUTTA_PROTOCOLS", "MAX_WORKERS", "PROTOCOLS", "System", "require_system"]
+__all__ = [
+    "ASYNC_PROTOCOLS",
+    "DUTTA_PROTOCOLS",
+    "MAX_WORKERS",
+    "PROTOCOLS",
+    "STALE_PROTOCOLS",
+    "System",
+    "require_system",
+]
 
 #: The most workers a System may have (a simulated cluster of a million workers runs; a billion does not fit).
 MAX_WORKERS = 1_000_000
@@ -40,6 +48,8 @@ PROTOCOLS = {
 DUTTA_PROTOCOLS = ("k-batch-async", "k-async", "k-sync", "k-batch-sync", "sync")
 #: Protocols whose workers compute on stale versions (a staleness bound applies to them).
 ASYNC_PROTOCOLS = ("k-batch-async", "k-async")
+#: Protocols whose applied gradients may be stale (ringmaster bounds them by its own threshold R).
+STALE_PROTOCOLS = (*ASYNC_PROTOCOLS, "ringmaster")
 
 
 def _int_param(name: str, value: Any, low: int) -> int:
@@ -174,6 +184,11 @@ class System:
         object.__setattr__(self, "workers", active)
         object.__setattr__(self, "delay_threshold", delay_threshold)
         object.__setattr__(self, "cutoffs", cutoffs)
+
+    @property
+    def drop_bound(self) -> int | None:
+        """The largest staleness the master applies: ``staleness_bound``, or ringmaster's ``R - 1``."""
+        return self.staleness_bound if self.delay_threshold is None else self.delay_threshold - 1
 
     @property
     def active(self) -> tuple[int, ...]:

@@ -46,7 +46,7 @@ def _before(t1, k1, s1, t2, k2, s2):
     return (t1 < t2) | ((t1 == t2) & ((k1 < k2) | ((k1 == k2) & (s1 < s2))))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _push(ist, ht, hk, hs, ha, hb, hv, t, k, a, b, v):
     """Add an event to the heap (sifted up as in :mod:`heapq`)."""
     s = ist[SEQ]
@@ -63,7 +63,7 @@ def _push(ist, ht, hk, hs, ha, hb, hv, t, k, a, b, v):
     ht[j], hk[j], hs[j], ha[j], hb[j], hv[j] = t, k, s, a, b, v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _pop(ist, ht, hk, hs, ha, hb, hv):
     """Remove the first event (its fields were read from index 0 before)."""
     n = ist[HN] - 1
@@ -84,7 +84,7 @@ def _pop(ist, ht, hk, hs, ha, hb, hv):
     ht[j], hk[j], hs[j], ha[j], hb[j], hv[j] = t, k, s, a, b, v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _start(i, version, now, rbits, cuts, cut, wi, wf, C, ist, ht, hk, hs, ha, hb, hv):
     """Worker ``i`` starts a round now on ``version`` (a compute time is known to be there)."""
     c = wi[i, CPOS]
@@ -102,7 +102,7 @@ def _start(i, version, now, rbits, cuts, cut, wi, wf, C, ist, ht, hk, hs, ha, hb
         _push(ist, ht, hk, hs, ha, hb, hv, now + x, key, x, 0.0, 0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _send(i, version, now, rbits, downrand, downfix, wi, DB, ist, ht, hk, hs, ha, hb, hv):
     if downrand:
         d = DB[wi[i, DPOS]]
@@ -113,7 +113,7 @@ def _send(i, version, now, rbits, downrand, downfix, wi, DB, ist, ht, hk, hs, ha
     _push(ist, ht, hk, hs, ha, hb, hv, now + d, key, 0.0, 0.0, 0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)  # no reference counting (it allocates nothing), as _events_kernel
 def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs, ha, hb, hv,
                  o_worker, o_round, o_start, o_sent, o_arrive, o_version, o_update, o_tau, o_dropped,
                  o_times, hist, bsum, bcnt, wsum, wcnt, trsum):  # fmt: skip
