@@ -34,6 +34,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_validate.py
 	$(BIN)/python bench/bench_pmf.py
 	$(BIN)/python bench/bench_torch.py
+	$(BIN)/python bench/bench_advise.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

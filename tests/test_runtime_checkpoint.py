@@ -156,7 +156,7 @@ def test_resume_checks_its_arguments_before_ray_starts(tmp_path):
         (["--resume", "{bad}"], "checkpoint.json is not readable JSON"),
         (["--resume", "{good}", "--n", "4"], "--n must be 2 (the checkpoint's, in"),
         (["--resume", "{good}", "--compute", "expon(scale=2)"], "--compute must be ['2*expon(loc=1.0, scale="),
-        (["--resume", "{good}", "--lr", "0.1"], "--lr must be 0.05 (the checkpoint's"),
+        (["--resume", "{good}", "--step", "0.1"], "--step must be 0.05 (the checkpoint's"),
         (["--resume", "{good}", "--updates", "10"], "--updates must be an integer > 10, the checkpoint's version"),
         (["--n", "2", "--K", "1", "--checkpoint-every", "5"], "--checkpoint-every must be 0 unless --out DIR"),
         (["--n", "2", "--K", "1", "--checkpoint-every", "5", "--out", "{good}"], "--out must be a folder without"),

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from stalegrad.experiments.vocabulary import SHARED_KEYS
 from stalegrad.trace import COLUMNS
 
 CLI = [sys.executable, "-c", "from stalegrad.cli import main; main()", "run"]
@@ -30,7 +31,9 @@ def test_cli_run_prints_json_and_writes_the_trace(tmp_path):
     assert proc.returncode == 0, proc.stderr
     obj = json.loads(proc.stdout)
     assert obj["updates"] == 40 and obj["gradients"] == 40 and obj["dropped"]["duplicate"] == 0
-    assert {"measured", "predicted", "configured", "ray_latency_ms"} <= set(obj)
+    assert set(SHARED_KEYS) <= set(obj) and {"staleness_exact_configured", "ray_latency_ms", "step", "b"} <= set(obj)
+    assert obj["protocol"] == "k-batch-async" and obj["n"] == 2 and obj["K"] == 1 and obj["tc"] == 1.0
+    assert obj["staleness_mean"] is not None and obj["update_rate"] > 0 and obj["update_rate_exact"] > 0
     lines = (tmp_path / "trace.csv").read_text().splitlines()
     assert lines[0].startswith("# stalegrad-metadata:") and lines[1] == ",".join(COLUMNS) and len(lines) == 42
     from stalegrad.trace_io import read_trace
@@ -42,7 +45,8 @@ def test_cli_run_prints_json_and_writes_the_trace(tmp_path):
     assert obj["problem"] == "logreg" and obj["error_last"] < obj["error_first"]
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     figure = json.loads((tmp_path / "fig.json").read_text())  # the figure's numbers, beside it
-    assert figure["run"]["measured"] == obj["measured"] and "measured" in figure["systems"]
+    assert figure["run"]["staleness_mean"] == obj["staleness_mean"] and "measured" in figure["systems"]
+    assert abs(sum(figure["staleness_pmf_configured"]) - 1) < 1e-6  # the configured system's predicted law
 
 
 @pytest.mark.parametrize(
@@ -51,12 +55,17 @@ def test_cli_run_prints_json_and_writes_the_trace(tmp_path):
         (["--n", "2", "--K", "1", "--tc", "1"], "--tc are injected times: they need --time-unit"),
         (["--n", "2:4", "--K", "1"], "single values for a run"),
         (["--n", "2", "--K", "1", "--time-unit", "-1"], "--time-unit must be a number of seconds > 0"),
-        (["--n", "2", "--K", "1", "--lr", "0"], "--lr must be a finite number > 0"),
+        (["--n", "2", "--K", "1", "--step", "0"], "--step must be a finite number > 0"),
+        (["--n", "2", "--K", "1", "--b", "0"], "--b"),
         (["--n", "2", "--K", "1", "--problem", "mnist"], "--problem"),
-        (["--n", "2", "--K", "1", "--out", "d", "--plot", "d/run.png"], "--plot must be a file whose name and .json"),
-        (["--n", "2", "--K", "1", "--protocol", "k-sync"], "--protocol must be k-batch-async for a real run"),
-        (["--n", "2", "--K", "1", "--staleness-bound", "3"], "--staleness-bound must be None for a real run"),
+        (["--n", "2", "--K", "1", "--out", ".", "--plot", "./run.png"], "--plot must be a file whose name and .json"),
+        (["--n", "2", "--K", "1", "--protocol", "k-sync"], "No such option '--protocol'"),
+        (["--n", "2", "--K", "1", "--lr", "0.1"], "No such option '--lr': it is now --step"),
+        (["--n", "2", "--K", "1", "--batch", "4"], "No such option '--batch': it is now --b"),
         (["--n", "2", "--K", "1", "--address", " "], "--address must be 'auto' or HOST:PORT"),
+        (["--n", "2", "--K", "1", "--out", "/proc/nope/x"], "--out must be a folder whose parent exists"),
+        (["--n", "2", "--K", "1", "--plot", "run.jpg"], "--plot must be a file name ending in .png"),
+        (["--n", "2", "--K", "1", "--plot", "/nope/run.png"], "--plot must be a file in an existing folder"),
     ],
 )
 def test_cli_run_rejects_bad_arguments_with_one_line(cli_here, args, match):

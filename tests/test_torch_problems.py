@@ -268,3 +268,17 @@ def test_reproduce_names_the_extra_target_when_refusing():
 
     with pytest.raises(SpecError, match="target must be one of fig1, fig2, section4, fig3 or all, or fig3-mlp"):
         reproduce(["fig7"], "unused")
+
+
+def test_train_work_estimate_times_the_torch_model(run_cli):
+    """The estimate times a torch model's gradient (not the linear models' speed): 4e6 CNN gradients are refused,
+    while the same count of linear-regression gradients is not above the limit."""
+    argv = ["train", "--n", "4", "--K", "2", "--updates", "2000000", "--seed", "1"]
+    code, _, err = run_cli([*argv, "--problem", "cnn-digits"])
+    assert code == 2 and "estimated" in err and "above the limit" in err and "--yes" in err, err
+    assert len(err.strip().splitlines()) == 1
+    from stalegrad.experiments.training import configurations, estimate_seconds
+    from stalegrad.train import LinearRegression
+
+    configs = configurations([System(n=4, K=2, compute=scipy.stats.expon(scale=1.0))], [16], ["constant"])
+    assert estimate_seconds(configs, LinearRegression(), 2_000_000, 1) < 600

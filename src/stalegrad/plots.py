@@ -5,6 +5,7 @@ matplotlib is imported inside the functions, so importing this module is cheap.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,12 +17,11 @@ __all__ = [
     "describe_system",
     "error_vs_time",
     "figure",
-    "points_figure",
     "protocols_figure",
     "residuals_vs_n",
-    "run_figure",
     "staleness_histogram",
     "staleness_vs_n",
+    "sweep_figure",
     "train_figure",
     "transient_curve",
 ]
@@ -186,46 +186,6 @@ def error_vs_time(
 # ------------------------------------------------------------------------------------------- whole figures
 
 
-def points_figure(points: Sequence[Any]) -> Any:
-    """One simulated system: its staleness histogram with both limits marked. A sweep: mean staleness against
-    the position in the sweep (labelled by what varies), with CI bars, the paper's and the exact limit."""
-    fig, ax = figure()
-    single = points[0].summary if len(points) == 1 else None
-    if single is not None:
-        p = points[0]
-        staleness_histogram(np.trim_zeros(single.hist, "b"), title=describe_system(p.system), ax=ax)
-        ax.axvline(
-            p.prediction.staleness_exact, color="tab:blue", label=f"exact mean {p.prediction.staleness_exact:.3f}"
-        )
-        ax.axvline(
-            p.prediction.staleness_paper,
-            color="tab:red",
-            ls="--",
-            label=f"paper mean {p.prediction.staleness_paper:.3f}",
-        )
-        ax.axvline(p.estimate.mean, color="black", ls=":", label=f"simulated mean {p.estimate.mean:.3f}")
-        pmf = p.law()["staleness_pmf"]
-        if pmf is not None:
-            width = min(len(pmf), np.trim_zeros(single.hist, "b").size + 2)
-            ax.plot(np.arange(width), pmf[:width], "o-", color="tab:orange", ms=4, lw=1.2,
-                    label="predicted distribution")  # fmt: skip
-        ax.legend()
-    else:
-        varies = [k for k in ("n", "K", "tc") if len({getattr(p.system, k) for p in points}) > 1]
-        key = varies[0] if len(varies) == 1 else None
-        xs = [getattr(p.system, key) for p in points] if key else list(range(1, len(points) + 1))
-        staleness_vs_n(
-            xs,
-            [p.estimate.mean for p in points],
-            [p.estimate.ci95 for p in points],
-            [p.prediction.staleness_paper for p in points],
-            [p.prediction.staleness_exact for p in points],
-            ax=ax,
-        )
-        ax.set_xlabel(key or "system in the sweep")
-    return fig
-
-
 def protocols_figure(points: Sequence[Any]) -> Any:
     """Protocols side by side, three panels: update rate (simulated, theory where known), staleness (mean with its
     95% CI written on the bar, the 95th percentile, the exact limit), and the work lost (wasted compute time,
@@ -263,34 +223,6 @@ def protocols_figure(points: Sequence[Any]) -> Any:
         ax.set_xticks(x, names, rotation=30, ha="right")
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(describe_system(points[0].system))
-    return fig
-
-
-def run_figure(result: Any, comparison: Any, simulated: np.ndarray, updates: int) -> Any:
-    """A real run (:func:`stalegrad.runtime.run`) in one figure: left, its staleness distribution (after the
-    warm-up) beside ``simulated``, the staleness histogram of ``updates`` simulated updates of the system it
-    *measured*, with the run's mean and the exact and paper limits; right, its training error against time."""
-    trace = result.trace
-    keep = trace["update"] > comparison.warmup
-    real = np.bincount(trace["staleness"][keep], minlength=1)
-    width = max(real.size, np.trim_zeros(simulated, "b").size)
-    fig, (left, right) = figure(1, 2, figsize=(11, 4.2))
-    staleness_histogram(np.pad(real, (0, width - real.size)), ax=left)
-    left.patches[0].set_label(f"run ({int(real.sum())} gradients)")
-    simulated = np.pad(simulated, (0, max(0, width - simulated.size)))[:width]
-    left.step(np.arange(width), simulated / simulated.sum(), where="mid", color="black", lw=1.2,
-              label=f"simulated, measured system ({updates} updates)")  # fmt: skip
-    left.axvline(comparison.measured, color="black", ls=":", label=f"run mean {comparison.measured:.3f}")
-    left.axvline(comparison.predicted, color="tab:blue", label=f"exact (measured) {comparison.predicted:.3f}")
-    left.axvline(comparison.predicted_paper, color="tab:red", ls="--", label=f"paper {comparison.predicted_paper:.3f}")
-    left.set_title(f"staleness, n = {trace.system.n}, K = {trace.system.K}")
-    left.legend(fontsize=8, loc="upper right")
-    errors = np.asarray(result.errors)
-    unit = "time units" if result.time_unit is not None else "s"
-    if errors.size:
-        error_vs_time(errors[:, 1], errors[:, 2], label="real run", ax=right)
-    right.set_xlabel(f"time ({unit})")
-    right.set_title("training error")
     return fig
 
 
@@ -341,10 +273,18 @@ def _protocol_label(system: Any, K: int) -> str:
 
 def describe_system(system: Any) -> str:
     """A one-line title for a system in words a reader knows: n, K, Tc and its compute-time laws."""
-    laws = [f"{count} x {describe_law(model)}" if len(system.groups()) > 1 else describe_law(model)
-            for count, model in system.groups()]  # fmt: skip
-    active = "" if system.workers is None else f" (workers {','.join(map(str, system.workers))} compute)"
-    return f"n = {system.n}{active}, K = {system.K}, Tc = {system.tc:g}, compute time {' + '.join(laws)}"
+    groups = system.groups()
+    n = f"n = {system.n}" + (
+        "" if system.workers is None else f" (workers {','.join(map(str, system.workers))} compute)"
+    )
+    if len(groups) == 1:
+        return f"{n}, K = {system.K}, Tc = {system.tc:g}, compute time {describe_law(groups[0][1])}"
+    if len(groups) > 3:
+        means = system.means
+        return (f"{n}, K = {system.K}, Tc = {system.tc:g}, {len(groups)} compute-time laws, means "
+                f"{min(means):.3g} to {max(means):.3g}")  # fmt: skip
+    laws = [f"{count} with {describe_law(model)}" for count, model in groups]
+    return f"{n}, K = {system.K}, Tc = {system.tc:g}, compute times: {'; '.join(laws)}"
 
 
 def describe_law(model: Any) -> str:
@@ -366,6 +306,67 @@ def describe_law(model: Any) -> str:
         return f"measured times (mean {model.mean():.4g})"
     if isinstance(model, Scaled):
         return f"{model.factor:g} x {describe_law(model.base)}"
+    if getattr(getattr(model, "dist", None), "name", None) == "expon":  # scipy's expon(loc, scale): as ours
+        loc = float(model.support()[0])
+        return describe_law(ShiftedExponential(loc, float(model.mean()) - loc))
     text = describe(model)
     name, _, rest = text.partition("(")
     return f"{name.capitalize()}({rest}"
+
+
+def sweep_figure(rows: Sequence[dict[str, Any]], value: str, axes_keys: Sequence[str]) -> Any:
+    """A sweep's heatmap: the median of ``value`` over replications for each pair of the two ``axes_keys``
+    (one key: a line with the interquartile range; more than two: the least over the others), the medians written
+    in the cells; blank where the median is missing (``time_to_target``: most replications never reached it)."""
+    groups: dict[tuple[Any, ...], list[float]] = {}
+    for r in rows:
+        v = r.get(value)
+        groups.setdefault(tuple(r[k] for k in axes_keys), []).append(math.inf if v is None else float(v))
+    med = {k: float(np.median(v)) for k, v in groups.items()}  # a replication that never reached it counts last
+    med = {k: v if math.isfinite(v) else math.nan for k, v in med.items()}
+    label = value.replace("_", " ")
+    if len(axes_keys) == 1:
+        fig, ax = figure(figsize=(6.4, 4.4))
+        xs = sorted(med, key=lambda k: k[0])
+        lo = [_finite_or_nan(np.percentile(groups[k], 25)) for k in xs]
+        hi = [_finite_or_nan(np.percentile(groups[k], 75)) for k in xs]
+        x = np.arange(len(xs))
+        ax.plot(x, [med[k] for k in xs], "o-", label="median over replications")
+        ax.fill_between(x, lo, hi, alpha=0.25, label="interquartile range")
+        ax.set_xticks(x, [str(k[0]) for k in xs])
+        ax.set_xlabel(axes_keys[0])
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        return fig
+    xk, yk = axes_keys[:2]
+    xs = sorted({k[0] for k in med}, key=_order)
+    ys = sorted({k[1] for k in med}, key=_order)
+    grid = np.full((len(ys), len(xs)), math.nan)
+    for (a, b, *_rest), v in med.items():
+        cell = grid[ys.index(b), xs.index(a)]
+        grid[ys.index(b), xs.index(a)] = v if math.isnan(cell) else min(cell, v)  # the least over the other keys
+    fig, ax = figure(figsize=(1.0 + 0.9 * len(xs) + 2.0, 1.0 + 0.55 * len(ys) + 1.2))
+    im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap="viridis_r")
+    low, high = float(np.nanmin(grid)), float(np.nanmax(grid))
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if np.isfinite(grid[i, j]):
+                light = (grid[i, j] - low) <= 0.5 * (high - low)  # viridis reversed: small values are yellow
+                ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=8,
+                        color="black" if light else "white")  # fmt: skip
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_yticks(range(len(ys)), [str(y) for y in ys])
+    ax.set_xlabel(xk)
+    ax.set_ylabel(yk)
+    ax.set_title(f"{label}: blank where most replications have none", fontsize="small")
+    fig.colorbar(im, ax=ax, label=f"{label} (median; least over the other options)")
+    return fig
+
+
+def _finite_or_nan(x: Any) -> float:
+    return float(x) if np.isfinite(x) else math.nan
+
+
+def _order(x: Any) -> tuple[int, Any]:
+    return (0, x) if isinstance(x, (int, float)) else (1, str(x))

@@ -11,12 +11,14 @@ import sys
 import click
 
 from .. import __version__
+from .advise import advise_command
 from .compare import compare_command
 from .fit import fit_command
 from .predict import predict_command
 from .reproduce import reproduce_command
 from .run import run_command
 from .simulate import simulate_command
+from .sweep import sweep_command
 from .train import train_command
 
 
@@ -37,6 +39,12 @@ cli.add_command(reproduce_command)
 cli.add_command(train_command)
 cli.add_command(run_command)
 cli.add_command(fit_command)
+cli.add_command(advise_command)
+cli.add_command(sweep_command)
+
+
+#: Options renamed to the shared vocabulary (``docs/vocabulary.md``): a user's old spelling is told the new one.
+RENAMED = {"--lr": "--step", "--batch": "--b"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {str(exc.__cause__ or '') or 'interrupted'}", err=True)
         code = 130
     except click.UsageError as exc:
-        click.echo(f"Error: {exc.format_message()}", err=True)
+        message = exc.format_message()
+        if isinstance(exc, click.NoSuchOption) and exc.option_name in RENAMED:
+            message = f"No such option '{exc.option_name}': it is now {RENAMED[exc.option_name]}"
+        click.echo(f"Error: {message}", err=True)
         code = 2
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)

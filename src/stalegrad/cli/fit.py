@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .link_options import link_delay, link_options
 from .options import emit_json, fmt, print_table
 
 
@@ -17,8 +18,9 @@ from .options import emit_json, fmt, print_table
     default=None,
     metavar="FIELD=COLUMN,...",
     help="Which column holds what: worker, duration (or start and end), censored (1 when the work was cancelled "
-    "or cut off), round, sent and arrive (the uplink delay), batch. Fields not given are looked up under their "
-    "own name. stalegrad's own Traces are recognised and need none.",
+    "or cut off), round, sent and arrive (the uplink delay), published and received (the downlink delay), batch "
+    "(several sizes: compute time against it). Fields not given are looked up under their own name. stalegrad's "
+    "own Traces and PyTorch profiler traces (.json) are recognised and need none.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the system file (.json) here.")
 @click.option(
@@ -47,6 +49,12 @@ from .options import emit_json, fmt, print_table
     show_default=True,
     help="Bootstrap samples of each class's goodness-of-fit test (0: no test; at least 1/level - 1).",
 )
+@click.option(
+    "--fit-delays",
+    is_flag=True,
+    help="Fit the delays' laws (per worker, grouped, like compute times) instead of fixing them at their mean.",
+)
+@link_options
 def fit_command(
     logs: tuple[str, ...],
     columns: str | None,
@@ -58,16 +66,23 @@ def fit_command(
     K: int | None,
     per_worker: bool,
     gof_samples: int,
+    fit_delays: bool,
+    model_bytes: str | None,
+    bandwidth: str | None,
+    latency: str | None,
 ) -> None:
     """Fit each worker's compute-time law to measured records and write the system they describe.
 
     Workers that share a law are grouped into classes (k-sample Anderson-Darling), each class is fitted by
     maximum likelihood (exponential, shifted exponential, gamma, lognormal, Weibull; censored records count as
-    lower bounds) and its law chosen by AIC; each worker's series is checked for drift and bursts.
+    lower bounds) and its law chosen by AIC; each worker's series is checked for drift and bursts. Records at
+    several batch sizes also give each class's compute time against the batch size. Inputs: tables (CSV,
+    Parquet, JSON lines), stalegrad's Traces, PyTorch profiler traces (one Chrome-trace JSON per rank).
 
     \b
     stalegrad fit trace.csv --out cluster.json --plot fit.png
     stalegrad fit steps.parquet --columns worker=rank,duration=step_time,censored=cancelled --out cluster.json
+    stalegrad fit rank0.pt.trace.json rank1.pt.trace.json --model-bytes 4e8 --bandwidth 1.25e9 --out c.json
     stalegrad predict --system cluster.json --K 4
     """
     from ..errors import invalid
@@ -77,6 +92,10 @@ def fit_command(
 
     check_level(level, "--level")
     check_gof_samples(gof_samples, level, "--gof-samples")
+    delay = link_delay(model_bytes, bandwidth, latency)
+    if delay is not None and fit_delays:
+        link = "--model-bytes" if model_bytes is not None else "--latency"
+        raise invalid("--fit-delays", "given", f"left out when {link} is given (both set the delays; give one)")
     mapping = parse_columns(columns)
     if out is not None and not out.endswith(".json"):
         raise invalid("--out", out, "a file name ending in .json")
@@ -87,7 +106,10 @@ def fit_command(
             meta = Path(plot).with_suffix(".json").name
             raise invalid("--plot", plot, f"a name whose metadata file ({meta}) is not --out")
     records = read_records(logs, mapping)
-    cluster = fit_cluster(records, level=level, seed=seed, gof_samples=gof_samples, per_worker=per_worker, K=K)
+    cluster = fit_cluster(
+        records, level=level, seed=seed, gof_samples=gof_samples, per_worker=per_worker, K=K,
+        fit_delays=fit_delays, delay=delay,
+    )  # fmt: skip
     _write(cluster, out, plot)
     if as_json:
         from ..fit.system_file import document
@@ -113,11 +135,15 @@ def _write(cluster: Any, out: str | None, plot: str | None) -> None:
 
 def _short(law: Any) -> str:
     """The law with 4 significant digits (the system file has 6)."""
-    import re
-
     if law.family == "empirical":
         return f"empirical ({len(law.model.values)} quantiles)"
-    return re.sub(r"\d+\.\d+(e[-+]?\d+)?", lambda m: f"{float(m.group()):.4g}", law.text)
+    return _short_text(law.text)
+
+
+def _short_text(text: str) -> str:
+    import re
+
+    return re.sub(r"\d+\.\d+(e[-+]?\d+)?", lambda m: f"{float(m.group()):.4g}", text)
 
 
 def _print(cluster: Any, out: str | None) -> None:
@@ -155,6 +181,14 @@ def _print(cluster: Any, out: str | None) -> None:
     )
     for c in cluster.classes:
         click.echo(f"class {c.index}: {', '.join(c.workers)}")
+    for c in cluster.classes:
+        if c.batch is not None:
+            law = c.batch.law
+            click.echo(
+                f"class {c.index} against batch size b (law at b = {cluster.batch_reference} above): mean "
+                f"{law.overhead:.4g} (SE {c.batch.overhead_se:.2g}) + b * {law.per_sample:.4g} "
+                f"(SE {c.batch.per_sample_se:.2g}) s; {_short_text(law.text)}"
+            )
     for line in cluster.warnings():
         click.echo(f"warning: {line}")
     for note in cluster.notes:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..errors import SpecError, invalid
+from .link_options import link_delay_options
 
 #: The problems known by name (``--problem``); anything else is ``module:attribute``.
 PROBLEMS = ("linreg", "logreg", "mlp-digits", "cnn-digits")
@@ -148,8 +149,18 @@ def compute_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--n, --K, --tc, --uplink, --downlink, --compute, --protocol, --staleness-bound (n, K, tc accept sweeps),
-    and --system FILE."""
-    f = system_file_option(f)
+    --model-bytes, --bandwidth, --latency (a fixed delay per direction), and --system FILE."""
+    return _system_options(protocols_option(system_file_option(link_delay_options(f))))
+
+
+def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a cluster: those of :func:`system_options` but the protocol's (``run`` makes the paper's
+    protocol only, ``advise`` chooses the protocol: an option that always fails is not offered)."""
+    return _system_options(system_file_option(link_delay_options(f)))
+
+
+def protocols_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--protocol and --staleness-bound."""
     f = click.option(
         "--staleness-bound",
         "staleness_bound",
@@ -167,6 +178,10 @@ def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "--delay-threshold R) or mindflayer (MindFlayer SGD: rennala with --cutoff); several, comma-separated, "
         "to compare them.",
     )(f)
+    return f
+
+
+def _system_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = compute_option(f)
     f = click.option(
         "--downlink",

@@ -13,15 +13,27 @@ from typing import Any
 
 import click
 
-from .options import PROBLEM_HELP, PROBLEMS, build_systems, emit_json, fmt, load_problem, print_table, system_options
+from .options import (
+    IMAGE_SUFFIXES,
+    PROBLEM_HELP,
+    PROBLEMS,
+    build_systems,
+    check_output_dir,
+    check_output_file,
+    cluster_options,
+    emit_json,
+    fmt,
+    load_problem,
+    print_table,
+)
 
 
 @click.command("run")
-@system_options
+@cluster_options
 @click.option("--problem", default="linreg", show_default=True, help=PROBLEM_HELP)
 @click.option("--updates", type=click.IntRange(min=1), default=500, show_default=True, help="Updates to make.")
-@click.option("--lr", type=float, default=0.05, show_default=True, help="Step size of every update.")
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Minibatch per gradient.")
+@click.option("--step", type=float, default=0.05, show_default=True, help="Step size of every update.")
+@click.option("--b", "b", type=click.IntRange(min=1), default=16, show_default=True, help="Minibatch per gradient.")
 @click.option(
     "--time-unit",
     "time_unit",
@@ -80,12 +92,10 @@ def run_command(
     uplink: str | None,
     downlink: str | None,
     compute: tuple[str, ...],
-    protocol: str,
-    staleness_bound: int | None,
     problem: str,
     updates: int,
-    lr: float,
-    batch: int,
+    step: float,
+    b: int,
     time_unit: float | None,
     seed: int | None,
     address: str | None,
@@ -111,15 +121,13 @@ def run_command(
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
-    opts = RunOptions(n, K, tc, uplink, downlink, compute, problem, updates, lr, batch, time_unit, seed)
+    opts = RunOptions(n, K, tc, uplink, downlink, compute, problem, updates, step, b, time_unit, seed)
     if resume is not None:
         opts = _resumed(resume, given, opts)
         out = out or resume
     elif n is None or K is None:
         raise SpecError("--n and --K are needed (or --resume DIR, which takes them from its checkpoint)")
-    systems = build_systems(
-        opts.n, opts.K, opts.tc, opts.uplink, opts.downlink, opts.compute, protocol, staleness_bound
-    )
+    systems = build_systems(opts.n, opts.K, opts.tc, opts.uplink, opts.downlink, opts.compute)
     if len(systems) != 1:
         raise SpecError(f"--n, --K and --tc must be single values for a run, got {len(systems)} systems")
     system = systems[0]
@@ -127,6 +135,10 @@ def run_command(
         injected = [f"--{name}" for name in ("compute", "tc", "uplink", "downlink") if given(name)]
         if injected:
             raise SpecError(f"{', '.join(injected)} are injected times: they need --time-unit SECONDS > 0")
+    if out is not None:
+        check_output_dir("--out", out)
+    if plot is not None:
+        check_output_file("--plot", plot, IMAGE_SUFFIXES)
     if plot is not None and out is not None:
         mine = {(Path(out) / f).resolve() for f in ("trace.csv", "errors.csv", "run.json", "checkpoint.json")}
         if {Path(plot).resolve(), Path(plot).with_suffix(".json").resolve()} & mine:
@@ -134,13 +146,14 @@ def run_command(
 
     from ..runtime.plan import RunPlan
 
+    problem_obj = load_problem(opts.problem)
     plan = RunPlan.build(  # every other check: the library's, named as the options are
         system,
-        load_problem(opts.problem),
+        problem_obj,
         opts.updates,
         time_unit=opts.time_unit,
-        lr=opts.lr,
-        batch=opts.batch,
+        lr=opts.step,
+        batch=opts.b,
         seed=opts.seed,
         address=address,
         restart_workers=restart_workers,
@@ -152,6 +165,7 @@ def run_command(
 
     from ..artefacts import metadata, write_json
     from ..experiments.measured import compare
+    from ..experiments.vocabulary import shared_row
     from ..runtime import write_run
     from ..runtime.run import carry_out
 
@@ -163,17 +177,15 @@ def run_command(
     comp = compare(result)
     errors = result.errors
     summary: dict[str, Any] = {
-        "n": system.n,
-        "K": system.K,
+        **shared_row(system, seed=seed),
+        **comp.to_dict(),
         "updates": result.trace.updates,
         "gradients": len(result.trace),
         "seconds": result.seconds,
         "time_unit": plan.time_unit,
-        "seed": seed,
         "problem": opts.problem,
-        "lr": plan.lr,
-        "batch": plan.batch,
-        **comp.to_dict(),
+        "step": plan.lr,
+        "b": plan.batch,
         "ray_latency_ms": result.latency,
         "dropped": result.dropped,
         "lost": [list(x) for x in result.lost],
@@ -182,6 +194,7 @@ def run_command(
         "checkpoint": result.meta["checkpoint"],
         "error_first": float(errors[0, 2]) if errors.size else None,
         "error_last": float(errors[-1, 2]) if errors.size else None,
+        **_metrics(problem_obj, result.w),  # test_accuracy, test_loss: a problem with a test set (torch models)
         "system": result.trace.system.to_dict() if plan.time_unit is not None else None,
         "clocks": result.meta["clocks"],
         "master_node": result.meta["master_node"],
@@ -201,7 +214,7 @@ def run_command(
     unit = f"time unit {time_unit} s" if time_unit is not None else "seconds (nothing injected)"
     print_table(
         f"stalegrad run (seed {seed}; {summary['updates']} updates on Ray; times in {unit}; "
-        f"first {comp.warmup} updates left out)",
+        f"first {comp.warmup_updates} updates left out)",
         [
             "n",
             "K",
@@ -220,13 +233,13 @@ def run_command(
             [
                 str(system.n),
                 str(system.K),
-                fmt(comp.measured),
-                fmt(comp.ci95),
-                fmt(comp.predicted),
-                fmt(100 * comp.rel_diff, 2),
-                fmt(comp.configured) if comp.configured is not None else "-",
+                fmt(comp.staleness_mean),
+                fmt(comp.staleness_ci95),
+                fmt(comp.staleness_exact),
+                fmt(100 * comp.staleness_rel_diff, 2),
+                fmt(comp.staleness_exact_configured) if comp.staleness_exact_configured is not None else "-",
                 fmt(comp.update_rate),
-                fmt(comp.update_rate_predicted),
+                fmt(comp.update_rate_exact),
                 fmt(comp.uplink, 3),
                 fmt(comp.downlink, 3),
                 fmt(result.seconds, 1),
@@ -238,6 +251,7 @@ def run_command(
         f"Ray call latency {lat['call_ms_median']:.2f} ms (median; p90 {lat['call_ms_p90']:.2f}), put+get "
         f"{lat['put_get_ms_median']:.2f} ms; error {summary['error_first']:.4g} -> {summary['error_last']:.4g}; "
         f"dropped {result.dropped}"
+        + (f"; test accuracy {summary['test_accuracy']:.4f}" if "test_accuracy" in summary else "")
     )
     if summary["resumed_from"] is not None:
         click.echo(f"resumed from the checkpoint at update {summary['resumed_from']} (the table covers the whole run)")
@@ -253,6 +267,12 @@ def run_command(
     click.echo(f"note: {comp.caveat}")
 
 
+def _metrics(problem: Any, w: Any) -> dict[str, float]:
+    """The problem's own metrics of the final ``w`` (``test_accuracy`` and ``test_loss`` with a test set)."""
+    metrics = getattr(problem, "metrics", None)
+    return {k: float(v) for k, v in metrics(w).items()} if callable(metrics) else {}
+
+
 #: How :class:`~stalegrad.runtime.plan.RunPlan` names the parameters in its messages: as options.
 OPTION_NAMES = {
     "n": "--n",
@@ -265,8 +285,8 @@ OPTION_NAMES = {
     "staleness_bound": "--staleness-bound",
     "problem": "--problem",
     "updates": "--updates",
-    "lr": "--lr",
-    "batch": "--batch",
+    "lr": "--step",
+    "batch": "--b",
     "time_unit": "--time-unit",
     "seed": "--seed",
     "address": "--address",
@@ -289,8 +309,8 @@ class RunOptions:
     compute: tuple[str, ...]
     problem: str
     updates: int
-    lr: float
-    batch: int
+    step: float
+    b: int
     time_unit: float | None
     seed: int | None
 
@@ -342,8 +362,8 @@ def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> Run
                 f"{', '.join(PROBLEMS)} (give the module:attribute that makes it)"
             )
         chosen = found
-    for name in ("lr", "batch", "time_unit", "seed"):
-        value, theirs = getattr(opts, name), a[name]
+    for name, theirs_key in (("step", "lr"), ("b", "batch"), ("time_unit", "time_unit"), ("seed", "seed")):
+        value, theirs = getattr(opts, name), a[theirs_key]
         if given(name) and value != theirs:
             option = "--" + name.replace("_", "-")
             raise invalid(option, value, f"{theirs!r} (the checkpoint's, in '{folder}') to resume it")
@@ -359,8 +379,8 @@ def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> Run
         **mine,
         problem=chosen,
         updates=target,
-        lr=a["lr"],
-        batch=a["batch"],
+        step=a["lr"],
+        b=a["batch"],
         time_unit=a["time_unit"],
         seed=a["seed"],
     )

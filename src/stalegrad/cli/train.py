@@ -50,6 +50,16 @@ from .options import (
     show_default=True,
     help="Compute time of a round is b times a draw from --compute (the paper: time grows linearly with b).",
 )
+@click.option(
+    "--compute-batch",
+    "compute_batch",
+    multiple=True,
+    metavar="LAW",
+    help="Compute time at minibatch b: a law whose loc and scale are affine in b, e.g. 'gamma(a=3, loc=0.2 + "
+    "0.01*b, scale=0.05 + 0.002*b)' (repeat with counts for classes, '3*...'). Replaces --compute and "
+    "--scale-compute. stalegrad fit writes it into the system file from records at several batch sizes, and "
+    "--system FILE uses it.",
+)
 @click.option("--updates", type=click.IntRange(min=1), default=2000, show_default=True, help="Updates to replay.")
 @click.option("--step", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True, help="Base step.")
 @click.option(
@@ -101,6 +111,7 @@ def train_command(
     compute: tuple[str, ...],
     b: str,
     scale_compute: bool,
+    compute_batch: tuple[str, ...],
     updates: int,
     step: float,
     policy: str,
@@ -145,6 +156,7 @@ def train_command(
     if horizon is not None and not (math.isfinite(horizon) and horizon > 0):
         raise invalid("--horizon", horizon, "a finite number of seconds > 0")
     check_problem_options(problem, dim=dim, samples=samples, noise=noise, l2=l2)
+    batch_laws = _batch_laws(compute_batch, traces)
     if out is not None:
         check_output_dir("--out", out)
     if traces:
@@ -161,8 +173,9 @@ def train_command(
     prob = load_problem(problem, dim=dim, samples=samples, noise=noise, l2=l2)
     correction = None if dc is None else delay_compensation(dc)
     configs = configurations(
-        sources, bs, policies, scale_compute=scale_compute, suffix="" if dc is None else f" dc={dc:g}"
-    )
+        sources, bs, policies, scale_compute=scale_compute, suffix="" if dc is None else f" dc={dc:g}",
+        batch_laws=batch_laws,
+    )  # fmt: skip
     _check_work(configs, prob, updates, seeds, yes)
     with progress_bar() as report:
         sweep = train_sweep(
@@ -199,20 +212,32 @@ def train_command(
         click.echo(f"warning: {label} diverged (error not finite or above 1e6 x its initial error)", err=True)
 
 
-#: Gradients replayed per second, assumed for the estimate: compiled (linear models) and Python problems.
-_REPLAY_SPEED = {True: 1e6, False: 2e4}
+def _batch_laws(texts: tuple[str, ...], traces: tuple[str, ...]) -> list[Any] | None:
+    """--compute-batch parsed; refused beside an explicit --compute or --scale-compute (it replaces both) and
+    beside --trace (a saved trace's times are fixed)."""
+    if not texts:
+        return None
+    from ..batch_law import parse_batch_law
+
+    ctx = click.get_current_context()
+    explicit = ctx.get_parameter_source("compute_batch") not in (None, click.core.ParameterSource.DEFAULT)
+    for name in ("compute", "scale_compute"):
+        if explicit and ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT):
+            flag = "--compute" if name == "compute" else "--scale-compute/--no-scale-compute"
+            raise invalid(flag, ctx.params.get(name), "left out when --compute-batch is given (it replaces it)")
+    if traces:
+        if explicit:
+            raise invalid("--compute-batch", texts[0], "left out with --trace (a saved trace's times are fixed)")
+        return None
+    return [parse_batch_law(t) for t in texts]
 
 
 def _check_work(configs: list[Any], problem: Any, updates: int, seeds: int, yes: bool) -> None:
     """Refuse, before any work, a sweep estimated above the limit (unless --yes), with the estimate."""
-    from ..sim.cost import LIMIT_SECONDS, describe_seconds, estimate
+    from ..experiments.training import estimate_seconds
+    from ..sim.cost import LIMIT_SECONDS, describe_seconds
 
-    compiled = callable(getattr(problem, "linear_model", None))
-    seconds = 0.0
-    for c in configs:
-        gradients = (c.trace.updates if c.trace is not None else updates) * c.system.K
-        sim = 0.0 if c.trace is not None else estimate(c.system, updates, keep_trace=True).seconds
-        seconds += seeds * (sim + gradients / _REPLAY_SPEED[compiled])
+    seconds = estimate_seconds(configs, problem, updates, seeds)
     if seconds > LIMIT_SECONDS and not yes:
         raise SpecError(
             f"--updates {updates} over {len(configs)} configurations and {seeds} seeds is an estimated "

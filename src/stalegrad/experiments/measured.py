@@ -32,24 +32,27 @@ __all__ = ["Comparison", "compare", "measured_system", "simulate_measured"]
 
 @dataclass(frozen=True)
 class Comparison:
-    """Measured steady-state staleness against the exact prediction from measured times (and the configured one)."""
+    """Measured steady-state staleness against the exact prediction from measured times (and the configured one).
 
-    measured: float
-    ci95: float
-    predicted: float  # exact limit of the measured system
-    predicted_paper: float  # the paper's Theorem 2 for the measured system
-    configured: float | None  # exact limit of the configured system (injected times), if any
-    rel_diff: float  # (measured - predicted) / predicted
-    z: float  # (measured - predicted) / standard error of the measured mean
+    The field names are the shared vocabulary's (``docs/vocabulary.md``): ``staleness_mean`` is the run's,
+    ``staleness_exact`` the exact limit of the system the run measured."""
+
+    staleness_mean: float  # measured, after the warm-up
+    staleness_ci95: float
+    staleness_max: int
+    staleness_exact: float  # exact limit of the measured system
+    staleness_paper: float  # the paper's Theorem 2 for the measured system
+    staleness_exact_configured: float | None  # exact limit of the configured system (injected times), if any
+    staleness_rel_diff: float  # (staleness_mean - staleness_exact) / staleness_exact
+    staleness_z: float  # (staleness_mean - staleness_exact) / standard error of staleness_mean
     update_rate: float  # measured, updates per time unit
-    update_rate_predicted: float
+    update_rate_exact: float  # of the measured system
     uplink: float  # measured mean delays and their excess over the injected ones (time units)
     downlink: float
     uplink_extra: float | None
     downlink_extra: float | None
     compute_means: tuple[float, ...]
-    warmup: int
-    updates: int
+    warmup_updates: int
     caveat: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,22 +80,22 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
     ok = est.batches >= 2 and math.isfinite(est.ci95) and est.ci95 > 0
     se = est.ci95 / float(scipy.stats.t.ppf(0.975, est.batches - 1)) if ok else math.nan
     return Comparison(
-        measured=est.mean,
-        ci95=est.ci95,
-        predicted=pred.staleness_exact,
-        predicted_paper=pred.staleness_paper,
-        configured=configured,
-        rel_diff=(est.mean - pred.staleness_exact) / pred.staleness_exact,
-        z=(est.mean - pred.staleness_exact) / se if ok else math.nan,
+        staleness_mean=est.mean,
+        staleness_ci95=est.ci95,
+        staleness_max=est.max,
+        staleness_exact=pred.staleness_exact,
+        staleness_paper=pred.staleness_paper,
+        staleness_exact_configured=configured,
+        staleness_rel_diff=(est.mean - pred.staleness_exact) / pred.staleness_exact,
+        staleness_z=(est.mean - pred.staleness_exact) / se if ok else math.nan,
         update_rate=est.update_rate,
-        update_rate_predicted=pred.update_rate_exact,
+        update_rate_exact=pred.update_rate_exact,
         uplink=float(system.uplink),
         downlink=float(system.downlink),
         uplink_extra=up_extra,
         downlink_extra=down_extra,
         compute_means=system.means,
-        warmup=est.warmup,
-        updates=est.updates,
+        warmup_updates=est.warmup,
         caveat="measured times are resampled (an empirical law); delays are their measured means",
     )
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis import steady_state
+from ..batch_law import BatchLaw, per_worker
 from ..distributions import scaled
 from ..errors import invalid
 from ..sim import simulate
@@ -36,7 +37,15 @@ from ..train.curves import Band, band
 from .points import Report, report_for
 from .vocabulary import shared_row
 
-__all__ = ["TrainConfig", "TrainResult", "TrainSweep", "configurations", "train_sweep", "write_train"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainSweep",
+    "configurations",
+    "estimate_seconds",
+    "train_sweep",
+    "write_train",
+]
 
 
 @dataclass(frozen=True)
@@ -139,17 +148,25 @@ def configurations(
     *,
     scale_compute: bool = True,
     suffix: str = "",
+    batch_laws: Sequence[tuple[int, BatchLaw]] | None = None,
 ) -> list[TrainConfig]:
     """The product of sources, minibatch sizes and policies, labelled. With ``scale_compute`` a system's compute
-    time grows with ``b`` (``scaled(model, b)``: the paper's assumption that time is linear in the work)."""
+    time grows with ``b`` (``scaled(model, b)``: the paper's assumption that time is linear in the work).
+
+    ``batch_laws``: compute time as a function of ``b`` (``(count, law)`` pairs, counts adding up to each system's
+    ``n``; see :mod:`stalegrad.batch_law`): a system's worker ``i`` then takes ``law_i.at(b)``, and
+    ``scale_compute`` is not used."""
     protocols = {s.protocol for s in sources if isinstance(s, System)}
     out = []
     for source, b, policy in itertools.product(sources, bs, policies):
         if isinstance(source, System):
-            system = source
-            if scale_compute:  # mindflayer's cutoffs scale with the work too
+            if batch_laws:  # (mindflayer's cutoffs stay as given: seconds)
+                system = source.replace(compute=[law.at(b) for law in per_worker(list(batch_laws), source.n)])
+            elif scale_compute:  # mindflayer's cutoffs scale with the work too
                 cutoffs = None if source.cutoffs is None else [b * c for c in source.cutoffs]
                 system = source.replace(compute=[scaled(m, b) for m in source.compute], cutoffs=cutoffs)
+            else:
+                system = source
             label = f"n={system.n} K={system.K} b={b} tc={system.tc:g} {policy}{suffix}"
             if system.workers is not None:
                 label = label.replace(" K=", f" workers={','.join(map(str, system.workers))} K=", 1)
@@ -162,6 +179,44 @@ def configurations(
             name, trace = source
             out.append(TrainConfig(f"{name} b={b} {policy}{suffix}", trace.system, b, policy, trace))
     return out
+
+
+#: Gradients replayed per second by the compiled kernel of the linear problems (conservative, ``make bench``).
+COMPILED_SPEED = 1e6
+
+
+def estimate_seconds(configs: Sequence[TrainConfig], problem: Any, updates: int, seeds: int) -> float:
+    """The work of :func:`train_sweep` in seconds, before it runs: each configuration's simulation
+    (:func:`stalegrad.sim.cost.estimate`) and its replayed gradients. A problem with a compiled kernel (the linear
+    models) replays at :data:`COMPILED_SPEED`; any other (a PyTorch model, your own) is timed here, on a few
+    gradients per minibatch size, since its cost per gradient spans orders of magnitude."""
+    from ..sim.cost import estimate
+
+    compiled = callable(getattr(problem, "linear_model", None))
+    per_gradient: dict[int, float] = {}
+    seconds = 0.0
+    for c in configs:
+        if c.b not in per_gradient:
+            per_gradient[c.b] = 1.0 / COMPILED_SPEED if compiled else gradient_seconds(problem, c.b)
+        gradients = (c.trace.updates if c.trace is not None else updates) * c.system.K
+        sim = 0.0 if c.trace is not None else estimate(c.system, updates, keep_trace=True).seconds
+        seconds += seeds * (sim + gradients * per_gradient[c.b])
+    return seconds
+
+
+def gradient_seconds(problem: Any, b: int, calls: int = 3) -> float:
+    """Seconds one ``problem.gradient`` of minibatch ``b`` takes here (the median of ``calls``, after one more)."""
+    import time
+
+    rng = np.random.default_rng(0)
+    w = problem.init()
+    problem.gradient(w, b, rng)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        problem.gradient(w, b, rng)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 def train_sweep(

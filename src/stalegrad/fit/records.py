@@ -1,20 +1,24 @@
-"""Measured compute times in: tables of per-gradient records (CSV, Parquet, JSON lines) and stalegrad's Traces.
+"""Measured compute times in: tables of per-gradient records (CSV, Parquet, JSON lines), stalegrad's Traces and
+PyTorch profiler traces.
 
 A record is one round of one worker: who computed it, how long it took (a ``duration``, or ``start`` and ``end``
 times), whether it was cancelled or cut off (``censored``: its time is then a lower bound), and optionally when
-its gradient was sent and arrived (for the uplink delay), its round number and its batch size. A column mapping
+its gradient was sent and arrived (the uplink delay), when the version it used was published by the master and
+received by the worker (the downlink delay), its round number and its batch size. A column mapping
 (``{"worker": "rank", "duration": "step_time"}``, on the command line ``--columns worker=rank,duration=step_time``)
 names the table's columns; fields not mapped are looked up under their own name.
 
 stalegrad's own Traces (``stalegrad run --out``, ``stalegrad simulate --trace-out``) are recognised by their
 metadata and read with :func:`stalegrad.trace_io.read_trace`: the compute time of a row is ``sent - start`` and
-its uplink delay ``arrive - sent``.
+its uplink delay ``arrive - sent``. PyTorch profiler traces (Chrome-trace JSON, ``.json`` or ``.json.gz``) give one
+record per ``ProfilerStep#N`` event (:mod:`.profiler`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError, invalid
+from . import profiler
 from .laws import Sample
 
 __all__ = ["FIELDS", "Records", "Source", "parse_columns", "read_records"]
@@ -38,9 +43,13 @@ FIELDS = {
     "round": "the worker's round number (orders its records; default: start, then the row order)",
     "sent": "when the gradient was sent, seconds",
     "arrive": "when it reached the master, seconds (uplink delay = arrive - sent)",
-    "batch": "batch size (recorded, not used yet)",
+    "published": "when the master sent the version the round used, seconds",
+    "received": "when that version reached the worker, seconds (downlink delay = received - published)",
+    "batch": "batch size (records at several sizes: compute time fitted as an affine function of it)",
 }
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
+#: Every kind of file read: tables, and PyTorch profiler traces (Chrome-trace JSON).
+SUFFIXES = (*TABLE_SUFFIXES, *profiler.SUFFIXES)
 #: Protocols that cancel work: their Traces hold only the rounds that finished.
 CANCELLING = ("k-sync", "k-batch-sync", "sync")
 _SOURCE = 2**32  # order of a record: its file's index * _SOURCE + its rank in the file
@@ -72,7 +81,7 @@ class Source:
     """One input file: what it was, how many records it gave, which columns were used."""
 
     path: str
-    kind: str  # "trace", "table" or "arrays"
+    kind: str  # "trace", "table", "profiler" or "arrays"
     records: int
     columns: dict[str, str]
     system: dict[str, Any] | None = None  # a Trace's system
@@ -87,19 +96,28 @@ class Source:
 
 @dataclass(frozen=True, eq=False)
 class Records:
-    """Every record of every input, as columns (``uplink`` and ``batch`` are NaN where unknown)."""
+    """Every record of every input, as columns (``uplink``, ``downlink`` and ``batch`` are NaN where unknown)."""
 
     worker: np.ndarray  # labels, str
     duration: np.ndarray
     censored: np.ndarray
     uplink: np.ndarray
+    downlink: np.ndarray
     batch: np.ndarray
     order: np.ndarray  # int64 sort key of the record in its worker's series (input file, then round/start/row)
     sources: tuple[Source, ...] = field(default=())
 
     @classmethod
     def from_arrays(
-        cls, worker: Any, duration: Any, censored: Any = None, uplink: Any = None, *, source: str = "arrays"
+        cls,
+        worker: Any,
+        duration: Any,
+        censored: Any = None,
+        uplink: Any = None,
+        *,
+        downlink: Any = None,
+        batch: Any = None,
+        source: str = "arrays",
     ) -> Records:
         """Records from arrays (one entry per round, each worker's rounds in the order they were measured).
 
@@ -111,17 +129,19 @@ class Records:
         n = d.size
         w = np.array([_label(v) for v in np.asarray(worker).ravel()], dtype=object)
         c = np.zeros(n, dtype=bool) if censored is None else np.asarray(censored, dtype=bool).ravel()
-        u = np.full(n, np.nan) if uplink is None else np.asarray(uplink, dtype=float).ravel()
-        if not (w.size == c.size == u.size == n):
+        u, dn, b = (
+            np.full(n, np.nan) if a is None else np.asarray(a, dtype=float).ravel() for a in (uplink, downlink, batch)
+        )
+        if not (w.size == c.size == u.size == dn.size == b.size == n):
             raise SpecError(
-                f"worker, duration, censored and uplink must have one entry per record, got {w.size}, "
-                f"{n}, {c.size}, {u.size}"
+                f"worker, duration, censored, uplink, downlink and batch must have one entry per record, got "
+                f"{w.size}, {n}, {c.size}, {u.size}, {dn.size}, {b.size}"
             )
         _check_positive(d, "duration", Path(source))
+        for name, delay in (("uplink", u), ("downlink", dn)):
+            _check_delays(delay, name, Path(source))
         mapping = {"worker": "worker", "duration": "duration"}
-        return cls(
-            w, d, c, u, np.full(n, np.nan), np.arange(n, dtype=np.int64), (Source(source, "arrays", n, mapping),)
-        )
+        return cls(w, d, c, u, dn, b, np.arange(n, dtype=np.int64), (Source(source, "arrays", n, mapping),))
 
     def __len__(self) -> int:
         return int(self.duration.size)
@@ -142,6 +162,26 @@ class Records:
     def uplink_delays(self) -> np.ndarray:
         """The measured uplink delays (``arrive - sent``), every worker pooled."""
         return self.uplink[np.isfinite(self.uplink)]
+
+    def delays(self, direction: str) -> dict[str, np.ndarray]:
+        """Each worker's measured delays in ``direction`` ("uplink" or "downlink"), in the order measured; workers
+        without any are left out."""
+        column = {"uplink": self.uplink, "downlink": self.downlink}[direction]
+        out = {}
+        for w in self.workers():
+            mine = np.flatnonzero((self.worker == w) & np.isfinite(column))
+            if mine.size:
+                out[w] = column[mine[np.argsort(self.order[mine], kind="stable")]]
+        return out
+
+    def where(self, mask: np.ndarray) -> Records:
+        """The records where ``mask`` is true (the same sources)."""
+        cols = ("worker", "duration", "censored", "uplink", "downlink", "batch", "order")
+        return Records(**{c: getattr(self, c)[mask] for c in cols}, sources=self.sources)
+
+    def batch_sizes(self) -> np.ndarray:
+        """The distinct batch sizes recorded (empty when none is)."""
+        return np.unique(self.batch[np.isfinite(self.batch)])
 
     @property
     def notes(self) -> list[str]:
@@ -166,21 +206,39 @@ def read_records(paths: Sequence[str | Path], columns: dict[str, str] | None = N
     if not paths:
         raise SpecError("LOGS must name at least one file of records")
     parts = []
+    ranks: dict[str, str] = {}  # profiler traces: rank -> file
     for k, path in enumerate(paths):
-        parts.append(_read_one(Path(path), columns or {}, k))
+        p = Path(path)
+        if p.is_file() and profiler.has_suffix(p):
+            parts.append(_from_profiler(p, k, len(ranks), ranks))
+        else:
+            parts.append(_read_one(p, columns or {}, k))
     cols = {name: np.concatenate([p[name] for p, _ in parts]) for name in parts[0][0]}
     return Records(**cols, sources=tuple(s for _, s in parts))
 
 
 def _read_one(path: Path, columns: dict[str, str], index: int) -> tuple[dict[str, np.ndarray], Source]:
     if not path.is_file():
-        raise invalid("LOGS", str(path), "existing files of records (.csv, .parquet, .jsonl)")
+        raise invalid("LOGS", str(path), "existing files of records (.csv, .parquet, .jsonl, profiler .json)")
     if path.suffix not in TABLE_SUFFIXES:
-        raise invalid("LOGS", str(path), f"files ending in {', '.join(TABLE_SUFFIXES)}")
+        raise invalid("LOGS", str(path), f"files ending in {', '.join(SUFFIXES)}")
     if _is_trace(path):
         return _from_trace(path, index)
     header, table = _read_table(path)
     return _from_table(path, header, table, columns, index)
+
+
+def _from_profiler(
+    path: Path, index: int, position: int, ranks: dict[str, str]
+) -> tuple[dict[str, np.ndarray], Source]:
+    cols, worker, origin = profiler.read_profiler_trace(path, position)
+    notes = [f"{path}: a PyTorch profiler trace, rank {worker} (from {origin}), {cols['duration'].size} steps"]
+    if worker in ranks:
+        notes.append(f"{path} and {ranks[worker]} are both rank {worker}: their steps are one worker's")
+    ranks.setdefault(worker, str(path))
+    cols["order"] = index * _SOURCE + cols["order"]
+    mapping = {"worker": origin, "round": "ProfilerStep#N", "duration": "dur"}
+    return cols, Source(str(path), "profiler", int(cols["duration"].size), mapping, None, tuple(notes))
 
 
 def _is_trace(path: Path) -> bool:
@@ -209,11 +267,15 @@ def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
             f"{path}: a {trace.system.protocol} Trace holds only the rounds that finished (cancelled work is not "
             "recorded), so its times are biased fast"
         )
+    down, where = _trace_downlink(path, trace)
+    if where:
+        notes.append(f"{path}: downlink delay {down:.6g}, {where}")
     cols = {
         "worker": np.array([str(w) for w in trace["worker"]], dtype=object),
         "duration": duration.astype(float),
         "censored": np.zeros(n, dtype=bool),
         "uplink": (trace["arrive"] - trace["sent"]).astype(float),
+        "downlink": np.full(n, down),
         "batch": np.full(n, np.nan),
         "order": order,
     }
@@ -226,6 +288,23 @@ def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
         "arrive": "arrive",
     }
     return cols, Source(str(path), "trace", n, mapping, trace.system.to_dict(), tuple(notes))
+
+
+def _trace_downlink(path: Path, trace: Any) -> tuple[float, str | None]:
+    """A Trace's rows do not hold the downlink delay: the mean a real run measured (``run.json`` beside its
+    ``trace.csv``, written by ``run --out``), else the fixed downlink of the system the Trace records (a
+    simulation's), else unknown (NaN)."""
+    beside = path.parent / "run.json"
+    if beside.is_file():
+        try:
+            value = json.loads(beside.read_text())["run"]["downlink"]
+        except (OSError, ValueError, KeyError, TypeError):
+            value = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+            return float(value), f"the run's measured mean ({beside})"
+    if isinstance(trace.system.downlink, float):
+        return trace.system.downlink, "the fixed downlink of the system the Trace records"
+    return math.nan, None
 
 
 def _read_table(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
@@ -292,13 +371,18 @@ def _from_table(
         worker = np.full(n, path.stem, dtype=object)
         notes.append(f"{path}: no worker column, so its records are one worker, {path.stem!r}")
     censored = _flags(table[used["censored"]], path) if "censored" in used else np.zeros(n, dtype=bool)
-    uplink = np.full(n, np.nan)
-    if "sent" in used and "arrive" in used:
-        uplink = _floats(table[used["arrive"]], "arrive", path) - _floats(table[used["sent"]], "sent", path)
-        bad = np.flatnonzero(~(uplink >= 0))
+    delays = {}
+    for direction, (begin, end) in {"uplink": ("sent", "arrive"), "downlink": ("published", "received")}.items():
+        delays[direction] = np.full(n, np.nan)
+        if begin in used and end in used:
+            delays[direction] = _floats(table[used[end]], end, path) - _floats(table[used[begin]], begin, path)
+            _check_delays(delays[direction], f"{end} - {begin}", path)
+    batch = np.full(n, np.nan)
+    if "batch" in used:
+        batch = _floats(table[used["batch"]], "batch", path)
+        bad = np.flatnonzero(~((batch >= 1) & (batch == np.round(batch))))
         if bad.size:
-            raise invalid(f"arrive - sent ({path}, record {bad[0] + 1})", float(uplink[bad[0]]), "a delay >= 0")
-    batch = _floats(table[used["batch"]], "batch", path) if "batch" in used else np.full(n, np.nan)
+            raise invalid(f"batch ({path}, record {bad[0] + 1})", table[used["batch"]][bad[0]], "an integer >= 1")
     key = np.arange(n, dtype=np.int64)
     for name in ("start", "round"):  # the later sort key wins; the row order breaks ties
         if name in used:
@@ -307,7 +391,8 @@ def _from_table(
         "worker": worker,
         "duration": duration,
         "censored": censored,
-        "uplink": uplink,
+        "uplink": delays["uplink"],
+        "downlink": delays["downlink"],
         "batch": batch,
         "order": index * _SOURCE + key,
     }
@@ -338,6 +423,13 @@ def _flags(values: Iterable[Any], path: Path) -> np.ndarray:
         else:
             raise invalid(f"censored ({path}, record {row})", v, "a flag: 1/0, true/false or yes/no")
     return np.asarray(out, dtype=bool)
+
+
+def _check_delays(delay: np.ndarray, name: str, path: Path) -> None:
+    """Delays are NaN (not measured) or finite and >= 0."""
+    bad = np.flatnonzero(~(np.isnan(delay) | (np.isfinite(delay) & (delay >= 0))))
+    if bad.size:
+        raise invalid(f"{name} ({path}, record {bad[0] + 1})", float(delay[bad[0]]), "a finite delay >= 0 seconds")
 
 
 def _check_positive(duration: np.ndarray, name: str, path: Path) -> None:

@@ -4,6 +4,9 @@ Its top-level keys ``protocol, staleness_bound, n, K, tc, uplink, downlink, comp
 :meth:`System.to_dict <stalegrad.spec.System.to_dict>`'s, so :meth:`System.from_dict
 <stalegrad.spec.System.from_dict>` reads it (and ignores the rest); the laws are in the ``--compute`` text form
 (``"4*gamma(a=2.9, loc=1.01, scale=0.26)"``). Beside them, ``stalegrad fit`` writes ``format`` and ``version``,
+``compute_batch`` and ``batch_reference`` (from records at several batch sizes: per class, the law at any batch
+size ``b``, ``"4*gamma(a=2.9, loc=0.2 + 0.01*b, scale=0.05 + 0.002*b)"``, and the ``b`` that ``compute``
+describes; ``null`` otherwise), the ``delays`` (per direction: the value, how it was found, the fits),
 the ``classes`` (law, mean, p95, AIC, BIC, goodness of fit, every candidate), the ``workers`` (their place in the
 system and their class), the ``warnings``, the ``notes`` and the ``provenance`` (input files with their SHA-256,
 record counts, the level, the seed, the versions). Any command reads it with ``--system FILE``.
@@ -20,10 +23,12 @@ from ..errors import SpecError, invalid
 from ..spec import System
 from ..syntax import describe
 
-__all__ = ["FORMAT", "VERSION", "document", "option_values", "read_system_file", "write_system_file"]
+__all__ = ["FORMAT", "VERSION", "batch_laws", "document", "option_values", "read_system_file", "write_system_file"]
 
 FORMAT = "stalegrad-system"
-VERSION = 1
+#: 2: ``batch_reference`` and ``compute_batch`` (compute time against batch size), ``delays`` per direction with
+#: their fits. Files of version 1 are read as they are.
+VERSION = 2
 
 
 def _sha256(path: str) -> str | None:
@@ -59,22 +64,15 @@ def document(cluster: Any) -> dict[str, Any]:
         }
         for i, w in enumerate(cluster.worker_order())
     ]
-    delays = records.uplink_delays()
     doc = {
         "format": FORMAT,
         "version": VERSION,
         **system.to_dict(),
         "classes": [c.to_dict() for c in cluster.classes],
         "workers": workers,
-        "delays": {
-            "uplink": {
-                "fitted": "mean, every worker pooled" if delays.size else None,
-                "records": int(delays.size),
-                "mean": float(delays.mean()) if delays.size else None,
-                "std": float(delays.std()) if delays.size > 1 else None,
-            },
-            "downlink": "taken equal to the uplink (not in the records)",
-        },
+        "batch_reference": cluster.batch_reference,
+        "compute_batch": cluster.compute_batch(),
+        "delays": {"uplink": cluster.uplink.to_dict(), "downlink": cluster.downlink.to_dict()},
         "warnings": cluster.warnings(),
         "notes": list(cluster.notes),
         "provenance": {
@@ -124,6 +122,21 @@ def read_system_file(path: str | Path, parameter: str = "--system") -> tuple[Sys
         raise SpecError(f"{parameter} {str(path)!r}: {exc}") from None
 
 
+def batch_laws(path: str | Path, n: int) -> list[str] | None:
+    """The file's ``compute_batch`` (checked: laws of ``b`` for exactly ``n`` workers), or ``None``."""
+    from ..batch_law import parse_batch_law
+
+    _, doc = read_system_file(path)
+    texts = doc.get("compute_batch")
+    if texts is None:
+        return None
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise invalid("--system compute_batch", texts, "a list of laws of b in text form, or null")
+    if sum(parse_batch_law(t, "--system compute_batch")[0] for t in texts) != n:
+        raise invalid("--system compute_batch", texts, f"laws for exactly n = {n} workers")
+    return texts
+
+
 def _delay_text(delay: Any) -> str:
     return repr(delay) if isinstance(delay, float) else describe(delay)
 
@@ -150,6 +163,15 @@ def option_values(path: str | Path, options: dict[str, Any], given: set[str]) ->
         values["compute"] = tuple(d["compute"])
         if "n" in given and "compute" not in given and str(options.get("n")).strip() != str(system.n):
             raise invalid("--n", options.get("n"), f"{system.n}, the workers of {path} (or give --compute for them)")
+    if "compute_batch" in options:
+        laws = batch_laws(path, system.n) or []
+        if system.identical and len(laws) == 1:  # one law of b for every worker: any --n, as for compute
+            from ..batch_law import parse_batch_law
+
+            laws = [parse_batch_law(laws[0], "--system compute_batch")[1].text]
+        values["compute_batch"] = tuple(laws)
+        if "compute" in given:  # the file's batch laws describe the file's compute laws, not the given ones
+            given = given | {"compute_batch"}
     if "tc" in given:
         given = given | {"uplink", "downlink"}
     return {k: v for k, v in values.items() if k in options and k not in given}

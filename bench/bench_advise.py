@@ -1,0 +1,144 @@
+"""Benchmark and check of ``stalegrad advise`` (``make bench``).
+
+On three heterogeneous 16-worker clusters with a 10x or larger spread of mean compute times (one with a heavy
+tail) and two problems (linreg, logreg), each to 1% of its initial error:
+
+* the advisor's answer with the default search space (worker counts 1, 2, 4, 8, 16 and the theory's m*; K = 1,
+  2, 4, 8; b = 1; ten halving steps and the steps between) -- wall time (target: under 60 s for one cluster on this
+  2-core machine), configurations screened and replays made;
+* an exhaustive grid over the same space (every worker count tried, K and step, the steps between included), each
+  point replayed with ``R`` fresh seeds (a root seed the advisor never used) to choose the grid's best; then the
+  best grid point, the naive choice (every worker, K = 1, its best step) and the recommendation replayed on ``R``
+  other fresh seeds: the recommendation's median time to target against the best's (target: within 10%) and the
+  naive's. Choosing and measuring on one set of seeds would flatter the best of hundreds of noisy points;
+* whether the advisor's predicted median lies inside the interval measured by the fresh replays.
+
+A MISS is reported, not an error. ``--quick`` runs one cluster and one problem with fewer replications.
+``--json PATH`` also writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import cpu_model, versions
+
+
+def clusters() -> dict[str, Any]:
+    from stalegrad import System
+    from stalegrad.distributions import shifted_exponential
+
+    means = np.geomspace(1.0, 10.0, 16)
+    heavy = [scipy.stats.lognorm(s=1.5, scale=m * math.exp(-1.125)) for m in np.geomspace(1.0, 20.0, 16)]
+    return {
+        "exponential, means 1..10": System(n=16, K=1, compute=[scipy.stats.expon(scale=m) for m in means]),
+        "4 fast (1 + Exp mean 1), 12 slow (10 + Exp mean 10), Tc 0.5": System(
+            n=16, K=1, tc=0.5, compute=[shifted_exponential(1.0, 1.0)] * 4 + [shifted_exponential(10.0, 0.1)] * 12
+        ),
+        "lognormal (sigma 1.5, heavy tail), means 1..20": System(n=16, K=1, compute=heavy),
+    }
+
+
+def check(name: str, cluster: Any, problem: Any, replications: int, seeds: int) -> dict[str, Any]:
+    from stalegrad.advise import Candidate, advise, step_grid
+    from stalegrad.advise.search import evaluate
+    from stalegrad.experiments.training import _median_interval
+
+    target = 0.01 * problem.error(problem.init())
+    t0 = time.perf_counter()
+    advice = advise(cluster, problem, target, seed=1, seeds=seeds)
+    seconds = time.perf_counter() - t0
+    rec = advice.recommended.candidate
+    horizon = advice.result.horizon
+    order = tuple(int(i) for i in np.argsort(np.asarray(cluster.means), kind="stable"))
+    grid = step_grid(problem, 10)
+    steps = sorted({*grid, *(s * 2**-0.5 for s in grid)}, reverse=True)
+    sizes = sorted({1, 2, 4, 8, 16, *(r["n"] for r in advice.rows())})
+    space = [Candidate(order[:m], K, 1, s) for m in sizes for K in (1, 2, 4, 8) for s in steps]
+    kw: dict[str, Any] = {"horizon": 2 * horizon, "target": target, "replications": range(replications)}
+    t1 = time.perf_counter()
+    chosen = evaluate(cluster, problem, space, root=1_000_003, **kw)
+    grid_seconds = time.perf_counter() - t1
+    best = min(space, key=lambda c: chosen[c].key)
+    naive = min((c for c in space if len(c.workers) == 16 and c.K == 1), key=lambda c: chosen[c].key)
+    scored = evaluate(cluster, problem, list(dict.fromkeys([best, naive, rec])), root=2_000_003, **kw)
+    mine = scored[rec]
+    lo, hi = _median_interval(mine.times)
+    predicted = advice.recommended.time_to_target
+    return {
+        "cluster": name,
+        "problem": problem.name,
+        "seconds": seconds,
+        "screened": advice.result.screened,
+        "replays": advice.result.replays,
+        "recommended": {"workers": len(rec.workers), "K": rec.K, "step": rec.step},
+        "theory_workers": advice.result.theory.m if advice.result.theory else None,
+        "predicted": predicted,
+        "fresh": mine.time_to_target,
+        "fresh_interval": [lo, hi],
+        "inside": bool(lo <= predicted <= hi),
+        "best_grid": {
+            "workers": len(best.workers),
+            "K": best.K,
+            "step": best.step,
+            "time": scored[best].time_to_target,
+        },
+        "ratio_to_best": mine.time_to_target / scored[best].time_to_target,
+        "naive": {"step": naive.step, "time": scored[naive].time_to_target},
+        "gain_over_naive": scored[naive].time_to_target / mine.time_to_target,
+        "grid_points": len(space),
+        "grid_seconds": grid_seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one cluster, one problem, fewer replications")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON to PATH")
+    args = parser.parse_args()
+    from stalegrad.train import LinearRegression, LogisticRegression
+
+    print(f"stalegrad advise benchmark{' (--quick)' if args.quick else ''}")
+    print(f"machine : {cpu_model()}")
+    print(f"versions: {versions('numpy', 'scipy', 'numba', 'stalegrad')}")
+    problems = [LinearRegression()] if args.quick else [LinearRegression(), LogisticRegression()]
+    chosen = list(clusters().items())[: 1 if args.quick else 3]
+    replications = 4 if args.quick else 8
+    results = []
+    for name, cluster in chosen:
+        for problem in problems:
+            r = check(name, cluster, problem, replications, seeds=4 if args.quick else 8)
+            results.append(r)
+            rec, best = r["recommended"], r["best_grid"]
+            verdict = "PASS" if r["ratio_to_best"] <= 1.10 else "MISS"
+            print(
+                f"\n{name} / {r['problem']}: advise {r['seconds']:.1f} s ({'PASS' if r['seconds'] < 60 else 'MISS'} "
+                f"< 60 s), {r['screened']} configurations screened, {r['replays']} replays; theory m* = "
+                f"{r['theory_workers']}\n"
+                f"  recommended {rec['workers']} workers K = {rec['K']} step {rec['step']:.4g}: predicted "
+                f"{r['predicted']:.4g}, fresh seeds {r['fresh']:.4g} [{r['fresh_interval'][0]:.4g}, "
+                f"{r['fresh_interval'][1]:.4g}] ({'inside' if r['inside'] else 'OUTSIDE'})\n"
+                f"  exhaustive grid ({r['grid_points']} points x {replications} fresh seeds, "
+                f"{r['grid_seconds']:.1f} s): best {best['workers']} workers K = {best['K']} step {best['step']:.4g}"
+                f" at {best['time']:.4g} on other fresh seeds; recommended / best = {r['ratio_to_best']:.3f} "
+                f"{verdict} (<= 1.10)\n"
+                f"  naive (16 workers, K = 1, step {r['naive']['step']:.4g}) {r['naive']['time']:.4g}: gain "
+                f"{r['gain_over_naive']:.2f}x"
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

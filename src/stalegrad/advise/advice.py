@@ -1,0 +1,167 @@
+"""The advisor's answer: ranked configurations with predicted time to target, the recommendation with the command
+lines that run it, and the theory's worker count; rows in the shared vocabulary (``docs/vocabulary.md``)."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..spec import System
+from ..syntax import describe
+from ..theory import predict
+from .search import Scored, SearchResult, search
+from .theory import noise_scale
+
+__all__ = ["Advice", "advise"]
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What :func:`advise` found (see :mod:`stalegrad.advise.search` for how)."""
+
+    cluster: System
+    problem: str
+    target: float
+    result: SearchResult
+    noise_ratio: float | None
+    seconds: float
+
+    @property
+    def recommended(self) -> Scored:
+        return self.result.ranked[0]
+
+    def row(self, s: Scored, rank: int | None) -> dict[str, Any]:
+        """One configuration in the shared vocabulary, with its time to target (median, 95% interval)."""
+        from ..experiments.training import _median_interval  # one rule for intervals of medians
+
+        c = s.candidate
+        system = c.system(self.cluster)
+        pred = predict(system)
+        finite = [t for t in s.times if math.isfinite(t)]
+        lo, hi = _median_interval(s.times) if len(s.times) > 1 else [math.nan, math.nan]
+        return {
+            "rank": rank,
+            "protocol": c.protocol,
+            "n": system.n,
+            "K": c.K,
+            "tc": system.tc,
+            "staleness_bound": None,
+            "seed": self.result.root,
+            "workers": list(c.workers),
+            "b": c.b,
+            "step": c.step,
+            "policy": c.policy,
+            "time_to_target": _num(s.time_to_target),
+            "time_to_target_ci95": [_num(lo), _num(hi)],
+            "reached": len(finite),
+            "seeds": len(s.times),
+            "final_error": _num(float(np.median(s.errors))),
+            "staleness_mean": float(np.mean(s.staleness)),
+            "staleness_ci95": _ci(s.staleness),
+            "staleness_max": None,
+            "staleness_p95": float(np.median(s.staleness_p95)),
+            "staleness_exact": pred.staleness_exact,
+            "staleness_paper": pred.staleness_paper,
+            "update_rate": float(np.mean(s.rates)),
+            "update_rate_exact": pred.update_rate_exact,
+            "wasted_compute": 0.0,  # k-batch-async cancels nothing
+            "diverged": any(s.diverged),
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [self.row(s, k + 1) for k, s in enumerate(self.result.ranked)]
+
+    def commands(self, problem_option: str) -> dict[str, str]:
+        """The command lines of the recommendation: ``train`` replays it on the cluster's model; ``run`` runs it
+        on Ray with real workers (start it on the chosen workers' machines: the times are yours, not injected)."""
+        c = self.recommended.candidate
+        size = ["--n", str(len(c.workers)), "--K", str(c.K)]
+        tail = ["--problem", problem_option, "--b", str(c.b), "--step", f"{c.step:.4g}"]
+        policy = ["--policy", c.policy] if c.policy != "constant" else []
+        train = ["stalegrad", "train", *size, *self.system_args(c.workers), *tail, *policy, "--target",
+                 f"{self.target:.4g}"]  # fmt: skip
+        run = ["stalegrad", "run", *size, *tail]
+        return {"train": shlex.join(train), "run": shlex.join(run)}
+
+    def system_args(self, workers: Sequence[int]) -> list[str]:
+        """``--compute`` (with counts) and the delays (``--tc`` when both directions are half of it) of the
+        chosen workers."""
+        groups: list[list[Any]] = []
+        for t in (describe(self.cluster.compute[i]) for i in workers):
+            if groups and groups[-1][1] == t:
+                groups[-1][0] += 1
+            else:
+                groups.append([1, t])
+        args = [x for k, t in groups for x in ("--compute", t if len(groups) == 1 or k == 1 else f"{k}*{t}")]
+        up, down = self.cluster.uplink, self.cluster.downlink
+        if isinstance(up, float) and isinstance(down, float) and up == down:
+            return [*args, "--tc", f"{up + down:g}"] if up > 0 else args
+        d = self.cluster.to_dict()
+        return [*args, "--uplink", str(d["uplink"]), "--downlink", str(d["downlink"])]
+
+    def to_dict(self, problem_option: str) -> dict[str, Any]:
+        rec = self.row(self.recommended, 1)
+        choice = self.result.theory
+        naive = self.row(self.result.naive, None)
+        return {
+            "rows": self.rows(),
+            "recommended": {k: rec[k] for k in ("protocol", "workers", "K", "b", "step", "policy", "time_to_target")}
+            | {"time_to_target_ci95": rec["time_to_target_ci95"], "commands": self.commands(problem_option)},
+            "naive": naive,
+            "gain_over_naive": _num(naive["time_to_target"] / rec["time_to_target"])
+            if naive["time_to_target"] and rec["time_to_target"]
+            else None,
+            "theory_workers": None if choice is None else choice.m,
+            "theory_worker_order": None if choice is None else list(choice.order),
+            "noise_ratio": self.noise_ratio,
+            "target": self.target,
+            "horizon": self.result.horizon,
+            "configurations_screened": self.result.screened,
+            "replays": self.result.replays,
+            "seconds": self.seconds,
+            "seed": self.result.root,
+            "system": self.cluster.to_dict(),
+        }
+
+
+def advise(
+    cluster: System,
+    problem: Any,
+    target: float,
+    *,
+    noise_ratio: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    **options: Any,
+) -> Advice:
+    """Ranked configurations of ``cluster`` for reaching ``target`` on ``problem`` (:func:`search`'s options).
+
+    ``noise_ratio`` (``S = sigma^2 / epsilon``) defaults to the problem's own at its optimum and the target, when
+    the problem is a linear model (:func:`~stalegrad.advise.theory.noise_scale`); the theory's worker count is
+    then among the subsets tried."""
+    import time
+
+    t0 = time.perf_counter()
+    if noise_ratio is None:
+        scale = noise_scale(problem)
+        bs = options.get("bs") or (1,)
+        noise_ratio = scale.noise_ratio(target, bs[0]) if scale is not None else None
+    result = search(cluster, problem, target, noise_ratio=noise_ratio, progress=progress, **options)
+    return Advice(cluster, getattr(problem, "name", repr(problem)), target, result, noise_ratio,
+                  time.perf_counter() - t0)  # fmt: skip
+
+
+def _num(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _ci(values: Sequence[float]) -> float | None:
+    if len(values) < 2:
+        return None
+    import scipy.stats
+
+    return float(scipy.stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))

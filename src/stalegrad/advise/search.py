@@ -1,0 +1,284 @@
+"""The advisor's search: candidates screened by theory, confirmed by simulation and replay, successive halving.
+
+A candidate is a worker subset (the ``m`` fastest by mean compute time), ``K``, a minibatch ``b``, a base step
+and a step-size policy (constant by default; ``delay-adaptive`` and ``staleness-aware`` scale the step by each
+gradient's staleness, :mod:`stalegrad.train.policies`). Every candidate is replayed on the same problem with
+common random numbers: replication ``r`` uses the timeline seed ``derive_seed(root, r, 0)`` and the minibatch seed
+``derive_seed(root, r, 1)`` in every candidate (as ``train`` does), so two candidates differ only by their
+configuration, and the steps of one configuration are replayed along the *same* simulated timelines.
+
+1. **The naive choice** -- every worker, k-batch-async with ``K = 1``, the best constant step of the grid -- is
+   replayed first (with the subsets at ``K = 1``), with more updates until a step reaches the target; its time to
+   target ``T0`` sets the horizon ``H = horizon_factor * T0`` of every other candidate (one that has not reached
+   the target by then is slower than the naive choice, and ranks by its error at ``H``). When the naive choice
+   never reaches the target (its slow workers' staleness makes every step of the grid diverge), the fastest
+   subset that does sets ``T0``.
+2. **Theory screens.** Each configuration's update rate (the exact limit, :func:`stalegrad.theory.predict`) sets
+   how many updates reach the horizon; the fixed-time theory's optimal worker count ``m*``
+   (:func:`~stalegrad.advise.theory.theory_workers`) is among the subset sizes tried.
+3. **Successive halving.** Rung 0 replays every (configuration, step) twice (and the steps between the grid's
+   around the best); each later rung keeps the best ``1/eta`` and replays them with ``eta`` times the
+   replications; the last rung's median time to target, with its 95% interval
+   (order statistics), is the prediction.
+
+The compute time of a round with minibatch ``b`` is ``b`` times a draw of the worker's law (as ``train``'s
+default ``--scale-compute``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..distributions import scaled
+from ..errors import SpecError, invalid
+from ..sim import simulate
+from ..spec import System
+from ..streams import derive_seed, resolve_seed
+from ..theory import predict
+from ..train import replay
+from ..train.policies import POLICIES
+from .theory import WorkerChoice, step_grid, theory_workers
+
+__all__ = ["Candidate", "Scored", "evaluate", "search"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration to try: ``workers`` (indices into the cluster, fastest first), ``K``, ``b``, ``step``."""
+
+    workers: tuple[int, ...]
+    K: int
+    b: int
+    step: float
+    protocol: str = "k-batch-async"
+    policy: str = "constant"
+
+    def system(self, cluster: System) -> System:
+        """The system the candidate runs: its workers' laws (scaled by ``b``), the cluster's delays."""
+        return System(
+            n=len(self.workers),
+            K=self.K,
+            compute=[scaled(cluster.compute[i], self.b) for i in self.workers],
+            uplink=cluster.uplink,
+            downlink=cluster.downlink,
+            protocol=self.protocol,
+        )
+
+    @property
+    def config(self) -> tuple[tuple[int, ...], int, int, str]:
+        return (self.workers, self.K, self.b, self.protocol)
+
+
+@dataclass
+class Scored:
+    """A candidate's replays: per replication the time to target (``inf``: not reached by the horizon), the error
+    at the horizon, the mean staleness, the measured update rate and 95th percentile of staleness."""
+
+    candidate: Candidate
+    times: list[float] = field(default_factory=list)
+    errors: list[float] = field(default_factory=list)
+    staleness: list[float] = field(default_factory=list)
+    staleness_p95: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    diverged: list[bool] = field(default_factory=list)
+
+    @property
+    def time_to_target(self) -> float:
+        return float(np.median(self.times)) if self.times else math.inf
+
+    @property
+    def key(self) -> tuple[float, float]:
+        """Rank: the median time to target, then the median error at the horizon."""
+        return (self.time_to_target, float(np.median(self.errors)) if self.errors else math.inf)
+
+
+def evaluate(
+    cluster: System,
+    problem: Any,
+    candidates: Sequence[Candidate],
+    *,
+    replications: range,
+    horizon: float,
+    target: float,
+    root: int,
+    scored: dict[Candidate, Scored] | None = None,
+) -> dict[Candidate, Scored]:
+    """Replay each candidate for the given replications up to ``horizon`` (seconds of the timeline); the steps of
+    one configuration share its simulated timelines. Results accumulate in ``scored`` (replications already
+    done are not redone)."""
+    scored = {} if scored is None else scored
+    by_config: dict[Any, list[Candidate]] = {}
+    for c in candidates:
+        by_config.setdefault(c.config, []).append(c)
+    for group in by_config.values():
+        system = group[0].system(cluster)
+        rate = predict(system).update_rate_exact
+        updates = max(20, math.ceil(1.2 * horizon * rate) + 10) if math.isfinite(rate) and rate > 0 else 10_000
+        for r in replications:
+            todo = [c for c in group if len(scored.setdefault(c, Scored(c)).times) <= r]
+            if not todo:
+                continue
+            trace = simulate(system, updates, seed=derive_seed(root, r, 0))
+            tau = trace["staleness"][trace["update"] > 0]
+            p95 = float(np.percentile(tau, 95)) if tau.size else math.nan
+            span = float(trace.update_times[-1]) if trace.updates else math.nan
+            for c in todo:
+                res = replay(trace, problem, b=c.b, step=c.step, policy=c.policy, seed=derive_seed(root, r, 1),
+                             record=500)  # fmt: skip
+                s = scored[c]
+                hit = res.time_to(target)
+                bad = res.diverged_at is not None
+                s.times.append(math.inf if hit is None or bad or hit > horizon else hit)
+                s.errors.append(float(res.error_at([horizon])[0]) if not bad else math.inf)
+                s.staleness.append(res.staleness_mean)
+                s.staleness_p95.append(p95)
+                s.rates.append(trace.updates / span if span > 0 else math.nan)
+                s.diverged.append(bad)
+    return scored
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The ranked survivors of the last rung, the naive choice, the theory's worker count and the work done."""
+
+    ranked: list[Scored]
+    naive: Scored
+    horizon: float
+    theory: WorkerChoice | None
+    screened: int
+    replays: int
+    root: int
+
+
+def search(
+    cluster: System,
+    problem: Any,
+    target: float,
+    *,
+    workers: Sequence[int] | None = None,
+    Ks: Sequence[int] = (1, 2, 4, 8),
+    bs: Sequence[int] = (1,),
+    steps: Sequence[float] | None = None,
+    policies: Sequence[str] = ("constant",),
+    noise_ratio: float | None = None,
+    budget_workers: int | None = None,
+    seeds: int = 8,
+    eta: int = 3,
+    horizon_factor: float = 2.0,
+    max_updates: int = 1_000_000,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Search the configurations of ``cluster`` for the fastest to ``target`` on ``problem`` (module docstring).
+
+    ``workers``: the subset sizes to try (default: powers of two, every worker, and the theory's ``m*`` when a
+    ``noise_ratio`` is known); ``budget_workers`` caps them. ``seeds``: replications of the last rung."""
+    if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
+        raise invalid("target", target, "a finite error > 0")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
+        raise invalid("seeds", seeds, "an integer >= 2 (the interval needs replications)")
+    root = resolve_seed(seed)
+    say = progress or (lambda _text: None)
+    n = cluster.n
+    cap = n if budget_workers is None else min(n, budget_workers)
+    choice = theory_workers(cluster.means, noise_ratio) if noise_ratio is not None else None
+    order = tuple(int(i) for i in np.argsort(np.asarray(cluster.means), kind="stable"))
+    sizes = sorted(set(workers) if workers else {*(2**k for k in range(n.bit_length()) if 2**k <= n), n})
+    if choice is not None and not workers:
+        sizes = sorted({*sizes, choice.m})
+    sizes = [m for m in sizes if 1 <= m <= cap] or [cap]
+    grid = tuple(steps) if steps else step_grid(problem, 10)
+
+    anchors = [Candidate(tuple(range(n)), 1, bs[0], s) for s in grid]
+    anchors += [Candidate(order[:m], 1, bs[0], s) for m in sizes if m < n for s in grid]
+    naive, fastest = _horizon(cluster, problem, anchors, target, root, max_updates, say)
+    horizon = horizon_factor * (naive.time_to_target if math.isfinite(naive.time_to_target) else fastest)
+
+    for policy in policies:
+        if policy not in POLICIES:
+            raise invalid("policy", policy, f"one of {', '.join(POLICIES)}")
+    pool = [
+        Candidate(order[:m], K, b, s, policy=pol)
+        for m, K, b, s, pol in itertools.product(sizes, Ks, bs, grid, policies)
+    ]
+    screened = len(pool)  # and the steps between, added after rung 0
+    scored: dict[Candidate, Scored] = {}
+    reps, start, rung = min(2, seeds), 0, 0
+    replays = 0
+    while True:
+        say(f"rung {rung}: {len(pool)} candidates x {reps} replications")
+        evaluate(cluster, problem, pool, replications=range(start, reps), horizon=horizon, target=target,
+                 root=root, scored=scored)  # fmt: skip
+        replays += len(pool) * (reps - start)
+        pool.sort(key=lambda c: scored[c].key)
+        if rung == 0:  # the grid halves the step: try the steps between, around each surviving configuration's best
+            finer = _between(pool[: max(3, math.ceil(len(pool) / eta))], set(pool))
+            evaluate(cluster, problem, finer, replications=range(reps), horizon=horizon, target=target, root=root,
+                     scored=scored)  # fmt: skip
+            replays += len(finer) * reps
+            pool = sorted([*pool, *finer], key=lambda c: scored[c].key)
+        if reps >= seeds:
+            break
+        keep = max(3, math.ceil(len(pool) / eta))
+        pool = pool[:keep]
+        start, reps, rung = reps, min(seeds, reps * eta), rung + 1
+    # the naive choice at the last rung's replications, for a fair comparison
+    naive_scores: dict[Candidate, Scored] = {}
+    evaluate(cluster, problem, [naive.candidate], replications=range(seeds), horizon=horizon, target=target,
+             root=root, scored=naive_scores)  # fmt: skip
+    replays += seeds
+    return SearchResult([scored[c] for c in pool], naive_scores[naive.candidate], horizon, choice, screened,
+                        replays, root)  # fmt: skip
+
+
+def _between(best: list[Candidate], seen: set[Candidate]) -> list[Candidate]:
+    """For each configuration among ``best``, its best step times 2^(+-1/2) (those not tried yet)."""
+    import dataclasses
+
+    out: list[Candidate] = []
+    done: set[Any] = set()
+    for c in best:
+        if c.config in done:
+            continue
+        done.add(c.config)
+        for factor in (2**-0.5, 2**0.5):
+            new = dataclasses.replace(c, step=c.step * factor)
+            if new not in seen and new not in out:
+                out.append(new)
+    return out
+
+
+def _horizon(
+    cluster: System,
+    problem: Any,
+    anchors: list[Candidate],
+    target: float,
+    root: int,
+    max_updates: int,
+    say: Callable[[str], None],
+) -> tuple[Scored, float]:
+    """The naive choice's score and the time the fastest anchor needs: the anchors (every worker at K = 1 first,
+    then the subsets at K = 1, each with every step of the grid) are replayed once with a horizon that grows until
+    one reaches the target."""
+    naive = [c for c in anchors if c.workers == anchors[0].workers]
+    rate = predict(naive[0].system(cluster)).update_rate_exact
+    updates = 1000
+    while True:
+        horizon = updates / rate
+        say(f"horizon {horizon:.4g}: {len(anchors)} anchors (K = 1, every step)")
+        scored = evaluate(cluster, problem, anchors, replications=range(1), horizon=horizon, target=target, root=root)
+        best = min(scored.values(), key=lambda s: s.key)
+        if math.isfinite(best.time_to_target):
+            return min((scored[c] for c in naive), key=lambda s: s.key), best.time_to_target
+        if updates >= max_updates:
+            raise SpecError(
+                f"target {target:g} is not reached at K = 1 by any worker subset with any step of the grid in "
+                f"{updates} updates of every worker: give a larger --target, other --steps or a larger --max-updates"
+            )
+        updates = min(max_updates, updates * 4)

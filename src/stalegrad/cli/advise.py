@@ -1,0 +1,242 @@
+"""``stalegrad advise``: the configuration of a cluster that reaches a target error soonest, ranked, with the
+command lines that run it."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import click
+
+from ..errors import SpecError, invalid
+from .options import (
+    IMAGE_SUFFIXES,
+    PROBLEM_HELP,
+    build_systems,
+    check_output_file,
+    cluster_options,
+    emit_json,
+    fmt,
+    load_problem,
+    parse_sweep,
+    print_table,
+)
+
+
+@click.command("advise")
+@cluster_options
+@click.option("--problem", default=None, help=PROBLEM_HELP + " Without it, the theory-only answer (--noise-ratio).")
+@click.option("--target", type=float, default=None, help="Target error (default: 1% of the initial error).")
+@click.option(
+    "--noise-ratio",
+    "noise_ratio",
+    type=float,
+    default=None,
+    metavar="S",
+    help="sigma^2/epsilon of the fixed-time theory (default: the problem's own at its optimum and the target, for "
+    "linreg and logreg).",
+)
+@click.option("--budget-workers", "budget_workers", type=click.IntRange(min=1), default=None, metavar="M",
+              help="Use at most M workers.")  # fmt: skip
+@click.option(
+    "--workers",
+    "sizes",
+    default=None,
+    metavar="M,...",
+    help="Worker counts to try (the fastest M). Default: powers of two, all, and the theory's m*.",
+)
+@click.option("--b", "bs", default="1", show_default=True, help="Minibatch sizes to try (a value or a list 1,4).")
+@click.option(
+    "--steps",
+    default=None,
+    metavar="LIST",
+    help="Constant steps to try (a list). Default: 10 halvings from 2/L (linear problems) or from 1.",
+)
+@click.option(
+    "--policy",
+    "policies",
+    default="constant",
+    show_default=True,
+    help="Step-size policies to try (a list): constant, staleness-aware, delay-adaptive.",
+)
+@click.option("--seeds", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Replications of the finalists (the interval of the time to target).")  # fmt: skip
+@click.option("--max-updates", "max_updates", type=click.IntRange(min=100), default=1_000_000, show_default=True,
+              help="Updates the naive choice may take to reach the target.")  # fmt: skip
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed (default: fresh, printed).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="A Pareto figure (PNG): time to target against workers used.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def advise_command(
+    n: str | None,
+    K: str | None,
+    tc: str,
+    uplink: str | None,
+    downlink: str | None,
+    compute: tuple[str, ...],
+    problem: str | None,
+    target: float | None,
+    noise_ratio: float | None,
+    budget_workers: int | None,
+    sizes: str | None,
+    bs: str,
+    steps: str | None,
+    policies: str,
+    seeds: int,
+    max_updates: int,
+    seed: int | None,
+    plot: str | None,
+    as_json: bool,
+) -> None:
+    """Which workers, K, minibatch and step reach --target soonest on this cluster: every configuration screened
+    by theory, the best confirmed by simulation and replay with common random numbers.
+
+    \b
+    stalegrad advise --system cluster.json --problem linreg --plot advice.png
+    stalegrad advise --n 8 --compute "2*expon(scale=1)" --compute "6*expon(scale=10)" --problem logreg
+    stalegrad advise --n 8 --compute "2*expon(scale=1)" --compute "6*expon(scale=10)" --noise-ratio 4
+    """
+    if n is None:
+        raise SpecError("--n is needed (or --system FILE)")
+    Ks = parse_sweep("--K", K, int) if K is not None else [1, 2, 4, 8]
+    if any(k < 1 for k in Ks):
+        raise invalid("--K", K, "integers >= 1")
+    cluster = build_systems(n, "1", tc, uplink, downlink, compute)
+    if len(cluster) != 1:
+        raise SpecError(f"--n and --tc must be single values for advise (one cluster), got {len(cluster)} systems")
+    system = cluster[0]
+    b_values = parse_sweep("--b", bs, int)
+    if any(b < 1 for b in b_values):
+        raise invalid("--b", bs, "integers >= 1")
+    tried = parse_sweep("--workers", sizes, int) if sizes else None
+    if tried and any(not 1 <= m <= system.n for m in tried):
+        raise invalid("--workers", sizes, f"worker counts from 1 to {system.n}")
+    step_list = parse_sweep("--steps", steps, float) if steps else None
+    if step_list and any(not (math.isfinite(s) and s > 0) for s in step_list):
+        raise invalid("--steps", steps, "finite steps > 0")
+    from ..train.policies import POLICIES
+
+    policy_list = [x.strip() for x in policies.split(",") if x.strip()]
+    if not policy_list or any(x not in POLICIES for x in policy_list):
+        raise invalid("--policy", policies, f"a list of {', '.join(POLICIES)}")
+    if noise_ratio is not None and not (math.isfinite(noise_ratio) and noise_ratio >= 0):
+        raise invalid("--noise-ratio", noise_ratio, "a finite number >= 0")
+    if target is not None and not (math.isfinite(target) and target > 0):
+        raise invalid("--target", target, "a finite error > 0")
+    if plot is not None:
+        check_output_file("--plot", plot, IMAGE_SUFFIXES)
+    if problem is None:
+        if noise_ratio is None:
+            raise SpecError("--problem or --noise-ratio is needed (the noise ratio alone gives the theory's answer)")
+        _theory_only(system, noise_ratio, budget_workers, as_json)
+        return
+
+    from ..advise import advise
+    from ..streams import resolve_seed
+
+    prob = load_problem(problem)
+    goal = target if target is not None else 0.01 * float(prob.error(prob.init()))
+    root = resolve_seed(seed)
+    if seed is None and not as_json:
+        click.echo(f"seed {root}", err=True)
+
+    def say(text: str) -> None:  # progress on a terminal only (as every command's progress bar)
+        if sys.stderr.isatty():
+            click.echo(text, err=True)
+
+    advice = advise(
+        system, prob, goal, noise_ratio=noise_ratio, progress=say, workers=tried, Ks=Ks, bs=b_values,
+        steps=step_list, policies=policy_list, budget_workers=budget_workers, seeds=seeds, max_updates=max_updates,
+        seed=root,
+    )  # fmt: skip
+    result = advice.to_dict(problem)
+    if plot:
+        from ..advise.figure import plot_advice
+
+        plot_advice(advice, plot)
+    if as_json:
+        emit_json(result)
+        return
+    rows = result["rows"]
+    print_table(
+        f"stalegrad advise (seed {root}; target {goal:.4g}; {result['configurations_screened']} configurations "
+        f"screened, {result['replays']} replays, {advice.seconds:.1f} s)",
+        [
+            "rank",
+            "workers",
+            "K",
+            "b",
+            "step",
+            "time to target",
+            "95% interval",
+            "E[tau]",
+            "p95 tau",
+            "rate",
+            "wasted",
+        ],
+        [_cells(r) for r in rows] + [_cells(result["naive"], "naive")],
+    )
+    rec = result["recommended"]
+    gain = result["gain_over_naive"]
+    click.echo(
+        f"recommended: {len(rec['workers'])} fastest workers {rec['workers']}, K = {rec['K']}, b = {rec['b']}, "
+        f"step {rec['step']:.4g} ({rec['policy']}): time to target {fmt(rec['time_to_target'], 2)}"
+        + (f", {gain:.2f}x the naive choice (every worker, K = 1, its best step)" if gain else "")
+    )
+    if result["theory_workers"] is not None:
+        click.echo(
+            f"fixed-time theory (Tyurin & Richtárik 2023): m* = {result['theory_workers']} workers for noise ratio "
+            f"S = {result['noise_ratio']:.3g}"
+        )
+    click.echo(f"  train: {rec['commands']['train']}")
+    click.echo(f"  run:   {rec['commands']['run']}")
+
+
+def _cells(r: dict[str, Any], rank: str | None = None) -> list[str]:
+    lo, hi = r["time_to_target_ci95"]
+    return [
+        rank or str(r["rank"]),
+        str(r["n"]),
+        str(r["K"]),
+        str(r["b"]),
+        f"{r['step']:.4g}",
+        r["policy"],
+        fmt(r["time_to_target"], 2),
+        f"{fmt(lo, 2)} - {fmt(hi, 2)}",
+        fmt(r["staleness_mean"], 2),
+        fmt(r["staleness_p95"], 1),
+        fmt(r["update_rate"], 3),
+        f"{100 * r['wasted_compute']:.0f}%",
+    ]
+
+
+def _theory_only(system: Any, noise_ratio: float, budget_workers: int | None, as_json: bool) -> None:
+    """``--noise-ratio`` without ``--problem``: the fixed-time theory's worker count and its time per m."""
+    from ..advise import theory_workers
+
+    means = list(system.means)
+    choice = theory_workers(means, noise_ratio)
+    cap = budget_workers or system.n
+    m = min(range(1, cap + 1), key=lambda k: (choice.times[k - 1], k))
+    result = {
+        "theory_workers": m,
+        "theory_worker_order": list(choice.order[:m]),
+        "noise_ratio": noise_ratio,
+        "theory_times": list(choice.times),
+        "recommended": None,
+        "system": system.to_dict(),
+    }
+    if as_json:
+        emit_json(result)
+        return
+    print_table(
+        f"fixed-time theory (Tyurin & Richtárik 2023), noise ratio S = {noise_ratio:g}: t(m) = (m + S) / "
+        "sum of 1/mu over the m fastest",
+        ["m", "slowest used (mean)", "t(m)", ""],
+        [
+            [str(k), f"{means[choice.order[k - 1]]:.4g}", f"{t:.4g}", "<- m*" if k == m else ""]
+            for k, t in enumerate(choice.times[:cap], start=1)
+        ],
+    )
+    click.echo(f"use the {m} fastest workers {list(choice.order[:m])} (give --problem to confirm by replay)")

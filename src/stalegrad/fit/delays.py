@@ -1,0 +1,149 @@
+"""The delays of a fitted system: from the records (``arrive - sent`` uplink, ``received - published`` downlink),
+fixed at their mean or, with ``fit_delays``, fitted like compute times; or given (``--model-bytes``,
+``--bandwidth``, ``--latency``).
+
+Fitted, each direction's per-worker delays are grouped into classes (:func:`.classes.group_workers`) and each
+class is fitted on its pooled delays (:func:`.laws.fit_sample`). The System takes one delay law per direction
+for every worker, so it gets the law fitted to every worker's delays pooled; when the workers' delays differ
+(several classes), a warning says so, and the per-class laws are kept in the system file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import SpecError
+from ..streams import derive_seed
+from .classes import group_workers
+from .laws import MIN_FINISHED, Sample, SampleFit, fit_sample
+from .records import Records
+
+__all__ = ["DelayFit", "find_delays"]
+
+
+@dataclass(frozen=True, eq=False)
+class DelayFit:
+    """One direction's delay: what the System takes (seconds, or a law), how it was found, and the evidence."""
+
+    direction: str
+    value: Any  # float seconds or a frozen law
+    how: str
+    delays: np.ndarray  # every measured delay, pooled (empty when none was measured)
+    pooled: SampleFit | None = None
+    classes: tuple[tuple[tuple[str, ...], SampleFit], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        from ..syntax import describe
+
+        d: dict[str, Any] = {
+            "value": self.value if isinstance(self.value, float) else describe(self.value),
+            "how": self.how,
+            "records": int(self.delays.size),
+            "mean": float(self.delays.mean()) if self.delays.size else None,
+            "std": float(self.delays.std()) if self.delays.size > 1 else None,
+        }
+        if self.pooled is not None:
+            d["pooled"] = _fit_dict(self.pooled)
+            d["classes"] = [{"workers": list(w), **_fit_dict(f)} for w, f in self.classes]
+        return d
+
+
+def _fit_dict(fit: SampleFit) -> dict[str, Any]:
+    return {
+        "law": fit.law.text,
+        "family": fit.law.family,
+        "mean": fit.law.mean(),
+        "p95": fit.law.quantile(0.95),
+        "records": fit.sample.n,
+        "aic": fit.best.aic,
+        "goodness_of_fit": None if fit.gof is None else fit.gof.to_dict(),
+    }
+
+
+def find_delays(
+    records: Records,
+    *,
+    fit: bool = False,
+    given: float | None = None,
+    level: float = 0.01,
+    seed: int = 0,
+    gof_samples: int = 99,
+) -> tuple[DelayFit, DelayFit, list[str], list[str]]:
+    """The uplink and downlink delays, and the notes and warnings to print beside them."""
+    notes: list[str] = []
+    warnings: list[str] = []
+    found = {}
+    for k, direction in enumerate(("uplink", "downlink")):
+        per_worker = records.delays(direction)
+        pooled = np.concatenate(list(per_worker.values())) if per_worker else np.empty(0)
+        if given is not None:
+            found[direction] = DelayFit(direction, given, "given: latency + model bytes / bandwidth", pooled)
+        elif not pooled.size:
+            found[direction] = DelayFit(direction, 0.0, "not in the records", pooled)
+        elif not fit:
+            found[direction] = DelayFit(direction, float(pooled.mean()), "mean, every worker pooled", pooled)
+        else:
+            found[direction] = _fitted(direction, per_worker, pooled, level, derive_seed(seed, 100 + k), gof_samples)
+    up, down = found["uplink"], found["downlink"]
+    if given is not None:
+        notes.append(f"delays given: {given:.6g} s per direction (latency + model bytes / bandwidth)")
+        if up.delays.size or down.delays.size:
+            notes.append("the delays measured in the records are not used (the given ones replace them)")
+    elif not up.delays.size and not down.delays.size:
+        notes.append(
+            "no delays in the records (sent and arrive, or published and received times): tc = 0 (give --tc, or "
+            "--model-bytes and --bandwidth, to the command that reads the file)"
+        )
+    else:
+        if down.how == "not in the records":
+            down = DelayFit("downlink", up.value, "taken equal to the uplink (not in the records)", down.delays)
+        if up.how == "not in the records":
+            up = DelayFit("uplink", down.value, "taken equal to the downlink (not in the records)", up.delays)
+        for d in (up, down):
+            if d.how.startswith("mean"):
+                notes.append(
+                    f"{d.direction} delay fixed at its mean over every worker's {d.delays.size} records, "
+                    f"{d.value:.4g} s (--fit-delays fits its law)"
+                )
+            elif d.how.startswith("taken"):
+                notes.append(f"the {d.direction} is not in the records: {d.how.split(' (')[0]}")
+            else:
+                notes.append(f"{d.direction} delay: {d.how}")
+            if len(d.classes) > 1:
+                warnings.append(
+                    f"{d.direction} delays differ between workers ({len(d.classes)} classes, in the system file); "
+                    f"the System takes one delay law for every worker yet, so the pooled law {d.pooled.law.text} "  # type: ignore[union-attr]
+                    "is used"
+                )
+    return up, down, notes, warnings
+
+
+def _fitted(
+    direction: str, per_worker: dict[str, np.ndarray], pooled: np.ndarray, level: float, seed: int, gof: int
+) -> DelayFit:
+    """Each worker's delays grouped and fitted; the System gets the pooled law (a fixed or zero delay when every
+    delay is one value, or the mean when some are 0 or too few to fit)."""
+    if np.ptp(pooled) <= 1e-6 * float(np.max(pooled)):  # one value, up to the rounding of the clock readings
+        return DelayFit(direction, float(np.mean(pooled)), "fixed: every measured delay is this value", pooled)
+    if pooled.min() <= 0 or pooled.size < MIN_FINISHED:
+        why = "some delays are 0" if pooled.min() <= 0 else f"fewer than {MIN_FINISHED} delays"
+        return DelayFit(direction, float(pooled.mean()), f"mean, every worker pooled (not fitted: {why})", pooled)
+    everyone = Sample.of(pooled)
+    try:
+        whole = fit_sample(everyone, gof_samples=gof, level=level, rng=seed)
+    except SpecError as exc:
+        return DelayFit(direction, float(pooled.mean()), f"mean, every worker pooled (not fitted: {exc})", pooled)
+    samples = {w: Sample.of(d) for w, d in per_worker.items() if d.size >= MIN_FINISHED}
+    groups = group_workers(samples, level) if len(samples) > 1 else [list(samples)]
+    classes = []
+    for j, members in enumerate(g for g in groups if g):
+        sample = samples[members[0]].pooled(*(samples[w] for w in members[1:]))
+        try:
+            classes.append((tuple(members), fit_sample(sample, gof_samples=gof, level=level, rng=derive_seed(seed, j))))
+        except SpecError:
+            continue
+    how = f"fitted: {whole.law.text}, every worker pooled ({len(classes)} class{'es' if len(classes) != 1 else ''})"
+    return DelayFit(direction, whole.law.model, how, pooled, whole, tuple(classes))

@@ -1,0 +1,158 @@
+"""Delays: communication time from model size (--model-bytes, --bandwidth, --latency) on every command that takes
+delays, and --fit-delays (per-worker delays fitted like compute times; the System takes one pooled law)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from stalegrad.cli.link_options import link_delay
+from stalegrad.errors import SpecError
+from stalegrad.fit import Records, fit_cluster, write_system_file
+
+COMPUTE = scipy.stats.gamma(a=3.0, loc=1.0, scale=0.25)
+
+
+def test_link_delay_is_latency_plus_bytes_over_bandwidth():
+    assert link_delay("4e8", "1.25e9", "0.001") == pytest.approx(0.321)
+    assert link_delay("4e8", "1.25e9", None) == pytest.approx(0.32)
+    assert link_delay(None, None, "0.002") == 0.002
+    assert link_delay(None, None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--model-bytes", "1e6"], "--model-bytes must be given with --bandwidth (both, or neither), got '1e6'"),
+        (["--bandwidth", "1e6"], "--bandwidth must be given with --model-bytes"),
+        (["--model-bytes", "-1", "--bandwidth", "1e6"], "--model-bytes must be a finite number >= 0, got '-1'"),
+        (["--model-bytes", "1", "--bandwidth", "0"], "--bandwidth must be a finite number > 0, got '0'"),
+        (["--latency", "nan"], "--latency must be a finite number >= 0, got 'nan'"),
+        (["--latency", "x"], "--latency must be a finite number >= 0, got 'x'"),
+        (["--latency", "0.1", "--uplink", "0.5"], "--uplink must be left out when --latency is given"),
+        (
+            ["--model-bytes", "1", "--bandwidth", "2", "--downlink", "0.5"],
+            "--downlink must be left out when --model-bytes",
+        ),
+        (["--model-bytes", "1", "--bandwidth", "2", "--tc", "1"], "--tc must be left out when --model-bytes"),
+    ],
+)
+@pytest.mark.parametrize("command", ["predict", "simulate", "compare", "train"])
+def test_bad_link_options_are_one_error_line(cli_here, command, args, match):
+    code, _, err = cli_here([command, "--n", "4", "--K", "2", *args])
+    assert code == 2 and err.startswith("Error:") and match in err and err.count("\n") == 1
+
+
+def test_predict_takes_the_delay_per_direction(cli_here):
+    code, stdout, err = cli_here(
+        ["predict", "--n", "4", "--K", "2", "--model-bytes", "4e6", "--bandwidth", "1e8", "--latency", "0.01", "--json"]
+    )
+    assert code == 0, err
+    row = json.loads(stdout)
+    assert row["tc"] == pytest.approx(2 * (0.01 + 0.04))
+    assert row["system"]["uplink"] == row["system"]["downlink"] == pytest.approx(0.05)
+
+
+def _records(rng, uplink_scales, downlink=True, rounds=400):
+    workers = np.repeat([f"w{k}" for k in range(len(uplink_scales))], rounds)
+    times = COMPUTE.rvs(size=workers.size, random_state=rng)
+    up = np.concatenate([0.01 + rng.exponential(s, rounds) for s in uplink_scales])
+    down = 0.02 + rng.gamma(2.0, 0.01, workers.size) if downlink else None
+    return Records.from_arrays(workers, times, uplink=up, downlink=down)
+
+
+def test_delays_are_fixed_at_their_mean_by_default():
+    records = _records(np.random.default_rng(1), [0.05] * 4)
+    cluster = fit_cluster(records, gof_samples=0, seed=1)
+    assert cluster.system.uplink == pytest.approx(np.mean(records.uplink))
+    assert cluster.system.downlink == pytest.approx(np.mean(records.downlink))
+    assert cluster.uplink.how == "mean, every worker pooled" and not cluster.delay_warnings
+
+
+def test_fit_delays_fits_one_law_per_direction_for_alike_workers():
+    """Four workers with the same uplink law (0.01 + Exp(0.05)) and downlink (0.02 + Gamma(2, 0.01)), 400 rounds
+    each: one class per direction, the fitted means within 5% and the shifts found."""
+    cluster = fit_cluster(_records(np.random.default_rng(2), [0.05] * 4), gof_samples=0, seed=1, fit_delays=True)
+    up, down = cluster.system.uplink, cluster.system.downlink
+    assert not isinstance(up, float) and not isinstance(down, float)
+    assert float(up.mean()) == pytest.approx(0.06, rel=0.05) and float(down.mean()) == pytest.approx(0.04, rel=0.05)
+    assert float(up.support()[0]) == pytest.approx(0.01, abs=1e-3)
+    assert len(cluster.uplink.classes) == 1 and not cluster.delay_warnings
+    assert cluster.system.tc == pytest.approx(0.1, rel=0.05)
+
+
+def test_fit_delays_warns_when_workers_differ_and_uses_the_pooled_law(tmp_path):
+    """Two workers with uplinks 5 times slower than the others': two classes in the system file, and one warning
+    that the System takes the pooled law (per-worker delays are not in the System yet)."""
+    records = _records(np.random.default_rng(3), [0.02, 0.02, 0.1, 0.1], downlink=False)
+    cluster = fit_cluster(records, gof_samples=0, seed=1, fit_delays=True)
+    assert sorted(w for w, _ in cluster.uplink.classes) == [("w0", "w1"), ("w2", "w3")]
+    (line,) = [w for w in cluster.warnings() if "delays differ" in w]
+    assert "uplink delays differ between workers (2 classes" in line and "pooled law" in line
+    assert float(cluster.system.uplink.mean()) == pytest.approx(records.uplink.mean(), rel=0.05)
+    assert cluster.system.downlink is cluster.system.uplink or cluster.downlink.how.startswith("taken equal")
+    path = tmp_path / "c.json"
+    write_system_file(path, cluster)
+    delays = json.loads(path.read_text())["delays"]
+    assert [c["workers"] for c in delays["uplink"]["classes"]] == [["w0", "w1"], ["w2", "w3"]]
+    assert delays["uplink"]["pooled"]["records"] == 1600
+    assert delays["downlink"]["how"] == "taken equal to the uplink (not in the records)"
+
+
+def test_fixed_or_zero_delays_are_not_fitted():
+    rng = np.random.default_rng(4)
+    times = COMPUTE.rvs(size=40, random_state=rng)
+    fixed = fit_cluster(Records.from_arrays(["a"] * 40, times, uplink=np.full(40, 0.3)), gof_samples=0, fit_delays=True)
+    assert fixed.system.uplink == 0.3 and fixed.uplink.how.startswith("fixed")
+    zeros = np.where(np.arange(40) % 2 == 0, 0.0, 0.2)
+    some = fit_cluster(Records.from_arrays(["a"] * 40, times, uplink=zeros), gof_samples=0, fit_delays=True)
+    assert some.system.uplink == pytest.approx(0.1) and "some delays are 0" in some.uplink.how
+
+
+def test_given_delays_replace_the_records():
+    records = _records(np.random.default_rng(5), [0.05] * 2)
+    cluster = fit_cluster(records, gof_samples=0, seed=1, delay=0.25)
+    assert cluster.system.uplink == cluster.system.downlink == 0.25
+    assert any("not used" in n for n in cluster.notes)
+    with pytest.raises(SpecError, match=r"uplink \(arrays, record 1\) must be a finite delay >= 0 seconds, got -1.0"):
+        Records.from_arrays(["a"], [1.0], uplink=[-1.0])
+
+
+def test_fit_command_link_options_and_fit_delays(tmp_path, cli_here):
+    path = tmp_path / "steps.csv"
+    rng = np.random.default_rng(6)
+    lines = ["rank,t,sent,arrive,published,received"]
+    for k in range(2):
+        clock = 0.0
+        for _ in range(60):
+            x = float(COMPUTE.rvs(random_state=rng))
+            lines.append(f"{k},{x},{clock},{clock + 0.01 + rng.exponential(0.05)},{clock},{clock + 0.03}")
+            clock += x
+    path.write_text("\n".join(lines) + "\n")
+    base = ["fit", path, "--columns", "worker=rank,duration=t", "--gof-samples", "0", "--json"]
+    code, stdout, err = cli_here([*base, "--model-bytes", "1e6", "--bandwidth", "1e7"])
+    assert code == 0, err
+    doc = json.loads(stdout)
+    assert doc["uplink"] == doc["downlink"] == pytest.approx(0.1) and doc["version"] == 2
+    code, stdout, err = cli_here([*base, "--fit-delays"])
+    doc = json.loads(stdout)
+    assert code == 0 and isinstance(doc["uplink"], str) and doc["downlink"] == pytest.approx(0.03)
+    assert doc["delays"]["downlink"]["how"].startswith("fixed")
+    code, _, err = cli_here([*base, "--fit-delays", "--latency", "0.1"])
+    assert code == 2 and "--fit-delays must be left out when --latency is given" in err
+    code, _, err = cli_here([*base, "--bandwidth", "1e7"])
+    assert code == 2 and "--bandwidth must be given with --model-bytes" in err
+
+
+def test_link_options_override_a_system_files_delays(tmp_path, cli_here):
+    cluster = fit_cluster(_records(np.random.default_rng(7), [0.05] * 2), gof_samples=0, seed=1)
+    path = tmp_path / "c.json"
+    write_system_file(path, cluster)
+    code, stdout, err = cli_here(["predict", "--system", path, "--latency", "0.2", "--json"])
+    assert code == 0, err
+    assert json.loads(stdout)["tc"] == pytest.approx(0.4)
+    code, _, err = cli_here(["predict", "--system", path, "--latency", "0.2", "--uplink", "1"])
+    assert code == 2 and "--uplink must be left out when --latency is given" in err
