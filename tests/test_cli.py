@@ -205,7 +205,7 @@ def test_protocols_in_predict_and_simulate(run_cli):
     )
     assert code == 0, err
     obj = json.loads(out)
-    assert obj["staleness_mean"] == 0.0 and obj["dropped_fraction"] > 0 and obj["wasted_fraction"] > 0
+    assert obj["staleness_mean"] == 0.0 and obj["dropped_fraction"] > 0 and obj["wasted_compute"] > 0
 
 
 def test_compare_runs_every_protocol_and_plots(tmp_path, run_cli):

@@ -127,9 +127,9 @@ def test_synchronous_protocols_have_zero_staleness_and_account_for_every_gradien
     assert np.all(trace["dropped"][~applied] == LATE)
     assert np.all(trace["version"][~applied] < trace["update"][applied].max())
     if protocol == "sync":
-        assert (~applied).sum() == 0 and trace.meta["wasted_fraction"] == 0.0
+        assert (~applied).sum() == 0 and trace.meta["wasted_compute"] == 0.0
     else:
-        assert trace.meta["wasted_fraction"] > 0.0
+        assert trace.meta["wasted_compute"] > 0.0
 
 
 def test_k_async_updates_come_from_distinct_workers():

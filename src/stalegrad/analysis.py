@@ -41,7 +41,7 @@ class Estimate:
     max: int
     worker_means: tuple[float, ...]
     dropped_fraction: float = 0.0  # of the gradients that reached the master
-    wasted_fraction: float = 0.0  # of the compute time (cancelled rounds)
+    wasted_compute: float = 0.0  # of the compute time: never applied (cancelled, abandoned, dropped)
 
     def covers(self, value: float, rel: float = 0.0) -> bool:
         """True when ``value`` lies within the 95% CI, or within ``rel`` relative distance of the mean."""
@@ -62,7 +62,7 @@ class Estimate:
             "gradients_in_estimate": self.gradients,
             "worker_means": list(self.worker_means),
             "dropped_fraction": self.dropped_fraction,
-            "wasted_fraction": self.wasted_fraction,
+            "wasted_compute": self.wasted_compute,
         }
 
 
@@ -105,7 +105,7 @@ def steady_state(run: Summary | Trace, *, warmup: int | None = None, batches: in
         max=int(np.flatnonzero(run.hist)[-1]) if run.hist.any() else 0,
         worker_means=tuple(float(x) for x in wm),
         dropped_fraction=run.dropped / (run.gradients + run.dropped) if run.gradients + run.dropped else 0.0,
-        wasted_fraction=run.wasted_fraction,
+        wasted_compute=run.wasted_compute,
     )
 
 

@@ -190,7 +190,7 @@ def protocols_figure(points: Sequence[Any]) -> Any:
     """Protocols side by side, three panels: update rate (simulated, theory where known), staleness (mean with its
     95% CI written on the bar, the 95th percentile, the exact limit), and the work lost (wasted compute time,
     dropped gradients)."""
-    names = [p.system.protocol for p in points]
+    names = [_protocol_label(p.system, points[0].system.K) for p in points]
     x = np.arange(len(points))
     fig, (ax1, ax2, ax3) = figure(1, 3, figsize=(13.5, 4.6), gridspec_kw={"wspace": 0.3})
     ax1.bar(x, [p.estimate.update_rate for p in points], color="tab:blue", label="simulated")
@@ -212,8 +212,8 @@ def protocols_figure(points: Sequence[Any]) -> Any:
     ax2.set_ylabel("staleness τ")
     ax2.legend(fontsize="small", loc="upper right")
     width = 0.38
-    ax3.bar(x - width / 2, [100 * p.estimate.wasted_fraction for p in points], width, color="tab:gray",
-            label="compute time wasted (cancelled)")  # fmt: skip
+    ax3.bar(x - width / 2, [100 * p.estimate.wasted_compute for p in points], width, color="tab:gray",
+            label="compute time wasted (never applied)")  # fmt: skip
     ax3.bar(x + width / 2, [100 * p.estimate.dropped_fraction for p in points], width, color="tab:red",
             label="gradients dropped")  # fmt: skip
     ax3.set_ylabel("percent")
@@ -260,17 +260,31 @@ def train_figure(
     return fig
 
 
+def _protocol_label(system: Any, K: int) -> str:
+    """A protocol's name, with what differs from the figure's system: ``ringmaster (K=1, R=4)``."""
+    extra = [f"K={system.K}"] if system.K != K else []
+    if system.delay_threshold is not None:
+        extra.append(f"R={system.delay_threshold}")
+    if system.cutoffs is not None:
+        cuts = sorted(set(system.cutoffs))
+        extra.append(f"cutoff {cuts[0]:g}" if len(cuts) == 1 else f"cutoffs {cuts[0]:g}..{cuts[-1]:g}")
+    return system.protocol + (f" ({', '.join(extra)})" if extra else "")
+
+
 def describe_system(system: Any) -> str:
     """A one-line title for a system in words a reader knows: n, K, Tc and its compute-time laws."""
     groups = system.groups()
+    n = f"n = {system.n}" + (
+        "" if system.workers is None else f" (workers {','.join(map(str, system.workers))} compute)"
+    )
     if len(groups) == 1:
-        return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, compute time {describe_law(groups[0][1])}"
+        return f"{n}, K = {system.K}, Tc = {system.tc:g}, compute time {describe_law(groups[0][1])}"
     if len(groups) > 3:
         means = system.means
-        return (f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, {len(groups)} compute-time laws, means "
+        return (f"{n}, K = {system.K}, Tc = {system.tc:g}, {len(groups)} compute-time laws, means "
                 f"{min(means):.3g} to {max(means):.3g}")  # fmt: skip
     laws = [f"{count} with {describe_law(model)}" for count, model in groups]
-    return f"n = {system.n}, K = {system.K}, Tc = {system.tc:g}, compute times: {'; '.join(laws)}"
+    return f"{n}, K = {system.K}, Tc = {system.tc:g}, compute times: {'; '.join(laws)}"
 
 
 def describe_law(model: Any) -> str:

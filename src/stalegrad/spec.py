@@ -14,9 +14,18 @@ from typing import Any
 
 from .distributions import ComputeModel, Deterministic, validate_model
 from .errors import invalid
+from .subsets import resolve_cutoffs, resolve_workers
 from .syntax import describe
 
-__all__ = ["ASYNC_PROTOCOLS", "MAX_WORKERS", "PROTOCOLS", "System", "require_system"]
+__all__ = [
+    "ASYNC_PROTOCOLS",
+    "DUTTA_PROTOCOLS",
+    "MAX_WORKERS",
+    "PROTOCOLS",
+    "STALE_PROTOCOLS",
+    "System",
+    "require_system",
+]
 
 #: The most workers a System may have (a simulated cluster of a million workers runs; a billion does not fit).
 MAX_WORKERS = 1_000_000
@@ -28,9 +37,19 @@ PROTOCOLS = {
     "k-sync": "all on the current version; the first K of n gradients make the update; the rest are cancelled",
     "k-batch-sync": "all on the current version; the first K gradients from any workers; the rest are cancelled",
     "sync": "fully synchronous: every worker's gradient on the current version (k-sync with K = n)",
+    "rennala": "Rennala SGD (Tyurin & Richtarik 2023): K = S gradients on the current version from any workers; "
+    "the rest are cancelled at each update (k-batch-sync, usually on the fastest workers)",
+    "ringmaster": "Ringmaster ASGD (Maranjyan, Tyurin & Richtarik 2025): asynchronous SGD (K = 1) with a delay "
+    "threshold R: a round whose delay reaches R is stopped and restarted on the newest version",
+    "mindflayer": "MindFlayer SGD (Maranjyan, Shaikh Omar & Richtarik 2025): rennala with a cutoff per worker: a "
+    "round that runs past its worker's cutoff is abandoned and restarted",
 }
+#: The protocols of Dutta et al. 2018 (``compare``'s default set).
+DUTTA_PROTOCOLS = ("k-batch-async", "k-async", "k-sync", "k-batch-sync", "sync")
 #: Protocols whose workers compute on stale versions (a staleness bound applies to them).
 ASYNC_PROTOCOLS = ("k-batch-async", "k-async")
+#: Protocols whose applied gradients may be stale (ringmaster bounds them by its own threshold R).
+STALE_PROTOCOLS = (*ASYNC_PROTOCOLS, "ringmaster")
 
 
 def _int_param(name: str, value: Any, low: int) -> int:
@@ -65,6 +84,11 @@ class System:
     protocol : one of :data:`PROTOCOLS`.
     staleness_bound : for the asynchronous protocols, the master drops (and counts) gradients whose staleness
         would exceed this bound; ``None`` for no bound.
+    workers : the workers that compute (the others sit idle): ``None`` or ``"all"``, ``"fastest:M"`` (the ``M``
+        fastest by mean compute time, ties by index), ``"0,2,5"`` or a sequence of indices. Stored as the sorted
+        tuple of indices, or ``None`` when every worker computes.
+    delay_threshold : ringmaster's ``R`` (an integer >= 1; required by ringmaster, ``None`` otherwise).
+    cutoffs : mindflayer's cutoff per worker in seconds (one number for all, or ``n``; required by mindflayer).
 
     >>> from stalegrad.distributions import shifted_exponential
     >>> s = System(n=16, K=10, tc=1, compute=shifted_exponential(alpha=1, rate=2/3))
@@ -79,6 +103,9 @@ class System:
     downlink: Any
     protocol: str
     staleness_bound: int | None
+    workers: tuple[int, ...] | None = None
+    delay_threshold: int | None = None
+    cutoffs: tuple[float, ...] | None = None
 
     def __init__(
         self,
@@ -90,6 +117,9 @@ class System:
         downlink: Any = None,
         protocol: str = "k-batch-async",
         staleness_bound: int | None = None,
+        workers: Any = None,
+        delay_threshold: int | None = None,
+        cutoffs: Any = None,
     ) -> None:
         n = _int_param("n", n, 1)
         if n > MAX_WORKERS:
@@ -111,10 +141,33 @@ class System:
                 checked[id(model)] = validate_model(model, f"compute[{i}]")
         if protocol not in PROTOCOLS:
             raise invalid("protocol", protocol, f"one of {', '.join(PROTOCOLS)}")
-        if protocol in ("k-async", "k-sync") and n < K:
-            raise invalid("K", K, f"at most n = {n} for {protocol} (K distinct workers per update)")
-        if protocol == "sync" and n != K:
-            raise invalid("K", K, f"n = {n} for the sync protocol (every worker in every update)")
+        active = resolve_workers(workers, [float(m.mean()) for m in models])
+        m_active = n if active is None else len(active)
+        who = "n" if active is None else "the number of active workers"
+        if protocol in ("k-async", "k-sync") and m_active < K:
+            raise invalid("K", K, f"at most {who} = {m_active} for {protocol} (K distinct workers per update)")
+        if protocol == "sync" and m_active != K:
+            raise invalid("K", K, f"{who} = {m_active} for the sync protocol (every worker in every update)")
+        if protocol == "ringmaster" and K != 1:
+            raise invalid("K", K, "1 for ringmaster (an update on every gradient accepted)")
+        if protocol == "ringmaster":
+            if delay_threshold is None:
+                raise invalid("delay_threshold", None, "an integer R >= 1 for ringmaster (--delay-threshold R)")
+            delay_threshold = _int_param("delay_threshold", delay_threshold, 1)
+        elif delay_threshold is not None:
+            raise invalid("delay_threshold", delay_threshold, f"None for {protocol} (ringmaster's R only)")
+        if protocol == "mindflayer":
+            if cutoffs is None:
+                raise invalid("cutoffs", None, "seconds > 0 for mindflayer (--cutoff SECONDS, one or n values)")
+            cutoffs = resolve_cutoffs(cutoffs, n)
+            if not any(float(models[i].cdf(cutoffs[i])) > 0 for i in (range(n) if active is None else active)):
+                raise invalid(
+                    "cutoffs",
+                    list(cutoffs),
+                    "times that some active worker can finish a round within (P(X_i <= c_i) > 0)",
+                )
+        elif cutoffs is not None:
+            raise invalid("cutoffs", cutoffs, f"None for {protocol} (mindflayer's cutoffs only)")
         if staleness_bound is not None:
             staleness_bound = _int_param("staleness_bound", staleness_bound, 0)
             if protocol not in ASYNC_PROTOCOLS:
@@ -128,6 +181,37 @@ class System:
         object.__setattr__(self, "downlink", _delay("downlink", tc / 2 if downlink is None else downlink))
         object.__setattr__(self, "protocol", protocol)
         object.__setattr__(self, "staleness_bound", staleness_bound)
+        object.__setattr__(self, "workers", active)
+        object.__setattr__(self, "delay_threshold", delay_threshold)
+        object.__setattr__(self, "cutoffs", cutoffs)
+
+    @property
+    def drop_bound(self) -> int | None:
+        """The largest staleness the master applies: ``staleness_bound``, or ringmaster's ``R - 1``."""
+        return self.staleness_bound if self.delay_threshold is None else self.delay_threshold - 1
+
+    @property
+    def active(self) -> tuple[int, ...]:
+        """The workers that compute, in index order (every worker unless ``workers`` says otherwise)."""
+        return tuple(range(self.n)) if self.workers is None else self.workers
+
+    def active_system(self) -> System:
+        """The same system without its idle workers: ``n`` = the active workers, renumbered ``0 .. M-1`` in index
+        order (theory and the compiled engines work on it; idle workers change nothing but the numbering)."""
+        if self.workers is None:
+            return self
+        keep = self.workers
+        return System(
+            n=len(keep),
+            K=self.K,
+            compute=[self.compute[i] for i in keep],
+            uplink=self.uplink,
+            downlink=self.downlink,
+            protocol=self.protocol,
+            staleness_bound=self.staleness_bound,
+            delay_threshold=self.delay_threshold,
+            cutoffs=None if self.cutoffs is None else [self.cutoffs[i] for i in keep],
+        )
 
     @property
     def tc(self) -> float:
@@ -177,6 +261,9 @@ class System:
             downlink=changes.get("downlink", self.downlink),
             protocol=changes.get("protocol", self.protocol),
             staleness_bound=changes.get("staleness_bound", self.staleness_bound),
+            workers=changes.get("workers", self.workers),
+            delay_threshold=changes.get("delay_threshold", self.delay_threshold),
+            cutoffs=changes.get("cutoffs", self.cutoffs),
         )
 
     @classmethod
@@ -217,6 +304,9 @@ class System:
             downlink=delay("downlink", d["downlink"]),
             protocol=d.get("protocol", "k-batch-async"),
             staleness_bound=d.get("staleness_bound"),
+            workers=d.get("active_workers"),
+            delay_threshold=d.get("delay_threshold"),
+            cutoffs=d.get("cutoffs"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,6 +320,9 @@ class System:
             "uplink": self.uplink if isinstance(self.uplink, float) else describe(self.uplink),
             "downlink": self.downlink if isinstance(self.downlink, float) else describe(self.downlink),
             "compute": [f"{c}*{describe(m)}" for c, m in self.groups()],
+            "active_workers": None if self.workers is None else list(self.workers),
+            "delay_threshold": self.delay_threshold,
+            "cutoffs": None if self.cutoffs is None else list(self.cutoffs),
         }
 
     def __repr__(self) -> str:
@@ -237,7 +330,12 @@ class System:
         return (
             f"System(n={d['n']}, K={d['K']}, uplink={d['uplink']!r}, downlink={d['downlink']!r}, "
             f"compute={' + '.join(d['compute'])!r}, protocol={d['protocol']!r}"
-            + (f", staleness_bound={self.staleness_bound})" if self.staleness_bound is not None else ")")
+            + "".join(
+                f", {k}={d[k]!r}"
+                for k in ("staleness_bound", "active_workers", "delay_threshold", "cutoffs")
+                if d[k] is not None
+            )
+            + ")"
         )
 
 

@@ -110,7 +110,7 @@ class Summary:
     t_end: float  # time of the last update
     max_staleness: int  # over all gradients, warm-up included
     dropped: int = 0  # gradients that reached the master and were dropped
-    wasted_fraction: float = 0.0  # compute time of cancelled rounds / all compute time
+    wasted_compute: float = 0.0  # compute time never applied (cancelled, abandoned, dropped) / all compute time
 
     @classmethod
     def from_trace(cls, trace: Trace, warmup: int, batches: int, transient: int = 0) -> Summary:
@@ -142,7 +142,7 @@ class Summary:
             t_end=float(trace.update_times[-1]) if U else 0.0,
             max_staleness=int(tau[applied].max()) if applied.any() else 0,
             dropped=int((upd < 1).sum()),
-            wasted_fraction=float(trace.meta.get("wasted_fraction", 0.0)),
+            wasted_compute=float(trace.meta.get("wasted_compute", 0.0)),
         )
 
     def same_numbers(self, other: Summary) -> bool:

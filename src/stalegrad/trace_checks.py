@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SpecError
-from .spec import ASYNC_PROTOCOLS
+from .spec import STALE_PROTOCOLS
 from .trace_columns import APPLIED, COLUMNS, DROP_REASONS, LATE, STALE
 
 __all__ = ["check_trace"]
@@ -177,10 +177,10 @@ class _Check:
             lambda i: f"must be (update - 1) - version = {upd[i] - 1 - ver[i]}, got {tau[i]}",
             rows,
         )
-        bound = system.staleness_bound
+        bound = system.drop_bound
         if bound is not None:
             self.require(s <= bound, "staleness", lambda i: f"{tau[i]} is above the bound {bound}, yet applied", rows)
-        if system.protocol not in ASYNC_PROTOCOLS:
+        if system.protocol not in STALE_PROTOCOLS:
             self.require(
                 s == 0, "staleness", lambda i: f"must be 0 in an applied row of {system.protocol}, got {tau[i]}", rows
             )
@@ -214,7 +214,7 @@ class _Check:
                 gone,
             )
         self.require(
-            (d != LATE) | ((s >= 1) & (system.protocol not in ASYNC_PROTOCOLS)),
+            (d != LATE) | ((s >= 1) & (system.protocol not in STALE_PROTOCOLS)),
             "dropped",
             lambda i: f"a row dropped as superseded (staleness {tau[i]}) in a {system.protocol} trace",
             gone,

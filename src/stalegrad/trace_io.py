@@ -26,6 +26,8 @@ from .errors import SpecError, StalegradError, invalid
 __all__ = ["read_trace", "write_trace"]
 
 _META = "# stalegrad-metadata: "
+#: the work accounting of ``trace.meta`` kept in a file (:func:`stalegrad.sim.events.work_meta`)
+WORK_KEYS = ("compute_time", "cancelled_time", "dropped_time", "wasted_compute")
 _EXACT = 2.0**53  # integers beyond this are not exact in a float64 column
 
 
@@ -36,7 +38,8 @@ def write_trace(trace: Any, path: str | Path, **extra: Any) -> Path:
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):
         raise invalid("trace file", str(path), "a name ending in .csv or .parquet")
-    meta = metadata(trace.seed, {"trace": trace.system}, engine=trace.meta.get("engine"), **extra)
+    work = {k: float(trace.meta[k]) for k in WORK_KEYS if k in trace.meta}
+    meta = metadata(trace.seed, {"trace": trace.system}, engine=trace.meta.get("engine"), work=work, **extra)
     cols = trace.columns
     if path.suffix == ".parquet":
         pa, pq = pyarrow_modules()
@@ -82,7 +85,10 @@ def read_trace(path: str | Path) -> Any:
     if U and int(upd.max()) <= U:  # else validate() names the row that breaks the update sequence
         update_times = np.full(U, -np.inf)  # update u happened when its last gradient arrived
         np.maximum.at(update_times, upd[applied] - 1, cols["arrive"][applied])
-    info = {"engine": "file", "path": str(path)}
+    info: dict[str, Any] = {"engine": "file", "path": str(path)}
+    work = meta.get("work")
+    if isinstance(work, dict):  # what the run's compute time went to (wasted_compute), when the file says
+        info.update({k: float(v) for k, v in work.items() if k in WORK_KEYS and isinstance(v, (int, float))})
     Trace(cols, update_times, system, seed, info).validate(source=source, row=row)
     typed = {k: v.astype(COLUMNS[k], copy=False) for k, v in cols.items()}  # in range: no value changes
     return Trace(typed, update_times, system, seed, info)

@@ -51,8 +51,10 @@ class Advice:
             "K": c.K,
             "tc": system.tc,
             "staleness_bound": None,
+            "delay_threshold": None,
             "seed": self.result.root,
             "workers": list(c.workers),
+            "active_workers": list(c.workers),  # the cluster's workers this candidate uses
             "b": c.b,
             "step": c.step,
             "policy": c.policy,

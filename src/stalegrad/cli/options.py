@@ -173,7 +173,9 @@ def protocols_option(f: Callable[..., Any]) -> Callable[..., Any]:
         default="k-batch-async",
         show_default=True,
         metavar="NAME",
-        help="k-batch-async (the paper's), k-async, k-sync, k-batch-sync or sync; several, comma-separated, "
+        help="k-batch-async (the paper's), k-async, k-sync, k-batch-sync, sync, rennala (Rennala SGD: K = S "
+        "gradients on the current version, the rest cancelled), ringmaster (Ringmaster ASGD: K = 1, with "
+        "--delay-threshold R) or mindflayer (MindFlayer SGD: rennala with --cutoff); several, comma-separated, "
         "to compare them.",
     )(f)
     return f
@@ -204,6 +206,37 @@ def _system_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--K", "K", default=None, metavar="K", help="Gradients per update (a value, range or list).")(f)
     f = click.option(
         "--n", "n", default=None, metavar="N", help="Workers (a value like 16, a range 10:20 or a list). Required."
+    )(f)
+    return f
+
+
+def protocol_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--workers, --delay-threshold, --cutoff: the options of the optimal-time protocols (put under
+    :func:`system_options`, so that a system file fills them too)."""
+    f = click.option(
+        "--cutoff",
+        "cutoff",
+        default=None,
+        metavar="SECONDS",
+        help="mindflayer: a round still computing this long after it started is abandoned and restarted (one "
+        "value, or one per worker: 1,1,2,4).",
+    )(f)
+    f = click.option(
+        "--delay-threshold",
+        "delay_threshold",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="R",
+        help="ringmaster: a round whose delay reaches R updates is stopped and restarted on the newest version; a "
+        "gradient of delay >= R is dropped.",
+    )(f)
+    f = click.option(
+        "--workers",
+        "workers",
+        default=None,
+        metavar="WHICH",
+        help="The workers that compute (the others sit idle): 'fastest:M' (the M fastest by mean compute time), "
+        "a list of indices '0,2,5', or 'all' (default).",
     )(f)
     return f
 
@@ -267,8 +300,14 @@ def build_systems(
     compute: tuple[str, ...],
     protocol: str = "k-batch-async",
     staleness_bound: int | None = None,
+    workers: str | None = None,
+    delay_threshold: int | None = None,
+    cutoff: str | None = None,
 ) -> list[Any]:
-    """Every System of the sweep (the product of the protocols and the values of n, K and tc), validated."""
+    """Every System of the sweep (the product of the protocols and the values of n, K and tc), validated.
+
+    ``--delay-threshold`` goes to ringmaster and ``--cutoff`` to mindflayer only; in a list of several protocols
+    ringmaster updates on every gradient (K = 1) whatever ``--K`` says."""
     from ..spec import PROTOCOLS, System
     from ..syntax import parse_model
 
@@ -287,21 +326,34 @@ def build_systems(
     if up is not None and down is not None and tc != "0":
         raise invalid("--tc", tc, "left out when both --uplink and --downlink are given (they set the round trip)")
     explicit = len(models) > 1 or "*" in texts[0].split("(")[0]
+    if delay_threshold is not None and "ringmaster" not in protocols:
+        raise invalid("--delay-threshold", delay_threshold, "given with --protocol ringmaster only")
+    if cutoff is not None and "mindflayer" not in protocols:
+        raise invalid("--cutoff", cutoff, "given with --protocol mindflayer only")
     systems = []
     for proto, n_, K_, tc_ in itertools.product(protocols, ns, Ks, tcs):
         if explicit:
             total = sum(count for _, count, _ in models)
             if total != n_:
                 raise SpecError(f"--compute counts must add up to --n = {n_}, got {total} ({' + '.join(texts)})")
-            workers = [model for _, count, model in models for _ in range(count)]
+            laws: Any = [model for _, count, model in models for _ in range(count)]
         else:
-            workers = models[0][2]
+            laws = models[0][2]
         if tc_ < 0 or not math.isfinite(tc_):
             raise invalid("--tc", tc_, "a finite number of seconds >= 0")
         bound = staleness_bound if proto in ("k-batch-async", "k-async") else None
+        extra: dict[str, Any] = {"workers": workers}
+        if proto == "ringmaster":
+            extra["delay_threshold"] = delay_threshold
+            K_ = 1 if len(protocols) > 1 else K_
+        if proto == "mindflayer":
+            extra["cutoffs"] = cutoff
         systems.append(
-            System(n=n_, K=K_, tc=tc_, uplink=up, downlink=down, compute=workers, protocol=proto, staleness_bound=bound)
-        )
+            System(
+                n=n_, K=K_, tc=tc_, uplink=up, downlink=down, compute=laws, protocol=proto, staleness_bound=bound,
+                **extra,
+            )
+        )  # fmt: skip
     return systems
 
 

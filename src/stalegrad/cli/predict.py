@@ -7,11 +7,12 @@ from typing import Any
 import click
 
 from ..errors import invalid
-from .options import build_systems, emit_json, fmt, print_caveats, print_table, system_options
+from .options import build_systems, emit_json, fmt, print_caveats, print_table, protocol_options, system_options
 
 
 @click.command("predict")
 @system_options
+@protocol_options
 @click.option(
     "--quantile",
     "quantiles",

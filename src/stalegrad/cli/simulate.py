@@ -17,6 +17,7 @@ from .options import (
     print_caveats,
     print_table,
     progress_bar,
+    protocol_options,
     system_options,
 )
 
@@ -124,6 +125,7 @@ def simulate_rows(
 
 @click.command("simulate")
 @system_options
+@protocol_options
 @run_options
 def simulate_command(
     updates: int,
@@ -145,6 +147,9 @@ def simulate_command(
     stalegrad simulate --n 16 --K 10 --tc 1 --updates 200000 --seed 1 --json
     stalegrad simulate --n 6 --K 3 --compute "3*expon(scale=1)" --compute "3*expon(scale=3)"
     stalegrad simulate --n 8 --K 4 --uplink 0.5 --downlink "expon(scale=0.5)" --plot hist.png
+    stalegrad simulate --n 8 --K 4 --compute "4*expon(scale=1)" --compute "4*expon(scale=10)" \
+        --protocol rennala --workers fastest:4
+    stalegrad simulate --n 8 --K 1 --protocol ringmaster --delay-threshold 4
     """
     from ..experiments import plot_points
 
@@ -171,6 +176,7 @@ def simulate_command(
             "max",
             "rate sim",
             "rate theory",
+            "wasted",
             "seconds",
         ],
         [
@@ -187,6 +193,7 @@ def simulate_command(
                 str(r["staleness_max"]),
                 fmt(r["update_rate"]),
                 fmt(r["update_rate_exact"]),
+                f"{100 * r['wasted_compute']:.1f}%",
                 fmt(r["seconds"], 2),
             ]
             for r in rows

@@ -20,6 +20,7 @@ from .options import (
     parse_sweep,
     print_table,
     progress_bar,
+    protocol_options,
     system_options,
 )
 
@@ -32,6 +33,7 @@ from .options import (
     help=PROBLEM_HELP,
 )
 @system_options
+@protocol_options
 @click.option(
     "--trace",
     "traces",

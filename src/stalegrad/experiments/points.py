@@ -9,7 +9,7 @@ from typing import Any
 
 from ..analysis import Estimate, steady_state
 from ..sim import prepare, simulate, simulate_summary
-from ..spec import ASYNC_PROTOCOLS, PROTOCOLS, System
+from ..spec import ASYNC_PROTOCOLS, DUTTA_PROTOCOLS, System
 from ..streams import derive_seed, resolve_seed
 from ..theory import Prediction, predict
 from ..trace import Summary, Trace
@@ -127,13 +127,17 @@ def simulate_points(
     return points, root
 
 
-def for_protocol(system: System, protocol: str) -> System:
-    """``system`` run under ``protocol``: ``sync`` takes every worker's gradient (K = n), and a staleness bound
-    applies to the asynchronous protocols only."""
+def for_protocol(system: System, protocol: str, *, delay_threshold: int | None = None, cutoffs: Any = None) -> System:
+    """``system`` run under ``protocol``: ``sync`` takes every active worker's gradient (K = n), ``ringmaster``
+    updates on each gradient (K = 1) with ``delay_threshold``, ``mindflayer`` takes ``cutoffs``, and a staleness
+    bound applies to the asynchronous protocols only."""
+    K = {"sync": len(system.active), "ringmaster": 1}.get(protocol, system.K)
     return system.replace(
         protocol=protocol,
-        K=system.n if protocol == "sync" else system.K,
+        K=K,
         staleness_bound=system.staleness_bound if protocol in ASYNC_PROTOCOLS else None,
+        delay_threshold=delay_threshold if protocol == "ringmaster" else None,
+        cutoffs=cutoffs if protocol == "mindflayer" else None,
     )
 
 
@@ -141,11 +145,16 @@ def compare_protocols(
     system: System,
     updates: int,
     seed: int | None,
-    protocols: tuple[str, ...] = tuple(PROTOCOLS),
+    protocols: tuple[str, ...] = DUTTA_PROTOCOLS,
+    *,
+    delay_threshold: int | None = None,
+    cutoffs: Any = None,
     **options: Any,
 ) -> tuple[list[Point], int]:
-    """The same system under each protocol (:func:`for_protocol`), each simulated with the same seed (common
-    random numbers: the same compute times and delays); ``options`` as :func:`run_point`'s."""
+    """The same system under each protocol (:func:`for_protocol`, with ringmaster's ``delay_threshold`` and
+    mindflayer's ``cutoffs``), each simulated with the same seed (common random numbers: the same compute times
+    and delays); ``options`` as :func:`run_point`'s."""
     root = resolve_seed(seed)
-    points = [simulate_points([for_protocol(system, p)], updates, root, **options)[0][0] for p in protocols]
+    extra = {"delay_threshold": delay_threshold, "cutoffs": cutoffs}
+    points = [simulate_points([for_protocol(system, p, **extra)], updates, root, **options)[0][0] for p in protocols]
     return points, root

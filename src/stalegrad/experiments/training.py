@@ -160,13 +160,18 @@ def configurations(
     out = []
     for source, b, policy in itertools.product(sources, bs, policies):
         if isinstance(source, System):
-            if batch_laws:
+            if batch_laws:  # (mindflayer's cutoffs stay as given: seconds)
                 system = source.replace(compute=[law.at(b) for law in per_worker(list(batch_laws), source.n)])
-            elif scale_compute:
-                system = source.replace(compute=[scaled(m, b) for m in source.compute])
+            elif scale_compute:  # mindflayer's cutoffs scale with the work too
+                cutoffs = None if source.cutoffs is None else [b * c for c in source.cutoffs]
+                system = source.replace(compute=[scaled(m, b) for m in source.compute], cutoffs=cutoffs)
             else:
                 system = source
             label = f"n={system.n} K={system.K} b={b} tc={system.tc:g} {policy}{suffix}"
+            if system.workers is not None:
+                label = label.replace(" K=", f" workers={','.join(map(str, system.workers))} K=", 1)
+            if system.delay_threshold is not None:
+                label = label.replace(" b=", f" R={system.delay_threshold} b=", 1)
             if system.protocol != "k-batch-async" or len(protocols) > 1:
                 label = f"{system.protocol} {label}"
             out.append(TrainConfig(label, system, b, policy))

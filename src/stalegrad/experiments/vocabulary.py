@@ -16,11 +16,15 @@ __all__ = ["SHARED_KEYS", "shared_row", "staleness_law"]
 
 #: key -> meaning (the documentation table).
 SHARED_KEYS: dict[str, str] = {
-    "protocol": "the protocol: k-batch-async (the paper's), k-async, k-sync, k-batch-sync, sync",
+    "protocol": "the protocol: k-batch-async (the paper's), k-async, k-sync, k-batch-sync, sync, rennala, "
+    "ringmaster, mindflayer",
     "n": "workers",
+    "active_workers": "the workers that compute, by index (null: all n; option --workers); the others sit idle",
     "K": "gradients per update",
     "tc": "mean round-trip communication time (uplink + downlink)",
     "staleness_bound": "the master drops gradients with staleness above it (null: no bound)",
+    "delay_threshold": "ringmaster's R: a round whose delay reaches R is stopped, a gradient of delay >= R dropped "
+    "(null: other protocols)",
     "seed": "the seed of this row's random numbers (null where nothing is random)",
     "staleness_mean": "measured mean staleness after the warm-up (simulated, replayed or run); null in predict",
     "staleness_ci95": "half-width of the 95% confidence interval of staleness_mean (batch means)",
@@ -29,6 +33,8 @@ SHARED_KEYS: dict[str, str] = {
     "staleness_paper": "the paper's Theorem 2, (n/K)(Tc + mu)/mu (null for other protocols)",
     "update_rate": "measured updates per second (per time unit in a real run) after the warm-up",
     "update_rate_exact": "long-run updates per second from theory (null where no closed form is known)",
+    "wasted_compute": "fraction of the compute time spent on work never applied: rounds cancelled, stopped or "
+    "abandoned, and gradients dropped (null in predict)",
 }
 
 
@@ -44,9 +50,11 @@ def shared_row(
     return {
         "protocol": system.protocol,
         "n": system.n,
+        "active_workers": None if system.workers is None else list(system.workers),
         "K": system.K,
         "tc": system.tc,
         "staleness_bound": system.staleness_bound,
+        "delay_threshold": system.delay_threshold,
         "seed": seed,
         "staleness_mean": None if estimate is None else estimate.mean,
         "staleness_ci95": None if estimate is None else estimate.ci95,
@@ -55,6 +63,7 @@ def shared_row(
         "staleness_paper": None if prediction is None else prediction.staleness_paper,
         "update_rate": None if estimate is None else estimate.update_rate,
         "update_rate_exact": None if prediction is None else prediction.update_rate_exact,
+        "wasted_compute": None if estimate is None else estimate.wasted_compute,
     }
 
 
@@ -71,6 +80,7 @@ def staleness_law(
     A system with a staleness bound is predicted without it, and the bound's dropped fraction is an upper bound."""
     from ..theory import distribution_refusal, staleness_distribution
 
+    system = system.active_system()  # the idle workers change nothing
     unbounded = system.replace(staleness_bound=None) if system.protocol == "k-batch-async" else system
     refusal = distribution_refusal(unbounded)
     keys: dict[str, Any] = {

@@ -153,6 +153,9 @@ def option_values(path: str | Path, options: dict[str, Any], given: set[str]) ->
         "staleness_bound": system.staleness_bound,
         "uplink": _delay_text(system.uplink),
         "downlink": _delay_text(system.downlink),
+        "workers": None if system.workers is None else ",".join(str(i) for i in system.workers),
+        "delay_threshold": system.delay_threshold,
+        "cutoff": None if system.cutoffs is None else ",".join(repr(c) for c in system.cutoffs),
     }
     if system.identical:  # one law for every worker: any --n
         values["compute"] = (describe(system.compute[0]),)

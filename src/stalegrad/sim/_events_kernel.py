@@ -68,9 +68,10 @@ BH, BN, BP, PT = range(17, 21)  # sends: head and length of their ring; next (wo
 QH, QN = range(21, 23)  # gradients in flight with a fixed uplink delay: head and length of their queue
 BT, BK = range(23, 25)  # the first send's next event: time (int64 bits) and key
 NIST = 28
-# float state (fst): time of update `warm`, of the last update, of the last event taken
-T_WARM, T_END, NOW = range(3)
-NFST = 3
+# float state (fst): time of update `warm`, of the last update, of the last event taken; compute time of the
+# gradients dropped (sent - start, summed in arrival order)
+T_WARM, T_END, NOW, DROPT = range(4)
+NFST = 4
 # parameters (par)
 N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, BOUND, RBITS, MODE, WARM, NB, SPAN, UPRAND, DOWNRAND, BCAST = range(16)
 NPAR = 16
@@ -597,6 +598,7 @@ def advance(
             else:
                 upd = -1
                 dropped += 1
+                fst[DROPT] += sent - st
             if mode == 0:
                 o_worker[rows] = i
                 o_round[rows] = r
@@ -1042,6 +1044,7 @@ def advance_batch_async(
         else:
             upd = -1
             dropped += 1
+            fst[DROPT] += sent - st
         if mode == 0:
             o_worker[rows] = i
             o_round[rows] = r

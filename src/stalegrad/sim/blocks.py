@@ -21,7 +21,9 @@ def block_sizes(system: System, gradients: int) -> np.ndarray:
 
     A short run draws little; a long run draws :data:`MAX_BLOCK` at a time and stays in bounded memory.
     """
-    inv = np.array([1.0 / mu for mu in system.means])
+    inv = np.zeros(system.n)
+    for i in system.active:  # idle workers draw nothing: the least
+        inv[i] = 1.0 / system.means[i]
     share = gradients * inv / inv.sum()
     return np.clip(np.ceil(share * 1.1 + 4.0 * np.sqrt(share) + 16), 16, MAX_BLOCK).astype(np.int64)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..spec import System
 from ..trace import COLUMNS, Summary, Trace
-from .events import RULES
+from .events import RULES, work_meta
 from .feeds import Feed, Feeds
 
 __all__ = ["compiled_refusal", "simulate_compiled", "simulate_compiled_summary", "warm"]
@@ -89,6 +89,8 @@ class _Engine:
         from . import _events_kernel as k
 
         self.k = k
+        self.full = system  # idle workers: the kernel runs the active ones, numbered 0 .. M-1 (System.active_system)
+        system = system.active_system()
         n, K = system.n, system.K
         self.system, self.updates, self.seed, self.mode = system, updates, seed, mode
         rules = RULES[system.protocol]
@@ -114,8 +116,8 @@ class _Engine:
         self.wf = np.zeros((n, k.NWF))
 
         # compute times: worker i's block at C[coff[i]:coff[i] + sizes[i]]; its delays at UB, DB[i * L:(i + 1) * L]
-        self.feeds = Feeds(system, seed, updates * K, ahead=ahead)
-        sizes = self.feeds.streams.sizes
+        self.feeds = Feeds(self.full, seed, updates * K, ahead=ahead)
+        sizes = self.feeds.sizes
         self.coff = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
         self.C = np.zeros(int(sizes.sum()))
         self.L = self.feeds.max_chunk
@@ -354,19 +356,15 @@ class _Engine:
         k = self.k
         compute = sum(self.compute)
         cancelled = sum(float(c) for c in self.wf[:, k.CANCEL])
-        return {
-            "engine": "compiled",
-            "events": int(self.ist[k.EVENTS]),
-            "compute_time": compute,
-            "cancelled_time": cancelled,
-            "wasted_fraction": cancelled / (compute + cancelled) if compute + cancelled > 0 else 0.0,
-        }
+        work = work_meta(compute, cancelled, float(self.fst[k.DROPT]))
+        return {"engine": "compiled", "events": int(self.ist[k.EVENTS]), **work}
 
     def trace(self) -> Trace:
         rows = int(self.ist[self.k.ROWS])
         # the rows, in place unless that keeps more than a quarter of the columns unused
         cols = {c: a[:rows] if 4 * rows >= 3 * a.size else a[:rows].copy() for c, a in self.cols.items()}
-        return Trace(cols, self.times[: int(self.ist[self.k.V])], self.system, self.seed, self.meta())
+        to_full(self.full, cols)
+        return Trace(cols, self.times[: int(self.ist[self.k.V])], self.full, self.seed, self.meta())
 
 
 def simulate_compiled(system: System, updates: int, *, seed: int, progress: Progress | None = None) -> Trace:
@@ -384,6 +382,14 @@ def simulate_compiled(system: System, updates: int, *, seed: int, progress: Prog
     """
     compile_seconds = warm()
     t0 = time.perf_counter()
+    if uses_heap_engine(system):
+        from .heap_engine import simulate_heap, warm_heap
+
+        compile_seconds += warm_heap()
+        t0 = time.perf_counter()
+        trace = simulate_heap(system, updates, seed=seed, progress=progress)
+        trace.meta.update(compile_seconds=compile_seconds)
+        return trace
     engine = _Engine(system, updates, seed, mode=0)
     engine.run(progress)
     trace = engine.trace()
@@ -404,11 +410,20 @@ def simulate_compiled_summary(
     """The :class:`~stalegrad.trace.Summary` of :func:`simulate_compiled`'s Trace, streamed in bounded memory
     (arguments checked by :func:`stalegrad.sim.simulate_summary`)."""
     warm()
+    if uses_heap_engine(system):
+        from .heap_engine import simulate_heap_summary, warm_heap
+
+        warm_heap()
+        return simulate_heap_summary(
+            system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
+        )
     engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
     engine.run(progress)
     k = engine.k
     hist, bsum, bcnt, wsum, wcnt, trsum = engine.stats
     meta = engine.meta()
+    if system.workers is not None:  # per worker of the whole system (idle ones: zeros)
+        wsum, wcnt = _spread(wsum, system), _spread(wcnt, system)
     return Summary(
         system=system,
         seed=seed,
@@ -425,5 +440,23 @@ def simulate_compiled_summary(
         t_end=float(engine.fst[k.T_END]),
         max_staleness=int(engine.ist[k.MAXTAU]),
         dropped=int(engine.ist[k.DROPPED]),
-        wasted_fraction=float(meta["wasted_fraction"]),
+        wasted_compute=float(meta["wasted_compute"]),
     )
+
+
+def uses_heap_engine(system: System) -> bool:
+    """True for the protocols that stop or abandon rounds (ringmaster, mindflayer): :mod:`.heap_engine` runs them."""
+    rules = RULES[system.protocol]
+    return rules.stops or rules.cutoffs
+
+
+def to_full(system: System, cols: dict[str, np.ndarray]) -> None:
+    """Renumber the ``worker`` column of rows made on ``system.active_system()`` as the workers of ``system``."""
+    if system.workers is not None:
+        cols["worker"] = np.asarray(system.workers, dtype=cols["worker"].dtype)[cols["worker"]]
+
+
+def _spread(per_active: np.ndarray, system: System) -> np.ndarray:
+    out = np.zeros(system.n, dtype=per_active.dtype)
+    out[list(system.active)] = per_active
+    return out

@@ -11,9 +11,18 @@ Rules (DESIGN.md), as the order of events at one instant:
 1. a worker finishes a round (and, if it does not wait, starts the next one) -- so a version reaching it at that
    very instant is *not* visible to the new round (a round uses versions that reached it strictly before);
 2. gradients reach the master, in worker order, then round order;
-3. versions reach workers. A worker that waits (k-async, k-sync, sync) starts its next round on the version that
-   just reached it; a worker computing on an older version under a cancelling protocol (k-sync, k-batch-sync,
-   sync) abandons that round (its time is counted as wasted) and starts over on the new version.
+3. versions reach workers. A worker that waits (k-async, k-sync, sync, ringmaster) starts its next round on the
+   version that just reached it; a worker computing on an older version under a cancelling protocol (k-sync,
+   k-batch-sync, sync, rennala, mindflayer) abandons that round (its time is counted as wasted) and starts over on
+   the new version; under ringmaster it does so only when the version is ``R`` or more ahead of its round's.
+
+The protocols of 2023-2025 add two rules. Ringmaster ASGD (Maranjyan, Tyurin & Richtarik, ICML 2025, Algorithm 5,
+"with calculation stops") is k-async with ``K = 1`` whose master drops a gradient of delay ``>= R`` on arrival and,
+at each update, sends the new version to every worker whose round in progress has reached delay ``R`` (once per
+round): the *stop*, which abandons the round when it reaches the worker. MindFlayer SGD (Maranjyan, Shaikh Omar &
+Richtarik, UAI 2025) is rennala whose worker ``i`` abandons a round still computing ``cutoffs[i]`` seconds after it
+started (an event of the finish kind at that instant) and starts over. Idle workers (``System.workers``) start no
+round and are sent no version.
 
 Random streams (:mod:`stalegrad.streams`): worker ``i`` draws compute times, uplink delays (one per gradient) and
 downlink delays (one per version it is sent) from its own compute, uplink and downlink streams.
@@ -79,6 +88,8 @@ class Rules:
     cancels: bool  # a new version cancels a round computing on an older one
     current_only: bool  # the master takes only gradients computed on its current version
     to_contributors: bool  # a new version goes only to the workers whose gradients made it
+    stops: bool = False  # ringmaster: a round whose delay reaches R is stopped (the master sends the new version)
+    cutoffs: bool = False  # mindflayer: a round still computing at its worker's cutoff is abandoned
 
 
 RULES = {
@@ -87,12 +98,15 @@ RULES = {
     "k-sync": Rules(waits=True, cancels=True, current_only=True, to_contributors=False),
     "k-batch-sync": Rules(waits=False, cancels=True, current_only=True, to_contributors=False),
     "sync": Rules(waits=True, cancels=True, current_only=True, to_contributors=False),
+    "rennala": Rules(waits=False, cancels=True, current_only=True, to_contributors=False),
+    "ringmaster": Rules(waits=True, cancels=False, current_only=False, to_contributors=True, stops=True),
+    "mindflayer": Rules(waits=False, cancels=True, current_only=True, to_contributors=False, cutoffs=True),
 }
 
 
 class _Worker:
-    __slots__ = ("block", "busy", "cancelled", "compute", "down", "pos", "reached", "rnd", "start", "up", "used",
-                 "xs")  # fmt: skip
+    __slots__ = ("block", "busy", "cancelled", "compute", "down", "pos", "reached", "rnd", "start", "stopped", "up",
+                 "used", "xs")  # fmt: skip
 
     def __init__(self) -> None:
         self.reached = 0  # newest version that has reached the worker
@@ -103,7 +117,8 @@ class _Worker:
         self.xs: list[float] = []  # current block of compute times
         self.pos = 0
         self.compute = 0.0  # compute time spent on rounds that finished
-        self.cancelled = 0.0  # compute time spent on rounds that were cancelled
+        self.cancelled = 0.0  # compute time spent on rounds that were cancelled (or abandoned)
+        self.stopped = 0  # (ringmaster) the round a stop was sent for
 
 
 class _Run:
@@ -114,6 +129,11 @@ class _Run:
         self.system, self.updates, self.K = system, updates, system.K
         self.rules = RULES[system.protocol]
         self.bound = system.staleness_bound
+        self.R = system.delay_threshold
+        if self.R is not None:  # ringmaster drops a gradient of delay >= R
+            self.bound = self.R - 1
+        self.cut = system.cutoffs
+        self.active = system.active
         self.loop = EventLoop()
         self.streams = ComputeStreams(system, seed, updates * system.K)
         seqs = all_worker_seeds(seed, n)
@@ -124,6 +144,7 @@ class _Run:
         self.batch: list[int] = []  # workers whose gradients are in the update being gathered
         self.update_times: list[float] = []
         self.rows: dict[str, list[Any]] = {k: [] for k in COLUMNS}
+        self.dropped_time = 0.0  # compute time of the gradients dropped (sent - start, in arrival order)
 
     # ---------------------------------------------------------------------------------------------- handlers
 
@@ -136,7 +157,19 @@ class _Run:
         w.pos += 1
         w.rnd += 1
         w.start, w.used, w.busy = self.loop.now, version, True
+        if self.cut is not None and x > self.cut[i]:  # mindflayer: abandoned at the cutoff
+            self.loop.schedule(w.start + self.cut[i], FINISH, i, w.rnd, self.abandon, i, w.rnd)
+            return
         self.loop.schedule(w.start + x, FINISH, i, w.rnd, self.finish, i, w.rnd, x)
+
+    def abandon(self, i: int, rnd: int) -> None:
+        """Worker ``i`` gives up round ``rnd`` at its cutoff (unless it was cancelled) and starts over."""
+        w = self.workers[i]
+        if rnd != w.rnd or not w.busy:
+            return
+        w.cancelled += self.loop.now - w.start
+        w.busy = False
+        self.start(i, w.reached)
 
     def finish(self, i: int, rnd: int, x: float) -> None:
         """Worker ``i`` finishes round ``rnd`` (unless it was cancelled) and sends the gradient."""
@@ -161,6 +194,7 @@ class _Run:
             reason = APPLIED
         self._record(i, rnd, start, sent, version, self.version + 1 if reason == APPLIED else -1, tau, reason)
         if reason != APPLIED:
+            self.dropped_time += sent - start
             if self.rules.waits and not self.rules.current_only:
                 self.send(i, self.version)  # k-async: a dropped worker must not wait forever
             return
@@ -168,10 +202,21 @@ class _Run:
         if len(self.batch) == self.K:
             self.version += 1
             self.update_times.append(self.loop.now)
-            recipients = self.batch if self.rules.to_contributors else range(self.system.n)
+            recipients = self.batch if self.rules.to_contributors else self.active
             for k in recipients:
                 self.send(k, self.version)
             self.batch = []
+            if self.rules.stops:
+                self.stop_stale()
+
+    def stop_stale(self) -> None:
+        """Ringmaster: the new version goes to every worker whose round in progress has delay >= R, once a round."""
+        assert self.R is not None
+        for k in self.active:
+            w = self.workers[k]
+            if w.busy and self.version - w.used >= self.R and w.stopped != w.rnd:
+                w.stopped = w.rnd
+                self.send(k, self.version)
 
     def send(self, i: int, version: int) -> None:
         self.loop.schedule(self.loop.now + self.down[i](), REACH, i, version, self.reach, i, version)
@@ -183,7 +228,9 @@ class _Run:
         if not w.busy:
             if self.rules.waits:
                 self.start(i, w.reached)
-        elif self.rules.cancels and w.used < w.reached:
+        elif (self.rules.cancels and w.used < w.reached) or (
+            self.rules.stops and self.R is not None and w.reached - w.used >= self.R
+        ):
             w.cancelled += self.loop.now - w.start
             w.busy = False  # its pending finish is ignored
             self.start(i, w.reached)
@@ -200,7 +247,7 @@ class _Run:
     # --------------------------------------------------------------------------------------------- running
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> Trace:
-        for i in range(self.system.n):
+        for i in self.active:
             self.start(i, 0)
         total = self.updates * self.K
         if progress is None:
@@ -212,14 +259,21 @@ class _Run:
         cols = {k: np.asarray(v, dtype=COLUMNS[k]) for k, v in self.rows.items()}
         compute = sum(w.compute for w in self.workers)
         cancelled = sum(w.cancelled for w in self.workers)
-        meta = {
-            "engine": "events",
-            "events": self.loop.events,
-            "compute_time": compute,
-            "cancelled_time": cancelled,
-            "wasted_fraction": cancelled / (compute + cancelled) if compute + cancelled > 0 else 0.0,
-        }
+        meta = {"engine": "events", "events": self.loop.events, **work_meta(compute, cancelled, self.dropped_time)}
         return Trace(cols, np.asarray(self.update_times), self.system, self.streams.seed, meta)
+
+
+def work_meta(compute: float, cancelled: float, dropped: float) -> dict[str, float]:
+    """What a run's compute time went to: ``compute_time`` (rounds finished), ``cancelled_time`` (rounds cancelled,
+    stopped or abandoned), ``dropped_time`` (the gradients dropped) and ``wasted_compute``, the fraction of all
+    compute time spent on work never applied, ``(cancelled + dropped) / (compute + cancelled)``."""
+    total = compute + cancelled
+    return {
+        "compute_time": compute,
+        "cancelled_time": cancelled,
+        "dropped_time": dropped,
+        "wasted_compute": (cancelled + dropped) / total if total > 0 else 0.0,
+    }
 
 
 def simulate_events(

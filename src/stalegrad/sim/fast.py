@@ -59,6 +59,8 @@ def fast_path_refusal(system: System) -> str | None:
         return f"uplink and downlink must be fixed times for the fast simulator, got {d['uplink']!r}, {d['downlink']!r}"
     if system.staleness_bound is not None:
         return f"staleness_bound must be None for the fast simulator, got {system.staleness_bound}"
+    if system.workers is not None:
+        return f"workers must be all for the fast simulator, got {list(system.workers)}"
     return None
 
 
@@ -118,8 +120,12 @@ def prepare(system: System, updates: int) -> float:
     """Load what a run of ``system`` will need before it is timed; return the seconds that took."""
     engine = _auto_engine(system, updates)
     if engine == "compiled":
-        from .compiled import warm
+        from .compiled import uses_heap_engine, warm
 
+        if uses_heap_engine(system):
+            from .heap_engine import warm_heap
+
+            return warm() + warm_heap()
         return warm()
     return load_kernel() if engine == "numba" else 0.0
 

@@ -112,23 +112,28 @@ class Feed:
 
 
 class Feeds:
-    """Every stream a run reads: ``compute[i]``, and ``up[i]``, ``down[i]`` for random delays (empty lists for
-    fixed ones). :meth:`close` stops drawing ahead."""
+    """Every stream a run reads: ``compute[j]``, and ``up[j]``, ``down[j]`` for random delays (empty lists for
+    fixed ones), for the ``j``-th active worker (``system.active[j]``: idle workers draw nothing, and an active
+    worker draws from its own streams whatever its place). ``sizes[j]`` is its block of compute times.
+    :meth:`close` stops drawing ahead."""
 
     def __init__(self, system: System, seed: int, gradients: int, *, ahead: bool = True) -> None:
-        n = system.n
+        active = system.active
+        n = len(active)
         self.streams = ComputeStreams(system, seed, gradients)
+        self.sizes = self.streams.sizes[list(active)]
         self.max_chunk = DELAY_BLOCK * int(np.clip((1 << 20) // (n * DELAY_BLOCK), 1, 256))
         uprand = not isinstance(system.uplink, float)
         downrand = not isinstance(system.downlink, float)
         # a chunk drawn ahead per stream doubles the memory of the buffers: only up to PREFETCH_BYTES
-        streams = int(self.streams.sizes.sum()) + self.max_chunk * n * (uprand + downrand)
+        streams = int(self.sizes.sum()) + self.max_chunk * n * (uprand + downrand)
         self.pool: ThreadPoolExecutor | None = None  # started when a stream first draws ahead
         submit = self._submit if ahead and 8 * streams <= PREFETCH_BYTES else None
-        seqs = all_worker_seeds(seed, n) if uprand or downrand else []
+        every = all_worker_seeds(seed, system.n) if uprand or downrand else []
+        seqs = [every[i] for i in active] if every else []
         blocks = self.max_chunk // DELAY_BLOCK
         # a stream that needs a second chunk (a third for delays, whose chunks start small) is read ahead
-        self.compute = [Feed(self._compute(i), submit, 2) for i in range(n)]
+        self.compute = [Feed(self._compute(i), submit, 2) for i in active]
 
         def delays(model: Any, role: int, name: str) -> list[Feed]:
             return [Feed(DelayStream(model, s[role], name, blocks).draw, submit, 3) for s in seqs]

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-SYNC_PROTOCOLS = ("k-sync", "k-batch-sync", "sync")
+SYNC_PROTOCOLS = ("k-sync", "k-batch-sync", "sync", "rennala", "mindflayer")
 
 
 def update_rate(system: System) -> float:
@@ -75,6 +75,15 @@ def staleness_exact_per_worker(system: System) -> tuple[float, ...]:
     """
     if system.protocol in SYNC_PROTOCOLS:
         return (0.0,) * system.n
+    if system.protocol == "ringmaster":
+        from .optimal import _fixed, ringmaster_regime
+
+        taus = _fixed(system.compute)
+        assert system.delay_threshold is not None
+        if system.tc == 0 and taus is not None and ringmaster_regime(taus, system.delay_threshold):
+            total = sum(1.0 / t for t in taus)  # k-async with K = 1: worker i takes part in tau_i^-1 / total
+            return tuple(tau * total - 1.0 for tau in taus)
+        return (math.nan,) * system.n
     if system.protocol == "k-async" and system.staleness_bound is None:
         # a worker computes on the version it helped make, and its gradient joins the update after its next
         # participation: staleness = (updates between its participations) - 1. Worker i takes part in a fraction
@@ -135,6 +144,15 @@ def predict(system: System) -> Prediction:
     (1.4, 1.36)
     """
     require_system(system)
+    if system.workers is not None:  # the idle workers change nothing: the active ones' theory, NaN for the others
+        small = predict(system.active_system())
+        spread = [math.nan] * system.n
+        for j, i in enumerate(system.active):
+            spread[i] = small.staleness_exact_per_worker[j]
+        note = f"workers {list(system.active)} compute, the others are idle"
+        caveat_ = note if small.caveat is None else f"{small.caveat}; {note}"
+        return Prediction(small.update_rate_exact, small.staleness_paper, small.staleness_exact, tuple(spread),
+                          small.staleness_gap, caveat_)  # fmt: skip
     paper = staleness_paper(system)
     per = staleness_exact_per_worker(system)
     exact = staleness_exact(system)
@@ -148,6 +166,11 @@ def caveat(system: System) -> str | None:
         notes.append("k-async: update rate in closed form only for identical exponential times and Tc = 0")
     elif system.protocol == "k-batch-sync" and math.isnan(update_rate(system)):
         notes.append("k-batch-sync: update rate in closed form only for exponential compute times")
+    elif system.protocol == "ringmaster" and math.isnan(update_rate(system)):
+        notes.append(
+            "ringmaster: rate and staleness in closed form only for fixed compute times, Tc = 0 and no round that "
+            "can see R updates; simulate"
+        )
     if system.staleness_bound is not None:
         notes.append("a staleness bound drops gradients: no closed form for the rate or staleness; simulate")
     if system.protocol in SYNC_PROTOCOLS:

@@ -88,4 +88,8 @@ def protocol_update_rate(system: System) -> float | None:
             mu = means.pop()
             return 1.0 / (mu * sum(1.0 / (n - j) for j in range(K)))
         return None
+    if system.protocol in ("rennala", "mindflayer", "ringmaster"):
+        from .optimal import optimal_protocol_rate
+
+        return optimal_protocol_rate(system)
     raise invalid("protocol", system.protocol, "a protocol with an update-rate rule")
