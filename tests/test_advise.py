@@ -119,6 +119,25 @@ def test_advise_ranks_by_time_to_target_and_is_reproducible():
     assert "stalegrad train --n" in d["recommended"]["commands"]["train"]
 
 
+def test_rennala_is_a_candidate_with_its_wasted_compute():
+    """With --protocols k-batch-async,rennala each configuration is tried under both; rennala's rows count the
+    compute its cancellations waste (the trace's own accounting), k-batch-async's none; a rennala recommendation
+    has no run command line (the runtime makes k-batch-async only)."""
+    p = LinearRegression()
+    advice = advise(CLUSTER, p, 0.05 * p.error(p.init()), Ks=(2,), steps=(0.05,), seeds=2, seed=5,
+                    protocols=("k-batch-async", "rennala"), workers=(2, 4))  # fmt: skip
+    rows = advice.rows()
+    assert advice.result.screened == 2 * 2  # sizes x protocols
+    by = {(r["protocol"], r["n"]): r for r in rows}
+    assert by[("rennala", 4)]["wasted_compute"] > 0.1  # the slow pair's rounds are mostly cancelled
+    assert all(r["wasted_compute"] == 0.0 for r in rows if r["protocol"] == "k-batch-async")
+    d = advice.to_dict("linreg")
+    commands = d["recommended"]["commands"]
+    assert (commands["run"] is None) == (d["recommended"]["protocol"] == "rennala")
+    if d["recommended"]["protocol"] == "rennala":
+        assert "--protocol rennala" in commands["train"]
+
+
 def test_the_policies_are_candidates_too():
     """With several policies, each configuration is tried with each; the row names its policy and the train
     command line carries it when it is not the default."""
@@ -182,6 +201,7 @@ def test_cli_advise_theory_only(run_cli):
         ([*HET, "--problem", "linreg", "--steps", "0,1"], "--steps"),
         ([*HET, "--problem", "linreg", "--K", "0"], "--K"),
         ([*HET, "--problem", "linreg", "--policy", "constant,fast"], "--policy"),
+        ([*HET, "--problem", "linreg", "--protocols", "ringmaster"], "--protocols"),
         ([*HET, "--problem", "linreg", "--plot", "a.jpg"], "--plot"),
         (["--compute", "expon(scale=1)", "--problem", "linreg"], "--n"),
         ([*HET, "--problem", "linreg", "--protocol", "k-sync"], "--protocol"),

@@ -71,24 +71,26 @@ class Advice:
             "staleness_paper": pred.staleness_paper,
             "update_rate": float(np.mean(s.rates)),
             "update_rate_exact": pred.update_rate_exact,
-            "wasted_compute": 0.0,  # k-batch-async cancels nothing
+            "wasted_compute": float(np.mean(s.wasted)) if s.wasted else 0.0,
             "diverged": any(s.diverged),
         }
 
     def rows(self) -> list[dict[str, Any]]:
         return [self.row(s, k + 1) for k, s in enumerate(self.result.ranked)]
 
-    def commands(self, problem_option: str) -> dict[str, str]:
+    def commands(self, problem_option: str) -> dict[str, str | None]:
         """The command lines of the recommendation: ``train`` replays it on the cluster's model; ``run`` runs it
         on Ray with real workers (start it on the chosen workers' machines: the times are yours, not injected)."""
         c = self.recommended.candidate
         size = ["--n", str(len(c.workers)), "--K", str(c.K)]
+        protocol = ["--protocol", c.protocol] if c.protocol != "k-batch-async" else []
         tail = ["--problem", problem_option, "--b", str(c.b), "--step", f"{c.step:.4g}"]
         policy = ["--policy", c.policy] if c.policy != "constant" else []
-        train = ["stalegrad", "train", *size, *self.system_args(c.workers), *tail, *policy, "--target",
+        train = ["stalegrad", "train", *size, *self.system_args(c.workers), *protocol, *tail, *policy, "--target",
                  f"{self.target:.4g}"]  # fmt: skip
         run = ["stalegrad", "run", *size, *tail]
-        return {"train": shlex.join(train), "run": shlex.join(run)}
+        runnable = c.protocol == "k-batch-async" and c.policy == "constant"  # what the real runtime makes today
+        return {"train": shlex.join(train), "run": shlex.join(run) if runnable else None}
 
     def system_args(self, workers: Sequence[int]) -> list[str]:
         """``--compute`` (with counts) and the delays (``--tc`` when both directions are half of it) of the

@@ -45,7 +45,10 @@ from ..train import replay
 from ..train.policies import POLICIES
 from .theory import WorkerChoice, step_grid, theory_workers
 
-__all__ = ["Candidate", "Scored", "evaluate", "search"]
+__all__ = ["SEARCHED", "Candidate", "Scored", "evaluate", "search"]
+
+#: Protocols the search can try (each with every K: for rennala, K is its batch S of fresh gradients).
+SEARCHED = ("k-batch-async", "k-async", "k-sync", "k-batch-sync", "rennala")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class Scored:
     staleness_p95: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
     diverged: list[bool] = field(default_factory=list)
+    wasted: list[float] = field(default_factory=list)
 
     @property
     def time_to_target(self) -> float:
@@ -140,6 +144,7 @@ def evaluate(
                 s.staleness_p95.append(p95)
                 s.rates.append(trace.updates / span if span > 0 else math.nan)
                 s.diverged.append(bad)
+                s.wasted.append(float(trace.meta.get("wasted_compute", 0.0)))
     return scored
 
 
@@ -166,6 +171,7 @@ def search(
     bs: Sequence[int] = (1,),
     steps: Sequence[float] | None = None,
     policies: Sequence[str] = ("constant",),
+    protocols: Sequence[str] = ("k-batch-async",),
     noise_ratio: float | None = None,
     budget_workers: int | None = None,
     seeds: int = 8,
@@ -203,9 +209,12 @@ def search(
     for policy in policies:
         if policy not in POLICIES:
             raise invalid("policy", policy, f"one of {', '.join(POLICIES)}")
+    for protocol in protocols:
+        if protocol not in SEARCHED:
+            raise invalid("protocol", protocol, f"one of {', '.join(SEARCHED)}")
     pool = [
-        Candidate(order[:m], K, b, s, policy=pol)
-        for m, K, b, s, pol in itertools.product(sizes, Ks, bs, grid, policies)
+        Candidate(order[:m], K, b, s, protocol=proto, policy=pol)
+        for m, K, b, s, pol, proto in itertools.product(sizes, Ks, bs, grid, policies, protocols)
     ]
     screened = len(pool)  # and the steps between, added after rung 0
     scored: dict[Candidate, Scored] = {}

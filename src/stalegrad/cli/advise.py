@@ -23,6 +23,9 @@ from .options import (
     print_table,
 )
 
+#: Finalists shown in the table.
+SHOWN = 15
+
 
 @click.command("advise")
 @cluster_options
@@ -60,6 +63,12 @@ from .options import (
     show_default=True,
     help="Step-size policies to try (a list): constant, staleness-aware, delay-adaptive.",
 )
+@click.option(
+    "--protocols",
+    default="k-batch-async",
+    show_default=True,
+    help="Protocols to try (a list): k-batch-async, k-async, k-sync, k-batch-sync, rennala (K: its batch S).",
+)
 @click.option("--seeds", type=click.IntRange(min=2), default=8, show_default=True,
               help="Replications of the finalists (the interval of the time to target).")  # fmt: skip
 @click.option("--max-updates", "max_updates", type=click.IntRange(min=100), default=1_000_000, show_default=True,
@@ -83,6 +92,7 @@ def advise_command(
     bs: str,
     steps: str | None,
     policies: str,
+    protocols: str,
     seeds: int,
     max_updates: int,
     seed: int | None,
@@ -120,6 +130,11 @@ def advise_command(
     policy_list = [x.strip() for x in policies.split(",") if x.strip()]
     if not policy_list or any(x not in POLICIES for x in policy_list):
         raise invalid("--policy", policies, f"a list of {', '.join(POLICIES)}")
+    from ..advise.search import SEARCHED
+
+    protocol_list = [x.strip() for x in protocols.split(",") if x.strip()]
+    if not protocol_list or any(x not in SEARCHED for x in protocol_list):
+        raise invalid("--protocols", protocols, f"a list of {', '.join(SEARCHED)}")
     if noise_ratio is not None and not (math.isfinite(noise_ratio) and noise_ratio >= 0):
         raise invalid("--noise-ratio", noise_ratio, "a finite number >= 0")
     if target is not None and not (math.isfinite(target) and target > 0):
@@ -147,8 +162,8 @@ def advise_command(
 
     advice = advise(
         system, prob, goal, noise_ratio=noise_ratio, progress=say, workers=tried, Ks=Ks, bs=b_values,
-        steps=step_list, policies=policy_list, budget_workers=budget_workers, seeds=seeds, max_updates=max_updates,
-        seed=root,
+        steps=step_list, policies=policy_list, protocols=protocol_list, budget_workers=budget_workers, seeds=seeds,
+        max_updates=max_updates, seed=root,
     )  # fmt: skip
     result = advice.to_dict(problem)
     if plot:
@@ -175,12 +190,15 @@ def advise_command(
             "rate",
             "wasted",
         ],
-        [_cells(r) for r in rows] + [_cells(result["naive"], "naive")],
+        [_cells(r) for r in rows[:SHOWN]] + [_cells(result["naive"], "naive")],
     )
+    if len(rows) > SHOWN:
+        click.echo(f"(the best {SHOWN} of {len(rows)} finalists; --json lists them all)")
     rec = result["recommended"]
     gain = result["gain_over_naive"]
     click.echo(
-        f"recommended: {len(rec['workers'])} fastest workers {rec['workers']}, K = {rec['K']}, b = {rec['b']}, "
+        f"recommended: {rec['protocol']} on the {len(rec['workers'])} fastest workers {rec['workers']}, "
+        f"K = {rec['K']}, b = {rec['b']}, "
         f"step {rec['step']:.4g} ({rec['policy']}): time to target {fmt(rec['time_to_target'], 2)}"
         + (f", {gain:.2f}x the naive choice (every worker, K = 1, its best step)" if gain else "")
     )
@@ -190,13 +208,17 @@ def advise_command(
             f"S = {result['noise_ratio']:.3g}"
         )
     click.echo(f"  train: {rec['commands']['train']}")
-    click.echo(f"  run:   {rec['commands']['run']}")
+    run = rec["commands"]["run"]
+    click.echo(
+        f"  run:   {run}" if run else "  run:   (the real runtime makes k-batch-async with a constant step only)"
+    )
 
 
 def _cells(r: dict[str, Any], rank: str | None = None) -> list[str]:
     lo, hi = r["time_to_target_ci95"]
     return [
         rank or str(r["rank"]),
+        r["protocol"],
         str(r["n"]),
         str(r["K"]),
         str(r["b"]),
