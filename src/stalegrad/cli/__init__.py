@@ -11,18 +11,40 @@ import sys
 import click
 
 from .. import __version__
-from .advise import advise_command
-from .compare import compare_command
-from .fit import fit_command
-from .predict import predict_command
-from .reproduce import reproduce_command
-from .run import run_command
-from .simulate import simulate_command
-from .sweep import sweep_command
-from .train import train_command
+
+#: Command name -> the module (in this package) and attribute that define it, in the order ``--help`` lists them.
+#: A command's module is imported only when the command runs (or ``--help`` lists the commands): every command
+#: pays for its own options only.
+COMMANDS = {
+    "predict": ("predict", "predict_command"),
+    "simulate": ("simulate", "simulate_command"),
+    "compare": ("compare", "compare_command"),
+    "reproduce": ("reproduce", "reproduce_command"),
+    "train": ("train", "train_command"),
+    "run": ("run", "run_command"),
+    "fit": ("fit", "fit_command"),
+    "advise": ("advise", "advise_command"),
+    "sweep": ("sweep", "sweep_command"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (click's lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        import importlib
+
+        module, attr = COMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="stalegrad")
 def cli() -> None:
     """Gradient staleness in asynchronous distributed SGD (one master, n workers, an update every K gradients).
@@ -30,17 +52,6 @@ def cli() -> None:
     Predict it in closed form, simulate it exactly, reproduce the reference paper (Al-Lawati & Draper), and run
     it for real on Ray.
     """
-
-
-cli.add_command(predict_command)
-cli.add_command(simulate_command)
-cli.add_command(compare_command)
-cli.add_command(reproduce_command)
-cli.add_command(train_command)
-cli.add_command(run_command)
-cli.add_command(fit_command)
-cli.add_command(advise_command)
-cli.add_command(sweep_command)
 
 
 #: Options renamed to the shared vocabulary (``docs/vocabulary.md``): a user's old spelling is told the new one.
