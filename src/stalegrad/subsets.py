@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import invalid
 
-__all__ = ["resolve_cutoffs", "resolve_workers"]
+__all__ = ["resolve_cutoffs", "resolve_workers", "to_full"]
 
 
 def _allowed(n: int) -> str:
@@ -88,3 +88,11 @@ def resolve_cutoffs(value: Any, n: int) -> tuple[float, ...]:
             raise invalid("cutoffs", list(value), allowed)
         out.append(float(c))
     return tuple(out)
+
+
+def to_full(system: Any, cols: dict[str, Any]) -> None:
+    """Renumber the ``worker`` column of rows made on ``system.active_system()`` as the workers of ``system``."""
+    if system.workers is not None:
+        import numpy as np
+
+        cols["worker"] = np.asarray(system.workers, dtype=cols["worker"].dtype)[cols["worker"]]

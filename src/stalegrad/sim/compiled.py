@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import System
+from ..subsets import to_full
 from ..trace import COLUMNS, Summary, Trace
 from .events import RULES, work_meta
 from .feeds import Feed, Feeds
@@ -448,12 +449,6 @@ def uses_heap_engine(system: System) -> bool:
     """True for the protocols that stop or abandon rounds (ringmaster, mindflayer): :mod:`.heap_engine` runs them."""
     rules = RULES[system.protocol]
     return rules.stops or rules.cutoffs
-
-
-def to_full(system: System, cols: dict[str, np.ndarray]) -> None:
-    """Renumber the ``worker`` column of rows made on ``system.active_system()`` as the workers of ``system``."""
-    if system.workers is not None:
-        cols["worker"] = np.asarray(system.workers, dtype=cols["worker"].dtype)[cols["worker"]]
 
 
 def _spread(per_active: np.ndarray, system: System) -> np.ndarray:

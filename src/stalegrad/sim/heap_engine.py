@@ -155,7 +155,7 @@ class _HeapRun:
         return {"engine": "compiled", "events": int(self.ist[k.EVENTS]), **work}
 
     def trace(self) -> Trace:
-        from .compiled import to_full
+        from ..subsets import to_full
 
         rows = int(self.ist[self.k.ROWS])
         cols = {c: a[:rows].copy() for c, a in self.cols.items()}

@@ -171,7 +171,7 @@ def _fixed(models: Sequence[Any]) -> list[float] | None:
 def optimal_protocol_rate(system: System) -> float | None:
     """Long-run updates per second of rennala, mindflayer or ringmaster where the module docstring gives one
     (``None`` elsewhere: random delays, ringmaster outside its regime)."""
-    from .rates import is_exponential
+    from .renewal import is_exponential
 
     small = system.active_system()
     models, tc, S = list(small.compute), small.tc, small.K

@@ -29,7 +29,7 @@ from ..spec import System
 from ..syntax import describe
 from .arrivals import STEPS_PER_SCALE, arrivals_closed_form, arrivals_numerical, worker_classes
 from .limits import is_lattice
-from .rates import is_exponential
+from .renewal import is_exponential
 
 __all__ = ["ClassStaleness", "StalenessDistribution", "distribution_refusal", "staleness_distribution"]
 

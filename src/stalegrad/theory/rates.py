@@ -19,20 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from ..distributions import ShiftedExponential, scipy_kind
 from ..errors import invalid
 from ..spec import System
+from .renewal import is_exponential
 
 __all__ = ["is_exponential", "order_statistic_mean", "protocol_update_rate"]
-
-
-def is_exponential(model: Any) -> bool:
-    """True for an exponential law with ``loc = 0`` (memoryless compute times): scipy's ``expon`` or ours."""
-    if isinstance(model, ShiftedExponential):
-        return model.loc == 0.0
-    gen = getattr(model, "dist", None)
-    named = getattr(gen, "name", "") == "expon"
-    return scipy_kind(model) == "continuous" and named and float(model.support()[0]) == 0.0
 
 
 def order_statistic_mean(models: tuple[Any, ...], K: int) -> float:

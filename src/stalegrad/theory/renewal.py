@@ -12,7 +12,7 @@ import numpy as np
 from ..distributions import Deterministic, Empirical, Scaled, ShiftedExponential, scipy_kind
 from ..errors import invalid
 
-__all__ = ["renewal_function"]
+__all__ = ["is_exponential", "renewal_function"]
 
 
 def renewal_function(model: Any, t: float) -> float:
@@ -224,3 +224,12 @@ def _renewal_empirical(values: np.ndarray, t: float) -> float | None:
         if sums.size == 0:
             break
     return total
+
+
+def is_exponential(model: Any) -> bool:
+    """True for an exponential law with ``loc = 0`` (memoryless compute times): scipy's ``expon`` or ours."""
+    if isinstance(model, ShiftedExponential):
+        return model.loc == 0.0
+    gen = getattr(model, "dist", None)
+    named = getattr(gen, "name", "") == "expon"
+    return scipy_kind(model) == "continuous" and named and float(model.support()[0]) == 0.0
