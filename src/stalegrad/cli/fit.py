@@ -128,7 +128,8 @@ def _write(cluster: Any, out: str | None, plot: str | None) -> None:
         from ..artefacts import metadata, write_figure
         from ..fit.figures import fit_figure
 
-        fig = fit_figure(cluster.classes, title=f"stalegrad fit: {len(cluster.records)} records, seed {cluster.seed}")
+        title = f"stalegrad fit: {len(cluster.records)} records, seed {cluster.seed}"
+        fig = fit_figure(cluster.classes, title=title, reference=cluster.batch_reference)
         inputs = [s.path for s in cluster.records.sources]
         write_figure(fig, plot, metadata(cluster.seed, {"fitted": cluster.system}, inputs=inputs))
 
