@@ -87,8 +87,8 @@ def fit_command(
     """
     from ..errors import invalid
     from ..fit import fit_cluster, parse_columns, read_records
+    from ..fit.choice import check_gof_samples
     from ..fit.classes import check_level
-    from ..fit.laws import check_gof_samples
 
     check_level(level, "--level")
     check_gof_samples(gof_samples, level, "--gof-samples")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .batch import BatchFit
-from .laws import SampleFit
+from .choice import SampleFit
 
 __all__ = ["batch_panel", "cdf_panel", "fit_figure", "qq_panel"]
 
