@@ -17,6 +17,7 @@ calls again. Compilation (or loading numba's cache) happens once per process, in
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -271,17 +272,9 @@ def simulate_compiled(system: System, updates: int, *, seed: int, progress: Prog
     >>> trace.equals(simulate_events(system, 100, seed=1))
     True
     """
-    compile_seconds = warm()
+    compile_seconds = warm() + _warm_heap(system)
     t0 = time.perf_counter()
-    if uses_heap_engine(system):
-        from .heap_engine import simulate_heap, warm_heap
-
-        compile_seconds += warm_heap()
-        t0 = time.perf_counter()
-        trace = simulate_heap(system, updates, seed=seed, progress=progress)
-        trace.meta.update(compile_seconds=compile_seconds)
-        return trace
-    engine = _Engine(system, updates, seed, mode=0)
+    engine = _run_class(system)(system, updates, seed, mode=0)
     engine.run(progress)
     trace = engine.trace()
     trace.meta.update(seconds=time.perf_counter() - t0, compile_seconds=compile_seconds)
@@ -301,14 +294,8 @@ def simulate_compiled_summary(
     """The :class:`~stalegrad.trace.Summary` of :func:`simulate_compiled`'s Trace, streamed in bounded memory
     (arguments checked by :func:`stalegrad.sim.simulate_summary`)."""
     warm()
-    if uses_heap_engine(system):
-        from .heap_engine import simulate_heap_summary, warm_heap
-
-        warm_heap()
-        return simulate_heap_summary(
-            system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
-        )
-    engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
+    _warm_heap(system)
+    engine = _run_class(system)(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
     engine.run(progress)
     return engine.summary(warmup)
 
@@ -317,3 +304,21 @@ def uses_heap_engine(system: System) -> bool:
     """True for the protocols that stop or abandon rounds (ringmaster, mindflayer): :mod:`.heap_engine` runs them."""
     rules = RULES[system.protocol]
     return rules.stops or rules.cutoffs
+
+
+def _warm_heap(system: System) -> float:
+    """Compile the heap kernel if ``system`` needs it (seconds that took; 0 if not, or done before)."""
+    if not uses_heap_engine(system):
+        return 0.0
+    from .heap_engine import warm_heap
+
+    return warm_heap()
+
+
+def _run_class(system: System) -> Callable[..., KernelRun]:
+    """The kernel that runs ``system``: the heap kernel's for the protocols that stop or abandon rounds."""
+    if uses_heap_engine(system):
+        from .heap_engine import HeapRun
+
+        return HeapRun
+    return _Engine

@@ -3,9 +3,9 @@
 :mod:`stalegrad.sim.events` is the reference; :mod:`._heap_kernel` runs its events, in its order, with its
 handlers, in numba, and gives the identical Trace (row for row, bit for bit) with the same ``trace.meta`` counts,
 or streams its :class:`~stalegrad.trace.Summary` (mode 1) in memory that does not grow with the run.
-:func:`stalegrad.sim.compiled.simulate_compiled` sends these protocols here; the other protocols keep their
-specialised loops (:mod:`._events_kernel`). The streams, the rows and the loop answering the kernel's requests are
-:class:`~.kernel_run.KernelRun`'s, shared with that engine.
+:func:`stalegrad.sim.compiled.simulate_compiled` runs these protocols with :class:`HeapRun`; the other protocols
+keep their specialised loops (:mod:`._events_kernel`). The streams, the rows and the loop answering the kernel's
+requests are :class:`~.kernel_run.KernelRun`'s, shared with that engine.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 
 from ..spec import System
-from ..trace import Summary, Trace
 from .events import RULES
-from .kernel_run import KernelRun, Progress
+from .kernel_run import KernelRun
 
-__all__ = ["simulate_heap", "simulate_heap_summary", "warm_heap"]
+__all__ = ["HeapRun", "warm_heap"]
 
 
-class _HeapRun(KernelRun):
+class HeapRun(KernelRun):
     """One run of :mod:`._heap_kernel`: its parameters, its heap of events, and room for that heap to grow."""
 
     def __init__(
@@ -87,32 +86,6 @@ def warm_heap() -> float:
     from ..distributions import deterministic
 
     t0 = time.perf_counter()
-    simulate_heap(System(n=2, K=1, compute=deterministic(1.0), protocol="ringmaster", delay_threshold=1), 2, seed=0)
+    HeapRun(System(n=2, K=1, compute=deterministic(1.0), protocol="ringmaster", delay_threshold=1), 2, 0).run(None)
     _COMPILE_SECONDS.append(time.perf_counter() - t0)
     return _COMPILE_SECONDS[0]
-
-
-def simulate_heap(system: System, updates: int, *, seed: int, progress: Progress | None = None) -> Trace:
-    """Simulate ``updates`` updates of ringmaster or mindflayer in numba: the reference engine's Trace."""
-    t0 = time.perf_counter()
-    run = _HeapRun(system, updates, seed)
-    run.run(progress)
-    trace = run.trace()
-    trace.meta["seconds"] = time.perf_counter() - t0
-    return trace
-
-
-def simulate_heap_summary(
-    system: System,
-    updates: int,
-    *,
-    seed: int,
-    warmup: int,
-    batches: int,
-    transient: int,
-    progress: Progress | None = None,
-) -> Summary:
-    """The :class:`~stalegrad.trace.Summary` of :func:`simulate_heap`'s Trace, streamed in bounded memory."""
-    run = _HeapRun(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
-    run.run(progress)
-    return run.summary(warmup)
