@@ -7,7 +7,9 @@ worker the round is the version), so ``(time, key)`` orders events exactly as th
 rounds are numbered once; a worker is sent each version at most once), so the sequence number never decides.
 Times are ``>= 0``, so their int64 bit patterns order as the floats do; the trees compare those.
 
-:func:`advance` runs every protocol. Where its events wait:
+:func:`advance` runs every protocol but ringmaster (:mod:`._heap_kernel`). Mindflayer's cutoffs: a round whose
+compute time exceeds its worker's cutoff ends there, and its finish event abandons it and starts the next round.
+Where its events wait:
 
 * each worker's round in progress (at most one finish that counts): a tournament (winner) tree over the workers
   holds each worker's first event. A change to one worker costs one leaf-to-root pass of ``log2(n)`` comparisons
@@ -74,16 +76,19 @@ T_WARM, T_END, NOW, DROPT = range(4)
 NFST = 4
 # parameters (par)
 N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, BOUND, RBITS, MODE, WARM, NB, SPAN, UPRAND, DOWNRAND, BCAST = range(16)
-NPAR = 16
+CUTS = 16  # (mindflayer) a round whose compute time exceeds its worker's cutoff (wf column CUT) is abandoned there
+NPAR = 17
 # float parameters (fpar)
 UPFIX, DOWNFIX = range(2)
 # per-worker integer state (wi columns); AN, RN: sizes of its heaps of gradients in flight and versions travelling;
 # VNEXT, RH: (k-batch-async kernel) the next round whose version is still to be found, the head of its versions
 REACHED, RND, USED, BUSY, CPOS, CEND, UPOS, UEND, DPOS, DEND, AN, RN, VNEXT, RH = range(14)
-NWI = 14
+ABANDON = 14  # its round in progress ends at its cutoff (the finish event abandons it)
+NWI = 15
 # per-worker float state (wf columns); FT: time its round in progress finishes (+inf when it waits)
 START, X, COMPUTE, CANCEL, FT = range(5)
-NWF = 5
+CUT = 5  # its cutoff (mindflayer; +inf otherwise)
+NWF = 6
 # pool columns (pf: start, sent)
 PSTART, PSENT = range(2)
 
@@ -176,6 +181,17 @@ def _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own):
     t = tr if sw else t
     k = kr if sw else k
     return t, k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ends(w, now, x, cuts, ft, wi, wf):
+    """The round worker ``w`` starts now with compute time ``x`` ends: at ``now + x``, or abandoned at its cutoff."""
+    if cuts and x > wf[w, CUT]:
+        ft[w] = now + wf[w, CUT]
+        wi[w, ABANDON] = 1
+    else:
+        ft[w] = now + x
+        wi[w, ABANDON] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -298,6 +314,7 @@ def advance(
     uprand = par[UPRAND] != 0
     downrand = par[DOWNRAND] != 0
     bcast = par[BCAST] != 0
+    cuts = par[CUTS] != 0
     upfix = fpar[UPFIX]
     downfix = fpar[DOWNFIX]
     rmask = (np.int64(1) << rbits) - 1
@@ -344,7 +361,7 @@ def advance(
             wi[i, RND] = 1
             wf[i, START] = 0.0
             wf[i, X] = x
-            ft[i] = 0.0 + x
+            _ends(i, 0.0, x, cuts, ft, wi, wf)
             wi[i, USED] = 0
             wi[i, BUSY] = 1
             _replay(wt, wk, m, i, fti[i], kfin | (np.int64(i) << rbits) | 1)
@@ -423,7 +440,7 @@ def advance(
                     wi[w, RND] += 1
                     wf[w, START] = now
                     wf[w, X] = x
-                    ft[w] = now + x
+                    _ends(w, now, x, cuts, ft, wi, wf)
                     wi[w, USED] = reached
                     wi[w, BUSY] = 1
                     if ft[w] == now:  # a finish at this instant comes before the next pair
@@ -453,6 +470,25 @@ def advance(
                 ist[WHO] = refill
                 status = REFILL_COMPUTE
                 break
+
+        elif kind == FINISH and cuts and wi[i, ABANDON] != 0:  # worker i abandons round r at its cutoff
+            if wi[i, CPOS] == wi[i, CEND]:
+                ist[WHO] = i
+                status = REFILL_COMPUTE
+                break
+            events += 1
+            now = t
+            wf[i, CANCEL] += now - wf[i, START]
+            c = wi[i, CPOS]  # and starts over, on the versions that reached it strictly before now
+            x = C[c]
+            wi[i, CPOS] = c + 1
+            wi[i, RND] += 1
+            wf[i, START] = now
+            wf[i, X] = x
+            _ends(i, now, x, cuts, ft, wi, wf)
+            wi[i, USED] = wi[i, REACHED]
+            t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
+            _replay(wt, wk, m, i, t, k)
 
         elif kind == FINISH:  # worker i finishes round r and sends the gradient
             if uprand and wi[i, UPOS] == wi[i, UEND]:
@@ -522,7 +558,7 @@ def advance(
                 wi[i, RND] += 1
                 wf[i, START] = now
                 wf[i, X] = x
-                ft[i] = now + x
+                _ends(i, now, x, cuts, ft, wi, wf)
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
             t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
@@ -773,7 +809,7 @@ def advance(
                 wi[i, RND] += 1
                 wf[i, START] = now
                 wf[i, X] = x
-                ft[i] = now + x
+                _ends(i, now, x, cuts, ft, wi, wf)
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
             t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)

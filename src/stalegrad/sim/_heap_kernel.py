@@ -1,13 +1,12 @@
-"""The compiled loop of the protocols that stop or abandon rounds (ringmaster, mindflayer), imported lazily by
+"""The compiled loop of the protocol that stops rounds (ringmaster), imported lazily by
 :mod:`stalegrad.sim.heap_engine`.
 
 It is :mod:`stalegrad.sim.events` line for line, on arrays: one binary heap of events ordered by
 ``(time, key, sequence)`` where the key packs ``(kind, worker, round)`` as in :mod:`._events_kernel`
 (``kind << 61 | worker << rbits | round``; a version reaching a worker has the version as its round), so events come
 in the reference's order, the sequence number deciding only between two identical sends. An event carries two
-floats and an integer: a finish, its compute time (and 1 when it is an abandonment at the cutoff); an arrival, the
-round's start, send time and version. A cancelled round's finish stays in the heap and is ignored when it comes
-(and counted, as the reference counts it).
+floats and an integer: a finish, its compute time; an arrival, the round's start, send time and version. A
+cancelled round's finish stays in the heap and is ignored when it comes (and counted, as the reference counts it).
 
 Before it takes an event the loop checks what the event will need (a compute time, a delay, room for rows or heap
 entries) and, if something is missing, returns a status with nothing changed; the caller supplies it and calls
@@ -25,9 +24,9 @@ KIND_SHIFT = 61
 APPLIED, STALE, LATE = 0, 1, 2  # as stalegrad.trace
 
 # par
-N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, STOPS, CUTS, BOUND, RR, RBITS, UPRAND, DOWNRAND = range(14)
-MODE, WARM, NB, SPAN = range(14, 18)  # mode 0: rows; mode 1: the Summary's statistics (as _events_kernel)
-NPAR = 18
+N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, STOPS, BOUND, RR, RBITS, UPRAND, DOWNRAND = range(13)
+MODE, WARM, NB, SPAN = range(13, 17)  # mode 0: rows; mode 1: the Summary's statistics (as _events_kernel)
+NPAR = 17
 UPFIX, DOWNFIX = range(2)  # fpar
 # ist
 V, BC, EVENTS, ROWS, WHO, HN, SEQ, STARTED, GRAD, DROPPED, MAXTAU, LIMIT, EMPTY, NEED = range(14)
@@ -85,7 +84,7 @@ def _pop(ist, ht, hk, hs, ha, hb, hv):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _start(i, version, now, rbits, cuts, cut, wi, wf, C, ist, ht, hk, hs, ha, hb, hv):
+def _start(i, version, now, rbits, wi, wf, C, ist, ht, hk, hs, ha, hb, hv):
     """Worker ``i`` starts a round now on ``version`` (a compute time is known to be there)."""
     c = wi[i, CPOS]
     x = C[c]
@@ -96,10 +95,7 @@ def _start(i, version, now, rbits, cuts, cut, wi, wf, C, ist, ht, hk, hs, ha, hb
     wi[i, USED] = version
     wi[i, BUSY] = 1
     key = (np.int64(FINISH) << KIND_SHIFT) | (np.int64(i) << rbits) | r
-    if cuts and x > cut[i]:  # abandoned at the cutoff
-        _push(ist, ht, hk, hs, ha, hb, hv, now + cut[i], key, 0.0, 0.0, 1)
-    else:
-        _push(ist, ht, hk, hs, ha, hb, hv, now + x, key, x, 0.0, 0)
+    _push(ist, ht, hk, hs, ha, hb, hv, now + x, key, x, 0.0, 0)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -114,12 +110,12 @@ def _send(i, version, now, rbits, downrand, downfix, wi, DB, ist, ht, hk, hs, ha
 
 
 @njit(cache=True, nogil=True, _nrt=False)  # no reference counting (it allocates nothing), as _events_kernel
-def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs, ha, hb, hv,
+def advance_heap(par, fpar, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs, ha, hb, hv,
                  o_worker, o_round, o_start, o_sent, o_arrive, o_version, o_update, o_tau, o_dropped,
                  o_times, hist, bsum, bcnt, wsum, wcnt, trsum):  # fmt: skip
     n, K, updates = par[N], par[KK], par[U]
     waits, cancels, curonly = par[WAITS] != 0, par[CANCELS] != 0, par[CURONLY] != 0
-    tocontrib, stops, cuts = par[TOCONTRIB] != 0, par[STOPS] != 0, par[CUTS] != 0
+    tocontrib, stops = par[TOCONTRIB] != 0, par[STOPS] != 0
     bound, R, rbits = par[BOUND], par[RR], par[RBITS]
     uprand, downrand = par[UPRAND] != 0, par[DOWNRAND] != 0
     upfix, downfix = fpar[UPFIX], fpar[DOWNFIX]
@@ -130,7 +126,7 @@ def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs,
     cap = ht.shape[0]
     if ist[STARTED] == 0:  # every active worker starts its first round at time 0, on version 0
         for i in range(n):
-            _start(i, 0, 0.0, rbits, cuts, cut, wi, wf, C, ist, ht, hk, hs, ha, hb, hv)
+            _start(i, 0, 0.0, rbits, wi, wf, C, ist, ht, hk, hs, ha, hb, hv)
         ist[STARTED] = 1
     while ist[V] < updates:
         if ist[HN] == 0:
@@ -153,10 +149,10 @@ def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs,
         # ------------------------------------------------------------------ what the event needs, first
         if kind == FINISH:
             live = r == wi[i, RND] and wi[i, BUSY] != 0
-            if live and v == 0 and uprand and wi[i, UPOS] == wi[i, UEND]:
+            if live and uprand and wi[i, UPOS] == wi[i, UEND]:
                 ist[WHO] = i
                 return REFILL_UP
-            if live and (v == 1 or not waits) and wi[i, CPOS] == wi[i, CEND]:
+            if live and not waits and wi[i, CPOS] == wi[i, CEND]:
                 ist[WHO] = i
                 return REFILL_COMPUTE
         elif kind == ARRIVE:
@@ -208,11 +204,6 @@ def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs,
         if kind == FINISH:
             if r != wi[i, RND] or wi[i, BUSY] == 0:
                 continue  # the round was cancelled
-            if v == 1:  # abandoned at the cutoff
-                wf[i, CANCEL] += now - wf[i, START]
-                wi[i, BUSY] = 0
-                _start(i, wi[i, REACHED], now, rbits, cuts, cut, wi, wf, C, ist, ht, hk, hs, ha, hb, hv)
-                continue
             st = wf[i, START]
             sent = st + a
             wf[i, COMPUTE] += a
@@ -225,7 +216,7 @@ def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs,
             _push(ist, ht, hk, hs, ha, hb, hv, sent + d, ka, st, sent, wi[i, USED])
             wi[i, BUSY] = 0
             if not waits:
-                _start(i, wi[i, REACHED], now, rbits, cuts, cut, wi, wf, C, ist, ht, hk, hs, ha, hb, hv)
+                _start(i, wi[i, REACHED], now, rbits, wi, wf, C, ist, ht, hk, hs, ha, hb, hv)
         elif kind == ARRIVE:
             row = ist[ROWS]
             ist[ROWS] = row + 1
@@ -283,5 +274,5 @@ def advance_heap(par, fpar, cut, ist, fst, wi, wf, C, UB, DB, batch, ht, hk, hs,
             if starts:
                 if busy:  # cancelled or stopped: its finish is ignored when it comes
                     wf[i, CANCEL] += now - wf[i, START]
-                _start(i, reached, now, rbits, cuts, cut, wi, wf, C, ist, ht, hk, hs, ha, hb, hv)
+                _start(i, reached, now, rbits, wi, wf, C, ist, ht, hk, hs, ha, hb, hv)
     return DONE

@@ -98,6 +98,8 @@ class _Engine(KernelRun):
         par[k.RBITS] = k.KIND_SHIFT - wbits
         par[k.MODE], par[k.WARM], par[k.NB], par[k.SPAN] = mode, warm, batches, max(updates - warm, 1)
         par[k.UPRAND], par[k.DOWNRAND] = self.uprand, self.downrand
+        par[k.CUTS] = rules.cutoffs
+        self.wf[:, k.CUT] = np.inf if small.cutoffs is None else small.cutoffs
         fpar = np.zeros(2)
         fpar[k.UPFIX] = 0.0 if self.uprand else small.uplink
         fpar[k.DOWNFIX] = 0.0 if self.downrand else small.downlink
@@ -301,9 +303,8 @@ def simulate_compiled_summary(
 
 
 def uses_heap_engine(system: System) -> bool:
-    """True for the protocols that stop or abandon rounds (ringmaster, mindflayer): :mod:`.heap_engine` runs them."""
-    rules = RULES[system.protocol]
-    return rules.stops or rules.cutoffs
+    """True for the protocol that stops rounds (ringmaster): :mod:`.heap_engine` runs it."""
+    return RULES[system.protocol].stops
 
 
 def _warm_heap(system: System) -> float:

@@ -1,10 +1,10 @@
-"""The compiled engine of the protocols that stop or abandon rounds: ringmaster and mindflayer.
+"""The compiled engine of the protocol that stops rounds: ringmaster.
 
 :mod:`stalegrad.sim.events` is the reference; :mod:`._heap_kernel` runs its events, in its order, with its
 handlers, in numba, and gives the identical Trace (row for row, bit for bit) with the same ``trace.meta`` counts,
 or streams its :class:`~stalegrad.trace.Summary` (mode 1) in memory that does not grow with the run.
-:func:`stalegrad.sim.compiled.simulate_compiled` runs these protocols with :class:`HeapRun`; the other protocols
-keep their specialised loops (:mod:`._events_kernel`). The streams, the rows and the loop answering the kernel's
+:func:`stalegrad.sim.compiled.simulate_compiled` runs it with :class:`HeapRun`; the other protocols (mindflayer
+too) keep their specialised loops (:mod:`._events_kernel`). The streams, the rows and the loop answering the kernel's
 requests are :class:`~.kernel_run.KernelRun`'s, shared with that engine.
 """
 
@@ -44,7 +44,7 @@ class HeapRun(KernelRun):
         par = np.zeros(k.NPAR, dtype=np.int64)
         par[k.N], par[k.KK], par[k.U] = n, K, updates
         par[k.WAITS], par[k.CANCELS], par[k.CURONLY] = rules.waits, rules.cancels, rules.current_only
-        par[k.TOCONTRIB], par[k.STOPS], par[k.CUTS] = rules.to_contributors, rules.stops, rules.cutoffs
+        par[k.TOCONTRIB], par[k.STOPS] = rules.to_contributors, rules.stops
         bound = small.staleness_bound
         if small.delay_threshold is not None:  # ringmaster drops a gradient of delay >= R
             bound = small.delay_threshold - 1
@@ -55,7 +55,6 @@ class HeapRun(KernelRun):
         par[k.MODE], par[k.WARM], par[k.NB], par[k.SPAN] = mode, warm, batches, max(updates - warm, 1)
         self.par = par
         self.fpar = np.array([0.0 if self.uprand else small.uplink, 0.0 if self.downrand else small.downlink])
-        self.cut = np.array(small.cutoffs if small.cutoffs is not None else [np.inf] * n, dtype=np.float64)
         self.batch = np.zeros(K, dtype=np.int64)
         cap = 4 * n + 64
         self.heap = [np.zeros(cap), np.zeros(cap, np.int64), np.zeros(cap, np.int64), np.zeros(cap), np.zeros(cap),
@@ -65,7 +64,7 @@ class HeapRun(KernelRun):
         from ._heap_kernel import advance_heap
 
         kernel: Any = advance_heap  # numba's dispatcher: argument types are checked when it compiles
-        head = (self.par, self.fpar, self.cut, self.ist, self.fst, self.wi, self.wf, self.C, self.UB, self.DB)
+        head = (self.par, self.fpar, self.ist, self.fst, self.wi, self.wf, self.C, self.UB, self.DB)
         return int(kernel(*head, self.batch, *self.heap, *self.outputs()))
 
     def other(self, status: int) -> None:
