@@ -17,7 +17,6 @@ calls again. Compilation (or loading numba's cache) happens once per process, in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -94,7 +93,12 @@ class _Engine(KernelRun):
         par[k.N], par[k.KK], par[k.U] = n, K, updates
         par[k.WAITS], par[k.CANCELS] = rules.waits, rules.cancels
         par[k.CURONLY], par[k.TOCONTRIB] = rules.current_only, rules.to_contributors
-        par[k.BOUND] = -1 if small.staleness_bound is None else small.staleness_bound
+        bound = small.staleness_bound
+        if small.delay_threshold is not None:  # ringmaster drops a gradient of delay >= R, and stops rounds there
+            bound = small.delay_threshold - 1
+            par[k.RR] = small.delay_threshold
+        par[k.BOUND] = -1 if bound is None else bound
+        par[k.STOPS] = rules.stops
         par[k.RBITS] = k.KIND_SHIFT - wbits
         par[k.MODE], par[k.WARM], par[k.NB], par[k.SPAN] = mode, warm, batches, max(updates - warm, 1)
         par[k.UPRAND], par[k.DOWNRAND] = self.uprand, self.downrand
@@ -274,9 +278,9 @@ def simulate_compiled(system: System, updates: int, *, seed: int, progress: Prog
     >>> trace.equals(simulate_events(system, 100, seed=1))
     True
     """
-    compile_seconds = warm() + _warm_heap(system)
+    compile_seconds = warm()
     t0 = time.perf_counter()
-    engine = _run_class(system)(system, updates, seed, mode=0)
+    engine = _Engine(system, updates, seed, mode=0)
     engine.run(progress)
     trace = engine.trace()
     trace.meta.update(seconds=time.perf_counter() - t0, compile_seconds=compile_seconds)
@@ -296,30 +300,6 @@ def simulate_compiled_summary(
     """The :class:`~stalegrad.trace.Summary` of :func:`simulate_compiled`'s Trace, streamed in bounded memory
     (arguments checked by :func:`stalegrad.sim.simulate_summary`)."""
     warm()
-    _warm_heap(system)
-    engine = _run_class(system)(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
+    engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
     engine.run(progress)
     return engine.summary(warmup)
-
-
-def uses_heap_engine(system: System) -> bool:
-    """True for the protocol that stops rounds (ringmaster): :mod:`.heap_engine` runs it."""
-    return RULES[system.protocol].stops
-
-
-def _warm_heap(system: System) -> float:
-    """Compile the heap kernel if ``system`` needs it (seconds that took; 0 if not, or done before)."""
-    if not uses_heap_engine(system):
-        return 0.0
-    from .heap_engine import warm_heap
-
-    return warm_heap()
-
-
-def _run_class(system: System) -> Callable[..., KernelRun]:
-    """The kernel that runs ``system``: the heap kernel's for the protocols that stop or abandon rounds."""
-    if uses_heap_engine(system):
-        from .heap_engine import HeapRun
-
-        return HeapRun
-    return _Engine

@@ -120,12 +120,8 @@ def prepare(system: System, updates: int) -> float:
     """Load what a run of ``system`` will need before it is timed; return the seconds that took."""
     engine = _auto_engine(system, updates)
     if engine == "compiled":
-        from .compiled import uses_heap_engine, warm
+        from .compiled import warm
 
-        if uses_heap_engine(system):
-            from .heap_engine import warm_heap
-
-            return warm() + warm_heap()
         return warm()
     return load_kernel() if engine == "numba" else 0.0
 
