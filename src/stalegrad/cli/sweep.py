@@ -139,14 +139,14 @@ def sweep_command(
     root = resolve_seed(seed)
     if seed is None and not as_json:
         click.echo(f"seed {root} (give --seed {root} to go on after a stop)", err=True)
-    workers = jobs or max(1, min(len(points), os.cpu_count() or 1))
+    processes = jobs or max(1, min(len(points), os.cpu_count() or 1))
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():
             click.echo(f"\rpoints {done}/{total}", err=True, nl=done == total)
 
     try:
-        rows, ran = run_sweep(points, out, updates=updates, root=root, target=target, problem=prob, jobs=workers,
+        rows, ran = run_sweep(points, out, updates=updates, root=root, target=target, problem=prob, jobs=processes,
                               address=address, progress=progress)  # fmt: skip
     except KeyboardInterrupt:
         from ..experiments.sweep import read_done
@@ -209,7 +209,7 @@ def _variants(
     return out
 
 
-def _worker_values(texts: tuple[str, ...]) -> list[Any]:
+def _worker_values(texts: tuple[str, ...] | None) -> list[Any]:
     """--workers values: 'fastest:1,2,4' and 'fastest:1:8' are several (one per count); others one each."""
     if not texts:
         return [None]
