@@ -22,7 +22,9 @@ configuration, and the steps of one configuration are replayed along the *same* 
    (order statistics), is the prediction.
 
 The compute time of a round with minibatch ``b`` is ``b`` times a draw of the worker's law (as ``train``'s
-default ``--scale-compute``).
+default ``--scale-compute``), or the worker's law at ``b`` when the cluster has laws of ``b`` (a system file's
+``compute_batch``). Ringmaster's thresholds and mindflayer's cutoffs are screened by theory before the replays
+(:mod:`.protocols`).
 """
 
 from __future__ import annotations
