@@ -62,7 +62,7 @@ def ringmaster_thresholds(means: Sequence[float], noise_ratio: float | None, kee
     >>> ringmaster_thresholds([1.0] * 4, None)
     [1, 2, 4, 8]
     >>> ringmaster_thresholds([1.0] * 4, 3.0, keep=2)
-    [2, 4]
+    [3, 4]
     """
     top = 2 * len(means)
     grid = {2**k for k in range(top.bit_length()) if 2**k <= top}
