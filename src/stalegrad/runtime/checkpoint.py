@@ -9,7 +9,7 @@ A checkpoint folder holds
   update, when the K-batch accumulator is empty.
 * ``checkpoint.json``, the manifest, written **last** (temporary file, fsync, rename): the format, the version, the
   trace offset (rows up to this checkpoint), the time of the last update, the parts in order with their SHA-256,
-  the rounds the master took from each worker (:class:`~stalegrad.runtime.master.AppliedRounds`: a watermark plus
+  the rounds the master took from each worker (:class:`~stalegrad.runtime.rounds.AppliedRounds`: a watermark plus
   the rounds above it), the random streams and the run's arguments.
 
 A crash between the part and the manifest leaves the previous manifest, which names only the previous parts: the
