@@ -195,8 +195,7 @@ class Worker:
             rnd += 1
             start = sent
             if rules.waits:  # idle until a version sent to it reaches it; that version and any before it
-                t = self._await_next(sent)
-                if t is None:
+                if self._await_next(sent) is None:
                     break
                 start = now()
                 version, ref = self._reached(start, strict=False)
