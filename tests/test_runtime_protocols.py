@@ -4,7 +4,9 @@ a consistent Trace, and its measured staleness, update rate and wasted compute m
 
 Tolerances of the comparison with the prediction: 5% of the predicted value (the issue's), widened to 4 standard
 errors of a run of the same length where sampling alone moves the measured value more than that -- the standard
-error is measured, not guessed: the spread of the event engine over 8 seeds at the run's length and time unit.
+error is measured, not guessed: the spread of the event engine over 8 seeds at the run's length. The run is also
+compared, with the same tolerance, with the event engine on its own seed: the same compute times round by round,
+so the sampling luck of the run's 250 updates is shared (measured: within 1% for most values, 4% at most).
 A protocol error moves a value by far more: a gradient of a superseded version applied (staleness > 0 under a
 synchronous protocol), a worker that never waits (k-async's staleness 1 becomes n/K), no round ever abandoned
 (wasted compute 0).
@@ -168,10 +170,11 @@ def check_consistent(result, system, updates):
             assert np.all(t["dropped"] == APPLIED)
         else:
             assert np.all(t["staleness"][applied] <= bound) and np.all(t["staleness"][~applied] > bound)
-    if system.active is not None:
-        assert set(np.unique(t["worker"])) <= set(system.active)
+    if system.workers is not None:
+        assert set(np.unique(t["worker"])) <= set(system.workers)
     waste = t.meta["wasted_compute"]
-    assert 0 <= waste < 1 and (waste > 0) == (bool(rules.cancels or rules.stops) or np.any(~applied))
+    wastes = system.protocol not in ("k-batch-async", "k-async", "sync") or system.staleness_bound is not None
+    assert 0 <= waste < 1 and (waste > 0) == wastes, waste  # sync: every worker in every update, none cancelled
 
 
 @pytest.mark.slow
@@ -185,41 +188,27 @@ def test_each_protocol_runs_with_a_consistent_trace(local_ray, case):
     assert result.errors[-1, 2] < result.errors[0, 2]
 
 
-#: The comparison's run: updates, seconds per time unit.
-UPDATES, UNIT = 300, 0.02
+#: The comparison's run: updates, seconds per time unit. Ray's latency (a call, a thread's wake-up: about a
+#: millisecond each on this loaded 2-core machine, a few per round) lengthens every round by a few milliseconds
+#: that the prediction knows only on the uplink (its measured mean): 40 ms a unit keeps that under about 2%.
+UPDATES, UNIT = 250, 0.04
 
 
-def engine_spread(system, updates, seeds=8):
-    """Standard deviations of the event engine's staleness mean, update rate and wasted compute over ``seeds``
-    runs of ``updates`` updates (the same warm-up as the comparison)."""
+def engine_runs(system, updates, seeds):
+    """The event engine's staleness mean, update rate and wasted compute in runs of ``updates`` updates (the same
+    warm-up as the comparison), one row per seed."""
     from stalegrad.analysis import steady_state
     from stalegrad.sim.events import simulate_events
 
     rows = []
-    for s in range(seeds):
-        est = steady_state(simulate_events(system, updates, seed=100 + s))
+    for s in seeds:
+        est = steady_state(simulate_events(system, updates, seed=s))
         rows.append((est.mean, est.update_rate, est.wasted_compute))
-    return np.std(np.array(rows), axis=0, ddof=1)
+    return np.array(rows)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            c,
-            marks=pytest.mark.xfail(
-                reason="measured staleness 0.852 and 0.878 (two runs) against the engine's 0.798, 3-4 of its standard "
-                "deviations at 300 updates; update rate and wasted compute match: not explained yet",
-                strict=False,
-            ),
-        )
-        if c == "k-async-bounded"
-        else c
-        for c in CASES
-        if c != "k-batch-async"  # that one: tests/test_runtime.py
-    ],
-)
+@pytest.mark.parametrize("case", [c for c in CASES if c != "k-batch-async"])  # that one: tests/test_runtime.py
 def test_each_protocol_matches_its_prediction(local_ray, case):
     from stalegrad.experiments import compare
     from stalegrad.runtime import run
@@ -228,12 +217,19 @@ def test_each_protocol_matches_its_prediction(local_ray, case):
     result = run(system, LinearRegression(), UPDATES, time_unit=UNIT, seed=1)
     check_consistent(result, system, UPDATES)
     comp = compare(result)
-    sd = engine_spread(system, UPDATES)
+    sd = np.std(engine_runs(system, UPDATES, range(100, 108)), axis=0, ddof=1)
+    # the engine on the run's own seed: the same compute times, round by round (common random numbers)
+    paired = engine_runs(system, UPDATES, [1])[0]
     pairs = {
-        "staleness": (comp.staleness_mean, comp.staleness_exact, sd[0]),
-        "update rate": (comp.update_rate, comp.update_rate_exact, sd[1]),
-        "wasted compute": (comp.wasted_compute, comp.wasted_compute_predicted, sd[2]),
+        "staleness": (comp.staleness_mean, comp.staleness_exact, sd[0], paired[0]),
+        "update rate": (comp.update_rate, comp.update_rate_exact, sd[1], paired[1]),
+        "wasted compute": (comp.wasted_compute, comp.wasted_compute_predicted, sd[2], paired[2]),
     }
-    print(f"\n{case}: " + "; ".join(f"{k} {m:.4f} vs {p:.4f} (sd {s:.4f})" for k, (m, p, s) in pairs.items()))
-    for name, (measured, predicted, spread) in pairs.items():
-        assert abs(measured - predicted) <= max(0.05 * abs(predicted), 4 * spread, 1e-9), (name, measured, predicted)
+    print(
+        f"\n{case}: "
+        + "; ".join(f"{k} {m:.4f} vs {p:.4f} (sd {s:.4f}; seed 1 {e:.4f})" for k, (m, p, s, e) in pairs.items())
+    )
+    for name, (measured, predicted, spread, same_seed) in pairs.items():
+        tolerance = max(0.05 * abs(predicted), 4 * spread, 1e-9)
+        assert abs(measured - predicted) <= tolerance, (name, measured, predicted)
+        assert abs(measured - same_seed) <= tolerance, (name, measured, same_seed)

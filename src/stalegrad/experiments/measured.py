@@ -71,7 +71,12 @@ class Comparison:
 
 
 def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Comparison:
-    """Compare a :class:`~stalegrad.runtime.RunResult`'s staleness with the prediction from its measured times."""
+    """Compare a :class:`~stalegrad.runtime.RunResult`'s staleness with the prediction from its measured times.
+
+    Under the paper's protocol (every worker, no bound) the prediction is the exact limit of the measured system.
+    Under any other the round times of a run are censored (abandoned rounds are not rows), so the prediction is
+    :func:`protocol_prediction` of the injected compute times with the measured mean uplink (Ray's latency and the
+    master's load lengthen it) under the run's protocol; with nothing injected, of the measured times."""
     trace = result.trace
     n, K = trace.system.n, trace.system.K
     lost, restarted = tuple(getattr(result, "lost", ())), tuple(getattr(result, "restarted", ()))
@@ -94,10 +99,14 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
     if _paper(conf):
         pred = predict(system)
         exact, rate_exact, wasted = pred.staleness_exact, pred.update_rate_exact, None
-    else:  # the configured system's (injected times), or the measured times' under the run's protocol
-        other = conf if result.time_unit is not None else _with_protocol(system, conf)
+    else:  # the injected compute times with the measured uplink, or the measured times, under the run's protocol
+        if result.time_unit is not None:
+            up = system.uplink if isinstance(conf.uplink, float) else conf.uplink  # a law: kept
+            other = _with_protocol(conf, conf, up, conf.downlink)
+        else:
+            other = _with_protocol(system, conf, system.uplink, system.downlink)
         exact, rate_exact, wasted, why = protocol_prediction(other)
-        note += why + "; "
+        note += why + " (the injected compute times and the measured mean uplink); "
         pred = predict(system)
     configured = None
     up_extra = down_extra = None
@@ -166,20 +175,21 @@ def protocol_prediction(system: System, seed: int = 0) -> tuple[float, float, fl
 
 def _paper(system: System) -> bool:
     """The paper's protocol with every worker and no bound: the exact limit from the measured times applies."""
-    return system.protocol == "k-batch-async" and system.staleness_bound is None and system.active is None
+    return system.protocol == "k-batch-async" and system.staleness_bound is None and system.workers is None
 
 
-def _with_protocol(measured: System, conf: System) -> System:
-    """The measured system under the run's protocol (its bound, subset, threshold and cutoffs)."""
+def _with_protocol(times: System, conf: System, uplink: Any, downlink: Any) -> System:
+    """The compute times of ``times`` and these delays under the run's protocol (``conf``'s bound, subset,
+    threshold and cutoffs)."""
     return System(
-        n=measured.n,
-        K=measured.K,
-        compute=list(measured.compute),
-        uplink=measured.uplink,
-        downlink=measured.downlink,
+        n=times.n,
+        K=times.K,
+        compute=list(times.compute),
+        uplink=uplink,
+        downlink=downlink,
         protocol=conf.protocol,
         staleness_bound=conf.staleness_bound,
-        workers=list(conf.active) if conf.active is not None else None,
+        workers=list(conf.workers) if conf.workers is not None else None,
         delay_threshold=conf.delay_threshold,
         cutoffs=list(conf.cutoffs) if conf.cutoffs is not None else None,
     )

@@ -89,8 +89,7 @@ class Driver:
             self.master = remote_master.remote(
                 p.problem, p.system, p.lr, p.updates, p.seed, p.time_unit, p.error_every, p.checkpoint_every, p.state
             )
-            active = p.system.active if p.system.active is not None else range(p.system.n)
-            self.workers = {i: self._new_worker(i) for i in active}  # idle workers (--workers) start no actor
+            self.workers = {i: self._new_worker(i) for i in p.system.active}  # idle ones (--workers): no actor
             ray.get([self.master.__ray_ready__.remote(), *(w.__ray_ready__.remote() for w in self.workers.values())])
             self.latency = _latency(self.master)
             self.t0 = ray.get(self.master.ping.remote())[0]  # every time of the run is on the master's clock
