@@ -136,7 +136,9 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
         downlink_extra=down_extra,
         compute_means=system.means,
         warmup_updates=est.warmup,
-        caveat=note + "measured times are resampled (an empirical law); delays are their measured means",
+        caveat=note + "measured times are resampled (an empirical law); delays are their measured means"
+        if _paper(conf)
+        else note.rstrip("; "),
         wasted_compute=float(trace.meta.get("wasted_compute", 0.0)),
         wasted_compute_predicted=wasted,
         lost_workers=tuple(sorted({int(w) for w, _ in lost})),
@@ -145,9 +147,17 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
 
 
 def simulate_measured(result: Any, updates: int, seed: int) -> tuple[System, Summary]:
-    """The system a run measured (:func:`measured_system`) and ``updates`` simulated updates of it (streamed)."""
+    """The system a run measured (:func:`measured_system`) and ``updates`` simulated updates of it (streamed).
+    Under another protocol than the paper's, the system its prediction is made for (see :func:`compare`)."""
     trace = result.trace
     system = measured_system(trace.columns, result.downlink, trace.system.K, trace.system.n)
+    conf = trace.system
+    if not _paper(conf):
+        if result.time_unit is not None:
+            up = system.uplink if isinstance(conf.uplink, float) else conf.uplink
+            system = _with_protocol(conf, conf, up, conf.downlink)
+        else:
+            system = _with_protocol(system, conf, system.uplink, system.downlink)
     return system, simulate_summary(system, updates, seed=seed)
 
 
