@@ -233,3 +233,22 @@ def test_each_protocol_matches_its_prediction(local_ray, case):
         tolerance = max(0.05 * abs(predicted), 4 * spread, 1e-9)
         assert abs(measured - predicted) <= tolerance, (name, measured, predicted)
         assert abs(measured - same_seed) <= tolerance, (name, measured, same_seed)
+
+
+@pytest.mark.slow
+def test_the_command_line_runs_a_protocol_and_says_what_it_wasted(run_cli):
+    """``run --protocol rennala --workers fastest:3 --json``: one row with the run's wasted compute beside the
+    engine's, the count identity, and only the active workers in the Trace it writes."""
+    import json
+
+    code, out, err = run_cli(
+        ["run", "--n", "4", "--K", "2", "--tc", "1", "--protocol", "rennala", "--workers", "fastest:3",
+         "--time-unit", "0.005", "--updates", "60", "--seed", "2", "--json"]
+    )  # fmt: skip
+    assert code == 0, err
+    row = json.loads(out)
+    assert row["protocol"] == "rennala" and row["active_workers"] == [0, 1, 2] and row["updates"] == 60
+    assert 0 < row["wasted_compute"] < 1 and 0 < row["wasted_compute_predicted"] < 1
+    assert row["staleness_mean"] == 0 and row["staleness_exact"] == 0
+    assert row["gradients"] + sum(row["dropped"].values()) == row["gradients_received"]
+    assert "rennala: predicted" in row["caveat"]
