@@ -252,3 +252,25 @@ def test_the_command_line_runs_a_protocol_and_says_what_it_wasted(run_cli):
     assert row["staleness_mean"] == 0 and row["staleness_exact"] == 0
     assert row["gradients"] + sum(row["dropped"].values()) == row["gradients_received"]
     assert "rennala: predicted" in row["caveat"]
+
+
+@pytest.mark.slow
+def test_a_stopped_protocol_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path):
+    """k-sync, checkpointing every 10 updates, stopped at 20 or more, resumed to 60: the Trace is consistent over
+    both sessions (its dropped rows included) and the count identity holds for the whole run."""
+    from stalegrad.runtime import run
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(status):
+        if status["updates"] >= 20:
+            raise Stop
+
+    system = system_of("k-sync")
+    with pytest.raises(Stop):
+        run(system, LinearRegression(), 60, time_unit=0.005, seed=5, checkpoint_dir=tmp_path, checkpoint_every=10,
+            progress=stop_at)  # fmt: skip
+    result = run(system, LinearRegression(), 60, time_unit=0.005, resume=tmp_path)
+    check_consistent(result, system, 60)
+    assert 20 <= result.meta["resumed_from"] < 60
