@@ -1,4 +1,4 @@
-"""``stalegrad run``: real asynchronous K-batch training on Ray, measured staleness beside the exact prediction."""
+"""``stalegrad run``: real distributed training on Ray under any protocol, measured staleness beside the prediction."""
 
 from __future__ import annotations
 
@@ -27,11 +27,15 @@ from .options import (
     fmt,
     load_problem,
     print_table,
+    protocol_options,
+    protocols_option,
 )
 
 
 @click.command("run")
 @cluster_options
+@protocols_option
+@protocol_options
 @click.option("--problem", default="linreg", show_default=True, help=PROBLEM_HELP)
 @click.option("--updates", type=click.IntRange(min=1), default=500, show_default=True, help="Updates to make.")
 @click.option("--step", type=float, default=0.05, show_default=True, help="Step size of every update.")
@@ -94,6 +98,11 @@ def run_command(
     uplink: str | None,
     downlink: str | None,
     compute: tuple[str, ...],
+    protocol: str,
+    staleness_bound: int | None,
+    workers: str | None,
+    delay_threshold: int | None,
+    cutoff: str | None,
     problem: str,
     updates: int,
     step: float,
@@ -108,8 +117,9 @@ def run_command(
     plot: str | None,
     as_json: bool,
 ) -> None:
-    """Train on Ray with a master and n worker actors; print measured staleness beside the exact prediction
-    from the measured times.
+    """Train on Ray with a master and n worker actors under any protocol; print measured staleness beside the
+    prediction (k-batch-async: the exact limit from the measured times; other protocols: the theory's or the event
+    engine's for the configured system, with the wasted compute).
 
     \b
     stalegrad run --n 4 --K 2 --problem linreg --updates 500 --tc 1 \\
@@ -117,19 +127,31 @@ def run_command(
         --out results/run --checkpoint-every 100
     stalegrad run --resume results/run                # after a stop: on to update 500
     stalegrad run --resume results/run --updates 800  # or further
+    stalegrad run --n 4 --K 2 --protocol rennala --workers fastest:3 --tc 1 --time-unit 0.02
     """
     from ..errors import SpecError, invalid
 
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
-    opts = RunOptions(n, K, tc, uplink, downlink, compute, problem, updates, step, b, time_unit, seed)
+    from ..runtime.plan import RUNTIME_PROTOCOLS
+
+    if protocol.strip() not in RUNTIME_PROTOCOLS:
+        raise invalid("--protocol", protocol, f"one of {', '.join(RUNTIME_PROTOCOLS)} for a run (one protocol)")
+    rules = {
+        "protocol": protocol.strip(),
+        "staleness_bound": staleness_bound,
+        "workers": workers,
+        "delay_threshold": delay_threshold,
+        "cutoff": cutoff,
+    }
+    opts = RunOptions(n, K, tc, uplink, downlink, compute, problem, updates, step, b, time_unit, seed, rules)
     if resume is not None:
         opts = _resumed(resume, given, opts)
         out = out or resume
     elif n is None or K is None:
         raise SpecError("--n and --K are needed (or --resume DIR, which takes them from its checkpoint)")
-    systems = build_systems(opts.n, opts.K, opts.tc, opts.uplink, opts.downlink, opts.compute)
+    systems = build_systems(opts.n, opts.K, opts.tc, opts.uplink, opts.downlink, opts.compute, **opts.rules)
     if len(systems) != 1:
         raise SpecError(f"--n, --K and --tc must be single values for a run, got {len(systems)} systems")
     system = systems[0]
@@ -254,6 +276,11 @@ def run_command(
         f"Ray call latency {lat['call_ms_median']:.2f} ms (median; p90 {lat['call_ms_p90']:.2f}), put+get "
         f"{lat['put_get_ms_median']:.2f} ms; error {summary['error_first']:.4g} -> {summary['error_last']:.4g}; "
         f"dropped {result.dropped}"
+        + (
+            f"; wasted compute {comp.wasted_compute:.4f} (predicted {comp.wasted_compute_predicted:.4f})"
+            if comp.wasted_compute_predicted is not None
+            else ""
+        )
         + (f"; test accuracy {summary['test_accuracy']:.4f}" if "test_accuracy" in summary else "")
     )
     if summary["resumed_from"] is not None:
@@ -286,6 +313,9 @@ OPTION_NAMES = {
     "compute": "--compute",
     "protocol": "--protocol",
     "staleness_bound": "--staleness-bound",
+    "workers": "--workers",
+    "delay_threshold": "--delay-threshold",
+    "cutoffs": "--cutoff",
     "problem": "--problem",
     "updates": "--updates",
     "lr": "--step",
@@ -316,6 +346,7 @@ class RunOptions:
     b: int
     time_unit: float | None
     seed: int | None
+    rules: dict[str, Any]  # protocol, staleness_bound, workers, delay_threshold, cutoff (build_systems' keywords)
 
 
 def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> RunOptions:
@@ -331,7 +362,19 @@ def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> Run
 
     mine: dict[str, Any] = {"n": str(a["n"]), "K": str(a["K"]), "tc": "0", "uplink": text(a["uplink"])}
     mine |= {"downlink": text(a["downlink"]), "compute": tuple(a["compute"])}
-    want = build_systems(**mine)[0].to_dict()
+    active, cutoffs = a.get("active_workers"), a.get("cutoffs")
+    rules = {
+        "protocol": a.get("protocol", "k-batch-async"),
+        "staleness_bound": a.get("staleness_bound"),
+        "workers": None if active is None else ",".join(str(i) for i in active),
+        "delay_threshold": a.get("delay_threshold"),
+        "cutoff": None if cutoffs is None else ",".join(repr(float(c)) for c in cutoffs),
+    }
+    for name, value in opts.rules.items():  # given beside --resume: must be the checkpoint's
+        if given(name) and value != rules[name] and not (name == "protocol" and value.strip() == rules[name]):
+            option = "--" + name.replace("_", "-")
+            raise invalid(option, value, f"{rules[name]!r} (the checkpoint's, in '{folder}') to resume it")
+    want = build_systems(**mine, **rules)[0].to_dict()
     values: dict[str, Any] = {k: getattr(opts, k) for k in ("n", "K", "tc", "uplink", "downlink", "compute")}
     for name, value in values.items():
         if not given(name):
@@ -343,7 +386,7 @@ def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> Run
             same = str(value).strip() == mine[name]
         else:
             try:
-                same = build_systems(**trial)[0].to_dict() == want
+                same = build_systems(**trial, **rules)[0].to_dict() == want
             except SpecError:
                 same = False
         if not same:
@@ -386,6 +429,7 @@ def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> Run
         b=a["batch"],
         time_unit=a["time_unit"],
         seed=a["seed"],
+        rules=rules,
     )
 
 
