@@ -39,7 +39,7 @@ def check_run(system: System, updates: int) -> None:
     if isinstance(updates, bool) or not isinstance(updates, (int, np.integer)) or updates < 1:
         raise invalid("updates", updates, "an integer >= 1")
     means = system.means
-    longest = max(system.tc, max(means))
+    longest = max(max(system.tcs), max(means))
     if not longest <= MAX_TIME_SPREAD * min(means):
         raise invalid(
             "tc and the mean compute times",
@@ -57,6 +57,8 @@ def fast_path_refusal(system: System) -> str | None:
     if not system.deterministic_delays:
         d = system.to_dict()
         return f"uplink and downlink must be fixed times for the fast simulator, got {d['uplink']!r}, {d['downlink']!r}"
+    if system.per_worker_delays:
+        return "delays must be one for every worker for the fast simulator, got per-worker delays"
     if system.staleness_bound is not None:
         return f"staleness_bound must be None for the fast simulator, got {system.staleness_bound}"
     if system.workers is not None:
@@ -322,9 +324,9 @@ def simulate(
 
         return simulate_events(system, updates, seed=seed, progress=progress)
     if engine == "compiled":
-        from .compiled import compiled_refusal, simulate_compiled
+        from .compiled import simulate_compiled
 
-        why = compiled_refusal(system)
+        why = event_engine_refusal(system)
         if why:
             raise SpecError(why)
         return simulate_compiled(system, updates, seed=seed, progress=progress)
@@ -426,9 +428,16 @@ def simulate_summary_numba(
 
 def _event_engine(system: System) -> str:
     """The event engine for a system the fast simulator cannot run: the compiled one unless it refuses."""
+    return "events" if event_engine_refusal(system) else "compiled"
+
+
+def event_engine_refusal(system: System) -> str | None:
+    """Why the compiled event engine cannot run ``system`` (``None`` if it can)."""
     from .compiled import compiled_refusal
 
-    return "events" if compiled_refusal(system) else "compiled"
+    if system.per_worker_delays:
+        return "delays must be one for every worker for the compiled event engine, got per-worker delays"
+    return compiled_refusal(system)
 
 
 def run_block(system: System) -> int:

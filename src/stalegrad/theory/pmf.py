@@ -169,6 +169,13 @@ def distribution_refusal(system: System) -> tuple[str, Any, str] | None:
             "fixed times for the staleness distribution (a random delay makes the window random and versions can "
             "overtake each other; simulate)",
         )
+    if system.per_worker_delays:
+        return (
+            "uplink and downlink",
+            "per-worker delays",
+            "one delay per direction for every worker for the staleness distribution (its windows are computed for "
+            "one round trip; the mean is in predict's staleness_exact; simulate)",
+        )
     if not system.tc <= MAX_WINDOW * min(system.means):
         return (
             "tc",
