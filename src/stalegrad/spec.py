@@ -121,7 +121,7 @@ def delay_text(delay: Any) -> Any:
     return delay if isinstance(delay, float) else describe(delay)
 
 
-def _delay_value(value: Any) -> Any:
+def describe_delays(value: Any) -> Any:
     """A system description's delay (one, or per worker in counted runs ``"3*0.25"``) in :func:`_delay_text`'s
     form."""
     if not isinstance(value, tuple):
@@ -426,8 +426,8 @@ class System:
             "n": self.n,
             "K": self.K,
             "tc": self.tc,
-            "uplink": _delay_value(self.uplink),
-            "downlink": _delay_value(self.downlink),
+            "uplink": describe_delays(self.uplink),
+            "downlink": describe_delays(self.downlink),
             "compute": [f"{c}*{describe(m)}" for c, m in self.groups()],
             "active_workers": None if self.workers is None else list(self.workers),
             "delay_threshold": self.delay_threshold,

@@ -94,6 +94,10 @@ class RunPlan:
             raise bad("protocol", system.protocol, "k-batch-async for a real run (the paper's protocol)")
         if system.staleness_bound is not None:
             raise bad("staleness_bound", system.staleness_bound, "None for a real run (it drops no stale gradient)")
+        if system.per_worker_delays:
+            way = "uplink" if isinstance(system.uplink, tuple) else "downlink"
+            raise bad(way, system.to_dict()[way], "one delay per direction for every worker in a real run "
+                      "(per-worker delays are simulated only: simulate, train)")  # fmt: skip
         if not isinstance(problem, Problem):
             raise bad("problem", type(problem).__name__, "a stalegrad.train.Problem (init, gradient, loss, error)")
         _integer(bad, "updates", updates, 1)
