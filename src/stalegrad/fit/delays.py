@@ -62,8 +62,9 @@ class DelayFit:
         if self.pooled is not None:
             d["pooled"] = _fit_dict(self.pooled)
             d["classes"] = [{"workers": list(w), **_fit_dict(f)} for w, f in self.classes]
-        elif self.means:
-            d["classes"] = [{"workers": list(w), "mean": m, "records": k} for w, m, k in self.means]
+        if self.means:  # classes fixed at their mean (not fitted)
+            d.setdefault("classes", [])
+            d["classes"] += [{"workers": list(w), "mean": m, "records": k} for w, m, k in self.means]
         return d
 
 
@@ -158,19 +159,26 @@ def _fitted(
     samples = {w: Sample.of(d) for w, d in per_worker.items() if d.size >= MIN_FINISHED}
     groups = group_workers(samples, level) if len(samples) > 1 else [list(samples)]
     classes = []
+    fixed: list[tuple[tuple[str, ...], float, int]] = []  # classes whose delays are one value: not fitted
     for j, members in enumerate(g for g in groups if g):
         sample = samples[members[0]].pooled(*(samples[w] for w in members[1:]))
+        if np.ptp(sample.times) <= 1e-6 * float(np.max(sample.times)):
+            fixed.append((tuple(members), float(np.mean(sample.times)), sample.n))
+            continue
         try:
             classes.append((tuple(members), fit_sample(sample, gof_samples=gof, level=level, rng=derive_seed(seed, j))))
         except SpecError:
-            continue
-    if len(classes) <= 1:
+            fixed.append((tuple(members), float(np.mean(sample.times)), sample.n))
+    if len(classes) <= 1 and not fixed:
         how = f"fitted: {whole.law.text}, every worker pooled ({len(classes)} class{'es' if len(classes) != 1 else ''})"
         return DelayFit(direction, whole.law.model, how, pooled, whole, tuple(classes))
-    laws = "; ".join(f"{f.law.text} ({len(w)} worker{'s' if len(w) != 1 else ''})" for w, f in classes)
-    how = f"fitted per class of workers ({len(classes)} classes): {laws}"
-    per_worker = {w: f.law.model for members, f in classes for w in members}
-    return DelayFit(direction, whole.law.model, how, pooled, whole, tuple(classes), per_worker)
+    parts = [f"{f.law.text} ({len(w)} worker{'s' if len(w) != 1 else ''})" for w, f in classes]
+    parts += [f"fixed {m:.4g} s ({len(w)} worker{'s' if len(w) != 1 else ''})" for w, m, _ in fixed]
+    how = f"fitted per class of workers ({len(classes) + len(fixed)} classes): {'; '.join(parts)}"
+    values: dict[str, Any] = {w: float(np.mean(d)) for w, d in per_worker.items()}  # too few delays: their mean
+    values |= {w: f.law.model for members, f in classes for w in members}
+    values |= {w: m for members, m, _ in fixed for w in members}
+    return DelayFit(direction, whole.law.model, how, pooled, whole, tuple(classes), values, tuple(fixed))
 
 
 def _means(direction: str, per_worker: dict[str, np.ndarray], pooled: np.ndarray, level: float) -> DelayFit:
