@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from stalegrad.cli.link_options import link_delay
 from stalegrad import System
+from stalegrad.cli.link_options import link_delay
 from stalegrad.errors import SpecError
 from stalegrad.fit import Records, fit_cluster, write_system_file
 

@@ -17,7 +17,7 @@ from stalegrad.analysis import steady_state
 from stalegrad.distributions import Deterministic, shifted_exponential
 from stalegrad.errors import SpecError
 from stalegrad.sim import simulate
-from stalegrad.theory import predict, staleness_exact
+from stalegrad.theory import predict
 
 PAPER = shifted_exponential(alpha=1, rate=2 / 3)
 GAMMA_FAST, GAMMA_SLOW = scipy.stats.gamma(a=2, scale=0.5), scipy.stats.gamma(a=2, scale=1.0)
@@ -102,7 +102,8 @@ SYSTEMS = {
     "gamma, fixed": System(n=6, K=3, compute=[GAMMA_FAST] * 3 + [GAMMA_SLOW] * 3,
                            uplink=[0.1, 2.0, 0.5, 0.1, 3.0, 0.0], downlink=[1.5, 0.2, 0.5, 0.0, 0.3, 2.0]),
     # the paper's law: Tc_i <= alpha for some workers (renewal function 0), beyond it for others
-    "paper, fixed": System(n=5, K=2, compute=PAPER, uplink=[0.0, 0.25, 0.5, 1.0, 2.0], downlink=[0.0, 0.25, 0.5, 1.0, 2.5]),
+    "paper, fixed": System(n=5, K=2, compute=PAPER, uplink=[0.0, 0.25, 0.5, 1.0, 2.0],
+                           downlink=[0.0, 0.25, 0.5, 1.0, 2.5]),
 }  # fmt: skip
 
 

@@ -122,11 +122,11 @@ def delay_text(delay: Any) -> Any:
 
 
 def describe_delays(value: Any) -> Any:
-    """A system description's delay (one, or per worker in counted runs ``"3*0.25"``) in :func:`_delay_text`'s
-    form."""
+    """A system description's delay: one (:func:`delay_text`), or per worker as counted runs in worker order
+    (``["3*0.25", "1*expon(loc=0.0, scale=0.5)"]``)."""
     if not isinstance(value, tuple):
         return delay_text(value)
-    return [f"{c}*{delay_text(d)!r}" if isinstance(d, float) else f"{c}*{delay_text(d)}" for c, d in _delay_groups(value)]
+    return [f"{c}*{d!r}" if isinstance(d, float) else f"{c}*{describe(d)}" for c, d in _delay_groups(value)]
 
 
 @dataclass(frozen=True, init=False)

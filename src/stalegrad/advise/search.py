@@ -68,10 +68,8 @@ class Candidate:
             n=len(self.workers),
             K=self.K,
             compute=[scaled(cluster.compute[i], self.b) for i in self.workers],
-            uplink=[cluster.uplink_of(i) for i in self.workers] if isinstance(cluster.uplink, tuple) else cluster.uplink,
-            downlink=[cluster.downlink_of(i) for i in self.workers]
-            if isinstance(cluster.downlink, tuple)
-            else cluster.downlink,
+            uplink=[cluster.uplink_of(i) for i in self.workers],  # one repeated delay is that delay
+            downlink=[cluster.downlink_of(i) for i in self.workers],
             protocol=self.protocol,
         )
 
