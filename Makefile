@@ -30,6 +30,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_engines.py
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_runtime.py
+	$(BIN)/python bench/bench_datapath.py
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_validate.py
 	$(BIN)/python bench/bench_pmf.py

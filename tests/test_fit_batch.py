@@ -205,3 +205,31 @@ def test_one_class_law_of_b_follows_any_n(tmp_path, cli_here):
     assert code == 0, err
     (row,) = json.loads(stdout)["rows"]
     assert row["n"] == 3 and row["system"]["compute"] == [f"3*{describe_at(cluster.classes[0].batch.law, 8)}"]
+
+
+def test_the_fit_figure_draws_compute_time_against_b(batched, tmp_path):
+    """With a law of b, each class's row gains a third panel: per batch size the measured mean, median and p95, the
+    fitted curves, and the paper's scaling from the reference size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from stalegrad.fit.figures import fit_figure
+
+    cluster, _ = batched
+    fig = fit_figure(cluster.classes, reference=cluster.batch_reference)
+    axes = fig.get_axes()
+    assert len(axes) == 6
+    panel = axes[2]
+    assert panel.get_xlabel() == "batch size b"
+    labels = [t.get_text() for t in panel.get_legend().get_texts()]
+    assert "fitted mean" in labels and "b x mean at b = 64" in labels
+    fitted = next(line for line in panel.get_lines() if line.get_label() == "fitted mean")
+    b, mean = fitted.get_data()
+    law = cluster.classes[0].batch.law
+    assert np.allclose(mean, law.overhead + np.asarray(b) * law.per_sample)
+    # the measured means sit on the fitted line within their intervals (4 SE)
+    for size, sample in cluster.classes[0].batch.samples.items():
+        se = sample.times.std(ddof=1) / np.sqrt(sample.n)
+        assert abs(sample.times.mean() - law.mean(size)) < 4 * se
+    fig.savefig(tmp_path / "fit.png")
+    assert (tmp_path / "fit.png").stat().st_size > 0

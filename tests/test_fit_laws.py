@@ -8,7 +8,8 @@ import pytest
 import scipy.stats
 
 from stalegrad.errors import SpecError
-from stalegrad.fit.laws import FAMILIES, Sample, empirical_law, fit_family, fit_sample, goodness_of_fit
+from stalegrad.fit.choice import fit_sample, goodness_of_fit
+from stalegrad.fit.laws import FAMILIES, Sample, empirical_law, fit_family
 from stalegrad.syntax import parse_model
 
 TRUE = {

@@ -16,7 +16,8 @@ import pytest
 import scipy.stats
 
 from stalegrad.fit import Records, fit_cluster, read_records
-from stalegrad.fit.laws import Sample, fit_sample
+from stalegrad.fit.choice import fit_sample
+from stalegrad.fit.laws import Sample
 from stalegrad.spec import System
 from stalegrad.theory import staleness_exact
 

@@ -87,8 +87,8 @@ def fit_command(
     """
     from ..errors import invalid
     from ..fit import fit_cluster, parse_columns, read_records
+    from ..fit.choice import check_gof_samples
     from ..fit.classes import check_level
-    from ..fit.laws import check_gof_samples
 
     check_level(level, "--level")
     check_gof_samples(gof_samples, level, "--gof-samples")
@@ -128,7 +128,8 @@ def _write(cluster: Any, out: str | None, plot: str | None) -> None:
         from ..artefacts import metadata, write_figure
         from ..fit.figures import fit_figure
 
-        fig = fit_figure(cluster.classes, title=f"stalegrad fit: {len(cluster.records)} records, seed {cluster.seed}")
+        title = f"stalegrad fit: {len(cluster.records)} records, seed {cluster.seed}"
+        fig = fit_figure(cluster.classes, title=title, reference=cluster.batch_reference)
         inputs = [s.path for s in cluster.records.sources]
         write_figure(fig, plot, metadata(cluster.seed, {"fitted": cluster.system}, inputs=inputs))
 

@@ -9,9 +9,10 @@ every command reads with ``--system FILE`` (:func:`read_system_file`).
 from __future__ import annotations
 
 from .checks import Finding, check_series, check_workers
+from .choice import GoodnessOfFit, SampleFit, fit_sample, goodness_of_fit
 from .classes import group_workers, same_law_pvalue
 from .cluster import ClusterFit, WorkerClass, fit_cluster
-from .laws import FAMILIES, GoodnessOfFit, Law, Sample, SampleFit, fit_family, fit_sample, goodness_of_fit
+from .laws import FAMILIES, Law, Sample, fit_family
 from .records import FIELDS, Records, parse_columns, read_records
 from .system_file import document, read_system_file, write_system_file
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ class BatchFit:
     sizes: tuple[int, ...]
     records: tuple[int, ...]  # per size
     loglik: float
+    samples: dict[int, Sample] = field(default_factory=dict, repr=False)  # the data, per size (for the figure)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,7 +126,8 @@ def fit_batch_law(samples: dict[int, Sample], family: str) -> BatchFit:
     )
     se = _standard_errors(negll, theta, bounds, cons, shape_name, shifted, gen, unit, bunit)
     records = tuple(s.n for s in data)
-    return BatchFit(law, family, se[0], se[1], tuple(int(b) for b in sizes), records, -float(negll(theta)))
+    loglik = -float(negll(theta))
+    return BatchFit(law, family, se[0], se[1], tuple(int(b) for b in sizes), records, loglik, dict(samples))
 
 
 def _start(

@@ -18,9 +18,10 @@ from ..spec import PROTOCOLS, System
 from ..streams import derive_seed, resolve_seed
 from .batch import BatchFit, fit_batch_law
 from .checks import Finding, check_workers
+from .choice import SampleFit, check_gof_samples, fit_sample
 from .classes import check_level, group_workers
 from .delays import DelayFit, find_delays
-from .laws import Sample, SampleFit, check_gof_samples, fit_sample
+from .laws import Sample
 from .records import Records
 
 __all__ = ["ClusterFit", "WorkerClass", "fit_cluster"]

@@ -19,8 +19,9 @@ import numpy as np
 
 from ..errors import SpecError
 from ..streams import derive_seed
+from .choice import SampleFit, fit_sample
 from .classes import group_workers
-from .laws import MIN_FINISHED, Sample, SampleFit, fit_sample
+from .laws import MIN_FINISHED, Sample
 from .records import Records
 
 __all__ = ["DelayFit", "find_delays"]

@@ -18,12 +18,8 @@ For the three shifted families the location is profiled: the likelihood with ``l
 likelihood bounded: for shapes below 1 it grows without limit as ``loc`` reaches the least time (Cheng & Amin
 1983, "Estimating parameters in continuous univariate distributions with a shifted origin").
 
-The law is chosen by AIC ``= 2k - 2l`` (BIC ``= k ln N - 2l`` is reported too; ``k`` parameters, ``N`` records).
-Goodness of fit is a parametric bootstrap of the Kolmogorov–Smirnov distance between the Kaplan–Meier estimate
-(the empirical CDF when nothing is censored) and the fitted CDF, refitting every bootstrap sample; censored
-bootstrap samples are cut off at times drawn from the Kaplan–Meier estimate of the censoring times. When the best
-law is rejected at the level, the empirical law (quantiles of the Kaplan–Meier estimate) replaces it, if the
-estimate reaches 1.
+How a sample's law is chosen among these (AIC, a goodness-of-fit test, the empirical fallback) is
+:mod:`.choice`; the :class:`~.sample.Sample` is :mod:`.sample`.
 """
 
 from __future__ import annotations
@@ -38,20 +34,11 @@ import scipy.optimize
 import scipy.stats
 
 from ..distributions import Empirical
-from ..errors import SpecError, invalid
+from ..errors import SpecError
 from ..syntax import describe
+from .sample import Sample
 
-__all__ = [
-    "FAMILIES",
-    "GoodnessOfFit",
-    "Law",
-    "Sample",
-    "SampleFit",
-    "empirical_law",
-    "fit_family",
-    "fit_sample",
-    "goodness_of_fit",
-]
+__all__ = ["FAMILIES", "MIN_FINISHED", "Law", "Sample", "empirical_law", "fit_family", "loglik"]
 
 #: The candidate families, with their scipy generator and their shape parameter (None: no shape).
 FAMILIES: dict[str, tuple[str, str | None]] = {
@@ -69,69 +56,6 @@ MIN_FINISHED = 10
 DIGITS = 6
 #: Quantiles kept by the empirical law (enough for the resampling to follow the sample's shape).
 EMPIRICAL_POINTS = 1000
-
-
-@dataclass(frozen=True, eq=False)
-class Sample:
-    """Observed times (seconds, > 0) in the order they were measured, and which of them were cut off.
-
-    >>> s = Sample.of([1.0, 2.0, 3.0], censored=[False, False, True])
-    >>> s.n, s.n_censored, s.finished.tolist()
-    (3, 1, [1.0, 2.0])
-    """
-
-    times: np.ndarray
-    censored: np.ndarray
-
-    @classmethod
-    def of(cls, times: Any, censored: Any = None) -> Sample:
-        t = np.asarray(times, dtype=float).ravel()
-        c = np.zeros(t.size, dtype=bool) if censored is None else np.asarray(censored, dtype=bool).ravel()
-        if c.size != t.size:
-            raise SpecError(f"censored flags must be one per time: {c.size} flags for {t.size} times")
-        if t.size and not (np.all(np.isfinite(t)) and t.min() > 0):
-            bad = float(t[~(np.isfinite(t) & (t > 0))][0])
-            raise SpecError(f"compute times must be finite numbers of seconds > 0, got {bad!r}")
-        return cls(t, c)
-
-    @property
-    def n(self) -> int:
-        return int(self.times.size)
-
-    @property
-    def n_censored(self) -> int:
-        return int(self.censored.sum())
-
-    @property
-    def finished(self) -> np.ndarray:
-        return self.times[~self.censored]
-
-    @property
-    def cut(self) -> np.ndarray:
-        return self.times[self.censored]
-
-    def data(self) -> Any:
-        """What ``rv_continuous.fit`` takes: the times, or ``CensoredData`` when some are censored."""
-        if not self.censored.any():
-            return self.times
-        return scipy.stats.CensoredData(uncensored=self.finished, right=self.cut)
-
-    def ecdf(self) -> tuple[np.ndarray, np.ndarray]:
-        """Kaplan–Meier estimate (the empirical CDF if nothing is censored): its times and CDF values."""
-        res = scipy.stats.ecdf(self.data())
-        return np.asarray(res.cdf.quantiles, dtype=float), np.asarray(res.cdf.probabilities, dtype=float)
-
-    def pooled(self, *others: Sample) -> Sample:
-        return Sample(
-            np.concatenate([self.times, *(o.times for o in others)]),
-            np.concatenate([self.censored, *(o.censored for o in others)]),
-        )
-
-    def subsample(self, size: int, rng: np.random.Generator) -> Sample:
-        if self.n <= size:
-            return self
-        keep = np.sort(rng.choice(self.n, size=size, replace=False))
-        return Sample(self.times[keep], self.censored[keep])
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,44 +79,6 @@ class Law:
 
     def quantile(self, q: float) -> float:
         return float(self.model.ppf(q))
-
-
-@dataclass(frozen=True)
-class GoodnessOfFit:
-    """A parametric-bootstrap goodness-of-fit test: the KS distance, its p-value, the bootstrap size."""
-
-    statistic: float
-    p_value: float
-    samples: int
-    records: int  # records the test used (a seeded subsample of large samples)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"test": "bootstrap Kolmogorov-Smirnov (refitted)", **self.__dict__}
-
-
-@dataclass(frozen=True, eq=False)
-class SampleFit:
-    """Every candidate's fit (best AIC first), the chosen law and its goodness of fit."""
-
-    sample: Sample
-    candidates: tuple[Law, ...]
-    law: Law  # the chosen one: the best AIC, or the empirical law when that one was rejected
-    gof: GoodnessOfFit | None
-    level: float
-
-    @property
-    def best(self) -> Law:
-        """The parametric law with the least AIC."""
-        return self.candidates[0]
-
-    @property
-    def fallback(self) -> bool:
-        """True when the empirical law replaced a rejected parametric law."""
-        return self.law is not self.best
-
-    @property
-    def rejected(self) -> bool:
-        return self.gof is not None and self.gof.p_value <= self.level
 
 
 def _round(x: float, down: bool = False) -> float:
@@ -377,92 +263,3 @@ def empirical_law(sample: Sample, points: int = EMPIRICAL_POINTS) -> Law | None:
     idx = np.minimum(np.searchsorted(p, probs, side="left"), q.size - 1)
     values = [_round(float(v)) for v in q[idx]]
     return Law("empirical", Empirical(values), None, None, None, None)
-
-
-def _ks(model: Any, sample: Sample) -> float:
-    """Kolmogorov–Smirnov distance between the Kaplan–Meier estimate and the model's CDF, up to the last time."""
-    q, p = sample.ecdf()
-    F = np.asarray(model.cdf(q), dtype=float)
-    left = np.concatenate([[0.0], p[:-1]])
-    return float(max(np.max(np.abs(F - p)), np.max(np.abs(F - left))))
-
-
-def _censoring_draws(sample: Sample) -> tuple[np.ndarray, np.ndarray] | None:
-    """Kaplan–Meier estimate of the censoring times (the roles of finished and censored swapped)."""
-    if not sample.n_censored:
-        return None
-    swapped = Sample(sample.times, ~sample.censored)
-    return swapped.ecdf()
-
-
-def goodness_of_fit(
-    law: Law, sample: Sample, *, samples: int = 99, rng: Any = None, max_records: int = 2000
-) -> GoodnessOfFit:
-    """Parametric-bootstrap p-value of the KS distance between the data and the fitted law of ``law.family``.
-
-    Each of ``samples`` bootstrap samples is drawn from the fitted law (cut off at censoring times drawn from the
-    Kaplan–Meier estimate of the observed ones), refitted, and its distance computed; the p-value is
-    ``(1 + #{D* >= D}) / (1 + samples)``. Samples above ``max_records`` are tested on a seeded subsample (the test
-    is then of the family, fitted on the subsample): with many thousands of records, it rejects for misfits
-    too small to matter.
-    """
-    rng = np.random.default_rng(rng)
-    used = sample.subsample(max_records, rng)
-    fitted = law if used is sample else fit_family(law.family, used)
-    observed = _ks(fitted.model, used)
-    cens = _censoring_draws(used)
-    exceed = 0
-    for _ in range(samples):
-        x = np.asarray(fitted.model.rvs(size=used.n, random_state=rng), dtype=float)
-        cut = np.zeros(used.n, dtype=bool)
-        if cens is not None:
-            q, p = cens
-            j = np.searchsorted(p, rng.random(used.n), side="left")
-            c = np.where(j < q.size, q[np.minimum(j, q.size - 1)], np.inf)
-            cut = c < x
-            x = np.where(cut, c, x)
-        boot = Sample(np.maximum(x, np.finfo(float).tiny), cut)
-        try:
-            refit = fit_family(law.family, boot, start=fitted)
-        except SpecError:  # too few finished times in this draw: count it as at least as far
-            exceed += 1
-            continue
-        exceed += _ks(refit.model, boot) >= observed
-    return GoodnessOfFit(observed, (1 + exceed) / (1 + samples), samples, used.n)
-
-
-def check_gof_samples(samples: int, level: float, parameter: str = "gof_samples") -> int:
-    """Bootstrap samples: 0 (no test), or enough for the least p-value, ``1 / (samples + 1)``, to reach ``level``."""
-    least = math.ceil(1.0 / level - 1.0 - 1e-9)
-    if isinstance(samples, bool) or not isinstance(samples, int) or (samples != 0 and samples < least):
-        raise invalid(
-            parameter, samples, f"0 or an integer >= {least} (fewer bootstrap samples cannot reject at {level})"
-        )
-    return samples
-
-
-def fit_sample(
-    sample: Sample,
-    *,
-    families: tuple[str, ...] = tuple(FAMILIES),
-    gof_samples: int = 99,
-    level: float = 0.01,
-    rng: Any = None,
-) -> SampleFit:
-    """Fit every family, choose by AIC, test the choice (``gof_samples = 0``: no test) and fall back to the
-    empirical law if it is rejected at ``level``.
-
-    >>> rng = np.random.default_rng(2)
-    >>> fit = fit_sample(Sample.of(0.5 + rng.gamma(3.0, 0.5, size=3000)), gof_samples=0)
-    >>> fit.law.family, round(fit.law.mean(), 2)
-    ('gamma', 2.0)
-    """
-    check_gof_samples(gof_samples, level)
-    _check_fittable(sample)
-    laws = sorted((fit_family(f, sample) for f in families), key=lambda law: law.aic)  # type: ignore[arg-type,return-value]
-    best = laws[0]
-    gof = goodness_of_fit(best, sample, samples=gof_samples, rng=rng) if gof_samples > 0 else None
-    chosen = best
-    if gof is not None and gof.p_value <= level:
-        chosen = empirical_law(sample) or best
-    return SampleFit(sample, tuple(laws), chosen, gof, level)
