@@ -336,7 +336,8 @@ class System:
         return out
 
     def replace(self, **changes: Any) -> System:
-        """A copy with some fields changed (``n`` may change when there is one model for all workers)."""
+        """A copy with some fields changed (``n`` may change when there is one model, and one delay per direction,
+        for all workers; ``tc`` sets both delays to ``tc / 2`` unless ``uplink`` or ``downlink`` is given)."""
         n = changes.get("n", self.n)
         compute = changes.get("compute")
         if compute is None:
