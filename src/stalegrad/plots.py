@@ -280,7 +280,7 @@ def describe_system(system: Any) -> str:
     tc = f"Tc = {system.tc:g}"
     if system.per_worker_delays:
         tcs = [system.tcs[i] for i in system.active]
-        tc = f"Tc = {min(tcs):g} to {max(tcs):g} by worker"
+        tc = f"Tc_i = {min(tcs):g}..{max(tcs):g}"
     if len(groups) == 1:
         return f"{n}, K = {system.K}, {tc}, compute time {describe_law(groups[0][1])}"
     if len(groups) > 3:
