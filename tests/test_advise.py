@@ -201,7 +201,7 @@ def test_cli_advise_theory_only(run_cli):
         ([*HET, "--problem", "linreg", "--steps", "0,1"], "--steps"),
         ([*HET, "--problem", "linreg", "--K", "0"], "--K"),
         ([*HET, "--problem", "linreg", "--policy", "constant,fast"], "--policy"),
-        ([*HET, "--problem", "linreg", "--protocols", "ringmaster"], "--protocols"),
+        ([*HET, "--problem", "linreg", "--protocols", "ringmaster,sync"], "--protocols"),
         ([*HET, "--problem", "linreg", "--plot", "a.jpg"], "--plot"),
         (["--compute", "expon(scale=1)", "--problem", "linreg"], "--n"),
         ([*HET, "--problem", "linreg", "--protocol", "k-sync"], "--protocol"),

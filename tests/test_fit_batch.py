@@ -233,3 +233,15 @@ def test_the_fit_figure_draws_compute_time_against_b(batched, tmp_path):
         assert abs(sample.times.mean() - law.mean(size)) < 4 * se
     fig.savefig(tmp_path / "fit.png")
     assert (tmp_path / "fit.png").stat().st_size > 0
+
+
+def test_mindflayer_cutoffs_are_checked_against_the_law_of_b_not_the_default_law(run_cli):
+    """Millisecond compute laws: a cutoff of 20 ms is one a worker can meet under the law of b (the default law, the
+    paper's 1 + Exp, never finishes under 1 s); a cutoff no round can meet is still refused."""
+    law = "expon(loc=0.001 + 0.0001*b, scale=0.002 + 0.0001*b)"
+    base = ["train", "--n", "2", "--K", "1", "--protocol", "mindflayer", "--compute-batch", law, "--b", "4"]
+    code, stdout, err = run_cli([*base, "--cutoff", "0.02", "--updates", "50", "--json"])
+    assert code == 0, err
+    assert json.loads(stdout)["rows"][0]["system"]["cutoffs"] == [0.02, 0.02]
+    code, _, err = run_cli([*base, "--cutoff", "0.0005", "--updates", "50"])
+    assert code == 2 and err.startswith("Error: cutoffs must be times") and err.count("\n") == 1

@@ -9,6 +9,7 @@ import pytest
 import scipy.stats
 
 from stalegrad import System
+from stalegrad.artefacts import dumps
 from stalegrad.experiments.sweep import read_done, run_point_row, run_sweep, sweep_points
 from stalegrad.experiments.vocabulary import SHARED_KEYS
 from stalegrad.train import LinearRegression
@@ -135,3 +136,79 @@ def test_a_sweep_on_a_two_node_ray_cluster_gives_the_local_rows(tmp_path, monkey
         cluster.shutdown()
         shutil.rmtree(root, ignore_errors=True)
     assert ran == len(points) and remote == local
+
+
+# ----------------------------------------------------------------------------------------- optimal-time protocols
+
+HET = ["--n", "4", "--K", "1", "--compute", "2*expon(scale=1)", "--compute", "2*expon(scale=8)", "--tc", "0.5"]
+
+
+def test_cli_sweep_over_workers_thresholds_and_cutoffs(run_cli, tmp_path):
+    """--workers (fastest:1,2 and all), ringmaster's --delay-threshold list and mindflayer's repeated --cutoff:
+    the product of them, each row with the shared keys (active_workers, delay_threshold) and its cutoffs, and each
+    row the one of its system built directly (the sweep made the right system; common random numbers)."""
+    out = tmp_path / "s"
+    args = ["sweep", *HET, "--workers", "fastest:1,2", "--workers", "all", "--protocol", "ringmaster,mindflayer",
+            "--delay-threshold", "1,4", "--cutoff", "1", "--cutoff", "0.5,0.5,3,3", "--seeds", "1", "--seed", "2",
+            "--updates", "150", "--jobs", "1", "--out", str(out), "--plot", str(tmp_path / "s.png"),
+            "--json"]  # fmt: skip
+    code, stdout, err = run_cli(args)
+    assert code == 0, err
+    obj = json.loads(stdout)
+    rows = obj["rows"]
+    assert len(rows) == 3 * 2 + 3 * 2  # workers x (ringmaster's R, mindflayer's cutoffs)
+    assert {"protocol", "active_workers", "delay_threshold", "cutoffs"} <= set(obj["varied"])
+    fast = {1: [0], 2: [0, 1], 4: None}
+    seen = set()
+    for r in rows:
+        assert set(SHARED_KEYS) <= set(r)
+        size = 4 if r["active_workers"] is None else len(r["active_workers"])
+        assert r["active_workers"] == fast[size]
+        if r["protocol"] == "ringmaster":
+            assert r["delay_threshold"] in (1, 4) and r["cutoffs"] is None
+            extra = {"delay_threshold": r["delay_threshold"]}
+        else:
+            assert r["delay_threshold"] is None and r["cutoffs"] in ([1.0] * 4, [0.5, 0.5, 3.0, 3.0])
+            extra = {"cutoffs": r["cutoffs"]}
+        seen.add((r["protocol"], size, r["delay_threshold"], str(r["cutoffs"])))
+        system = System(n=4, K=1, tc=0.5, compute=[scipy.stats.expon(scale=m) for m in (1, 1, 8, 8)],
+                        protocol=r["protocol"], workers=r["active_workers"], **extra)  # fmt: skip
+        point = sweep_points([system], [1], ["constant"], [0.05], seeds=1)[0]
+        alone = json.loads(dumps(run_point_row(point, updates=150, root=2, target=None)))  # NaN as null
+        for k in SHARED_KEYS:  # (the exact rate is an integral: its last bits differ between processes)
+            assert alone[k] == (pytest.approx(r[k], rel=1e-12) if isinstance(r[k], float) else r[k]), k
+    assert len(seen) == len(rows)
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mindflayer_cutoffs_grow_with_b_as_the_work():
+    """A round of minibatch b takes b times a draw, and its cutoff b times the given one (as train's
+    --scale-compute): the point at b = 2 has the timeline of the system with both doubled at b = 1."""
+    from stalegrad.distributions import scaled
+
+    laws = [scipy.stats.lognorm(s=1.0, scale=m) for m in (1.0, 3.0)]
+    given = System(n=2, K=2, tc=0.2, compute=laws, protocol="mindflayer", cutoffs=[1.5, 4.0])
+    doubled = System(n=2, K=2, tc=0.2, compute=[scaled(m, 2) for m in laws], protocol="mindflayer",
+                     cutoffs=[3.0, 8.0])  # fmt: skip
+    a = run_point_row(sweep_points([given], [2], ["constant"], [0.05], 1)[0], updates=300, root=5, target=None)
+    b = run_point_row(sweep_points([doubled], [1], ["constant"], [0.05], 1)[0], updates=300, root=5, target=None)
+    assert a["cutoffs"] == [1.5, 4.0] and b["cutoffs"] == [3.0, 8.0]
+    for key in ("update_rate", "wasted_compute", "staleness_mean", "update_rate_exact"):
+        assert a[key] == pytest.approx(b[key], rel=1e-12), key
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--protocol", "ringmaster", "--delay-threshold", "0,2"], "--delay-threshold"),
+        (["--delay-threshold", "2"], "--delay-threshold"),
+        (["--protocol", "mindflayer", "--cutoff", "1,2,3"], "cutoffs"),
+        (["--cutoff", "1"], "--cutoff"),
+        (["--workers", "fastest:9"], "workers"),
+        (["--workers", "fastest:1,x"], "--workers"),
+    ],
+)
+def test_cli_sweep_rejects_bad_protocol_options_with_one_line(run_cli, tmp_path, args, match):
+    code, _, err = run_cli(["sweep", *HET, "--out", str(tmp_path / "s"), *args])
+    assert code == 2 and err.startswith("Error:") and match in err and err.count("\n") == 1, err
+    assert not (tmp_path / "s").exists()

@@ -1,5 +1,6 @@
 """``stalegrad advise``: which workers, K, minibatch and step to use on a cluster to reach a target error soonest.
 
+* :mod:`.protocols` -- ringmaster's thresholds R and mindflayer's cutoffs, screened by theory;
 * :mod:`.theory` -- the fixed-time theory's optimal worker count (Tyurin & Richtárik 2023), a problem's noise
   ratio, the steps worth trying;
 * :mod:`.search` -- candidates screened by theory and confirmed by replay with common random numbers

@@ -19,6 +19,9 @@ from .theory import noise_scale
 
 __all__ = ["Advice", "advise"]
 
+#: The keys of ``recommended`` taken from its row.
+RECOMMENDED = ("protocol", "workers", "K", "b", "step", "policy", "delay_threshold", "cutoffs", "time_to_target")
+
 
 @dataclass(frozen=True)
 class Advice:
@@ -40,7 +43,7 @@ class Advice:
         from ..experiments.training import _median_interval  # one rule for intervals of medians
 
         c = s.candidate
-        system = c.system(self.cluster)
+        system = c.system(self.cluster, self.result.batch_laws)
         pred = predict(system)
         finite = [t for t in s.times if math.isfinite(t)]
         lo, hi = _median_interval(s.times) if len(s.times) > 1 else [math.nan, math.nan]
@@ -51,7 +54,9 @@ class Advice:
             "K": c.K,
             "tc": system.tc,
             "staleness_bound": None,
-            "delay_threshold": None,
+            "delay_threshold": c.delay_threshold,
+            "cutoffs": None if system.cutoffs is None else list(system.cutoffs),
+            "cutoff_quantile": c.cutoff_quantile,
             "seed": self.result.root,
             "workers": list(c.workers),
             "active_workers": list(c.workers),  # the cluster's workers this candidate uses
@@ -84,6 +89,13 @@ class Advice:
         c = self.recommended.candidate
         size = ["--n", str(len(c.workers)), "--K", str(c.K)]
         protocol = ["--protocol", c.protocol] if c.protocol != "k-batch-async" else []
+        if c.delay_threshold is not None:
+            protocol += ["--delay-threshold", str(c.delay_threshold)]
+        if c.cutoff_quantile is not None:
+            cutoffs = c.system(self.cluster, self.result.batch_laws).cutoffs or ()
+            # train multiplies the cutoffs by b with the laws (b times a draw), keeps them with laws of b
+            per = 1 if self.result.batch_laws is not None else c.b
+            protocol += ["--cutoff", ",".join(f"{x / per:.6g}" for x in cutoffs)]
         tail = ["--problem", problem_option, "--b", str(c.b), "--step", f"{c.step:.4g}"]
         policy = ["--policy", c.policy] if c.policy != "constant" else []
         train = ["stalegrad", "train", *size, *self.system_args(c.workers), *protocol, *tail, *policy, "--target",
@@ -93,15 +105,22 @@ class Advice:
         return {"train": shlex.join(train), "run": shlex.join(run) if runnable else None}
 
     def system_args(self, workers: Sequence[int]) -> list[str]:
-        """``--compute`` (with counts) and the delays (``--tc`` when both directions are half of it) of the
-        chosen workers."""
+        """``--compute`` (with counts; ``--compute-batch`` with laws of ``b``) and the delays (``--tc`` when both
+        directions are half of it) of the chosen workers."""
+        laws = self.result.batch_laws
+        texts = (
+            [laws[i].text for i in workers]
+            if laws is not None
+            else [describe(self.cluster.compute[i]) for i in workers]
+        )
         groups: list[list[Any]] = []
-        for t in (describe(self.cluster.compute[i]) for i in workers):
+        for t in texts:
             if groups and groups[-1][1] == t:
                 groups[-1][0] += 1
             else:
                 groups.append([1, t])
-        args = [x for k, t in groups for x in ("--compute", t if len(groups) == 1 or k == 1 else f"{k}*{t}")]
+        flag = "--compute-batch" if laws is not None else "--compute"
+        args = [x for k, t in groups for x in (flag, t if len(groups) == 1 or k == 1 else f"{k}*{t}")]
         up, down = self.cluster.uplink, self.cluster.downlink
         if isinstance(up, float) and isinstance(down, float) and up == down:
             return [*args, "--tc", f"{up + down:g}"] if up > 0 else args
@@ -122,7 +141,7 @@ class Advice:
         naive = self.row(self.result.naive, None)
         return {
             "rows": self.rows(),
-            "recommended": {k: rec[k] for k in ("protocol", "workers", "K", "b", "step", "policy", "time_to_target")}
+            "recommended": {k: rec[k] for k in RECOMMENDED}
             | {"time_to_target_ci95": rec["time_to_target_ci95"], "commands": self.commands(problem_option)},
             "naive": naive,
             "gain_over_naive": _num(naive["time_to_target"] / rec["time_to_target"])

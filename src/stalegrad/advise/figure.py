@@ -15,15 +15,16 @@ __all__ = ["advice_figure", "plot_advice"]
 
 
 def advice_figure(advice: Any) -> Any:
-    """Every finalist (median time to target with its 95% interval) against the workers it uses, by ``K``; the
-    Pareto front (fewest workers for a time), the recommendation and the naive choice marked."""
+    """Every finalist (median time to target with its 95% interval) against the workers it uses, by protocol and
+    ``K``; the Pareto front (fewest workers for a time), the recommendation and the naive choice marked."""
     rows = _best_step(advice.rows())
     naive = advice.row(advice.result.naive, None)
     fig, ax = figure(figsize=(7.2, 4.6))
-    Ks = sorted({r["K"] for r in rows})
+    several = len({r["protocol"] for r in rows}) > 1
+    Ks = sorted({(r["protocol"], r["K"]) for r in rows})
     markers = "osD^v<>p"
-    for k, K in enumerate(Ks):
-        mine = [r for r in rows if r["K"] == K and r["time_to_target"] is not None]
+    for k, (protocol, K) in enumerate(Ks):
+        mine = [r for r in rows if (r["protocol"], r["K"]) == (protocol, K) and r["time_to_target"] is not None]
         if not mine:
             continue
         x = np.array([r["n"] for r in mine], dtype=float) + 0.08 * (k - (len(Ks) - 1) / 2)
@@ -31,14 +32,14 @@ def advice_figure(advice: Any) -> Any:
         lo = np.array([r["time_to_target_ci95"][0] or math.nan for r in mine])
         hi = np.array([r["time_to_target_ci95"][1] or math.nan for r in mine])
         ax.errorbar(x, y, yerr=[np.nan_to_num(y - lo), np.nan_to_num(hi - y)], fmt=markers[k % len(markers)],
-                    ms=5, capsize=3, alpha=0.8, label=f"K = {K}")  # fmt: skip
+                    ms=5, capsize=3, alpha=0.8, label=f"{protocol} K = {K}" if several else f"K = {K}")  # fmt: skip
     front = _pareto([(r["n"], r["time_to_target"]) for r in rows if r["time_to_target"] is not None])
     if front:
         ax.step(*zip(*front, strict=True), where="post", color="gray", lw=1, ls="--", label="Pareto front")
     best = rows[0]
     if best["time_to_target"] is not None:
-        ax.plot(best["n"], best["time_to_target"], "*", color="gold", mec="black", ms=16, zorder=5,
-                label=f"recommended: {best['n']} workers, K = {best['K']}, step {best['step']:.3g}")  # fmt: skip
+        text = f"recommended: {_protocol(best)}{best['n']} workers, K = {best['K']}, step {best['step']:.3g}"
+        ax.plot(best["n"], best["time_to_target"], "*", color="gold", mec="black", ms=16, zorder=5, label=text)
     if naive["time_to_target"] is not None:
         ax.plot(naive["n"], naive["time_to_target"], "X", color="tab:red", ms=10, zorder=4,
                 label=f"naive: every worker, K = 1, step {naive['step']:.3g}")  # fmt: skip
@@ -56,12 +57,22 @@ def advice_figure(advice: Any) -> Any:
     return fig
 
 
+def _protocol(row: dict[str, Any]) -> str:
+    """The recommendation's protocol with its own parameter, when it is not the paper's."""
+    if row["protocol"] == "k-batch-async":
+        return ""
+    own = f" R = {row['delay_threshold']}" if row["delay_threshold"] is not None else ""
+    own += f" q = {row['cutoff_quantile']:g}" if row["cutoff_quantile"] is not None else ""
+    return f"{row['protocol']}{own}, "
+
+
 def _best_step(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The best-ranked row of each (workers, K, b): one point per configuration, at its best step."""
+    """The best-ranked row of each (protocol, workers, K, b): one point per configuration, at its best step (and
+    ringmaster's best threshold)."""
     seen: set[Any] = set()
     out = []
     for r in rows:
-        key = (tuple(r["workers"]), r["K"], r["b"])
+        key = (r["protocol"], tuple(r["workers"]), r["K"], r["b"])
         if key not in seen:
             seen.add(key)
             out.append(r)

@@ -22,11 +22,14 @@ configuration, and the steps of one configuration are replayed along the *same* 
    (order statistics), is the prediction.
 
 The compute time of a round with minibatch ``b`` is ``b`` times a draw of the worker's law (as ``train``'s
-default ``--scale-compute``).
+default ``--scale-compute``), or the worker's law at ``b`` when the cluster has laws of ``b`` (a system file's
+``compute_batch``). Ringmaster's thresholds and mindflayer's cutoffs are screened by theory before the replays
+(:mod:`.protocols`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -35,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..batch_law import BatchLaw
 from ..distributions import scaled
 from ..errors import SpecError, invalid
 from ..sim import simulate
@@ -43,17 +47,21 @@ from ..streams import derive_seed, resolve_seed
 from ..theory import predict
 from ..train import replay
 from ..train.policies import POLICIES
+from .protocols import CUTOFF_QUANTILES, cutoffs_at, ringmaster_thresholds
 from .theory import WorkerChoice, step_grid, theory_workers
 
 __all__ = ["SEARCHED", "Candidate", "Scored", "evaluate", "search"]
 
-#: Protocols the search can try (each with every K: for rennala, K is its batch S of fresh gradients).
-SEARCHED = ("k-batch-async", "k-async", "k-sync", "k-batch-sync", "rennala")
+#: Protocols the search can try (each with every K -- for rennala and mindflayer, K is the batch S of fresh
+#: gradients -- but ringmaster, which updates on every gradient).
+SEARCHED = ("k-batch-async", "k-async", "k-sync", "k-batch-sync", "rennala", "ringmaster", "mindflayer")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One configuration to try: ``workers`` (indices into the cluster, fastest first), ``K``, ``b``, ``step``."""
+    """One configuration to try: ``workers`` (indices into the cluster, fastest first), ``K``, ``b``, ``step``,
+    the protocol and policy, ringmaster's ``delay_threshold`` ``R`` and mindflayer's ``cutoff_quantile`` (each
+    worker's cutoff is that quantile of its compute-time law at ``b``, :func:`.protocols.cutoffs_at`)."""
 
     workers: tuple[int, ...]
     K: int
@@ -61,21 +69,34 @@ class Candidate:
     step: float
     protocol: str = "k-batch-async"
     policy: str = "constant"
+    delay_threshold: int | None = None
+    cutoff_quantile: float | None = None
 
-    def system(self, cluster: System) -> System:
-        """The system the candidate runs: its workers' laws (scaled by ``b``), the cluster's delays."""
+    def laws(self, cluster: System, batch_laws: Sequence[BatchLaw] | None = None) -> list[Any]:
+        """The compute-time law of each of the candidate's workers at its minibatch ``b``: the worker's law of
+        ``b`` when ``batch_laws`` (one per cluster worker) are given, else ``b`` times a draw of its law."""
+        if batch_laws is not None:
+            return [batch_laws[i].at(self.b) for i in self.workers]
+        return [scaled(cluster.compute[i], self.b) for i in self.workers]
+
+    def system(self, cluster: System, batch_laws: Sequence[BatchLaw] | None = None) -> System:
+        """The system the candidate runs: its workers' laws at ``b`` (:meth:`laws`), the cluster's delays."""
+        laws = self.laws(cluster, batch_laws)
         return System(
             n=len(self.workers),
             K=self.K,
-            compute=[scaled(cluster.compute[i], self.b) for i in self.workers],
+            compute=laws,
             uplink=[cluster.uplink_of(i) for i in self.workers],  # one repeated delay is that delay
             downlink=[cluster.downlink_of(i) for i in self.workers],
             protocol=self.protocol,
+            delay_threshold=self.delay_threshold,
+            cutoffs=None if self.cutoff_quantile is None else cutoffs_at(laws, self.cutoff_quantile),
         )
 
     @property
-    def config(self) -> tuple[tuple[int, ...], int, int, str]:
-        return (self.workers, self.K, self.b, self.protocol)
+    def config(self) -> tuple[Any, ...]:
+        """What the simulated timeline depends on (the step and policy do not)."""
+        return (self.workers, self.K, self.b, self.protocol, self.delay_threshold, self.cutoff_quantile)
 
 
 @dataclass
@@ -112,6 +133,7 @@ def evaluate(
     target: float,
     root: int,
     scored: dict[Candidate, Scored] | None = None,
+    batch_laws: Sequence[BatchLaw] | None = None,
 ) -> dict[Candidate, Scored]:
     """Replay each candidate for the given replications up to ``horizon`` (seconds of the timeline); the steps of
     one configuration share its simulated timelines. Results accumulate in ``scored`` (replications already
@@ -121,14 +143,13 @@ def evaluate(
     for c in candidates:
         by_config.setdefault(c.config, []).append(c)
     for group in by_config.values():
-        system = group[0].system(cluster)
+        system = group[0].system(cluster, batch_laws)
         rate = predict(system).update_rate_exact
-        updates = max(20, math.ceil(1.2 * horizon * rate) + 10) if math.isfinite(rate) and rate > 0 else 10_000
         for r in replications:
             todo = [c for c in group if len(scored.setdefault(c, Scored(c)).times) <= r]
             if not todo:
                 continue
-            trace = simulate(system, updates, seed=derive_seed(root, r, 0))
+            trace = timeline(system, horizon, derive_seed(root, r, 0), rate)
             tau = trace["staleness"][trace["update"] > 0]
             p95 = float(np.percentile(tau, 95)) if tau.size else math.nan
             span = float(trace.update_times[-1]) if trace.updates else math.nan
@@ -148,6 +169,25 @@ def evaluate(
     return scored
 
 
+#: The most updates a candidate's timeline may take to reach the horizon.
+MAX_TIMELINE = 2_000_000
+
+
+def timeline(system: System, horizon: float, seed: int, rate: float | None = None) -> Any:
+    """A simulated trace of ``system`` whose last update is at or past ``horizon`` (seconds): as many updates as
+    the exact ``rate`` gives with a margin, or -- without a rate (ringmaster, random delays) or when the draw
+    falls short -- more, from the rate measured on the last try; at most :data:`MAX_TIMELINE` updates."""
+    known = rate is not None and math.isfinite(rate) and rate > 0
+    updates = max(20, math.ceil(1.2 * horizon * rate) + 10) if known else 2000  # type: ignore[operator]
+    while True:
+        trace = simulate(system, updates, seed=seed)
+        span = float(trace.update_times[-1]) if trace.updates else 0.0
+        if span >= horizon or updates >= MAX_TIMELINE:
+            return trace
+        grow = 1.25 * horizon / span if span > 0 else 4.0
+        updates = min(MAX_TIMELINE, max(updates + 10, math.ceil(updates * min(grow, 8.0))))
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """The ranked survivors of the last rung, the naive choice, the theory's worker count and the work done."""
@@ -159,6 +199,7 @@ class SearchResult:
     screened: int
     replays: int
     root: int
+    batch_laws: Sequence[BatchLaw] | None = None
 
 
 def search(
@@ -180,21 +221,36 @@ def search(
     max_updates: int = 1_000_000,
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
+    batch_laws: Sequence[BatchLaw] | None = None,
 ) -> SearchResult:
     """Search the configurations of ``cluster`` for the fastest to ``target`` on ``problem`` (module docstring).
 
     ``workers``: the subset sizes to try (default: powers of two, every worker, and the theory's ``m*`` when a
-    ``noise_ratio`` is known); ``budget_workers`` caps them. ``seeds``: replications of the last rung."""
+    ``noise_ratio`` is known); ``budget_workers`` caps them. ``seeds``: replications of the last rung.
+    ``protocols``: any of :data:`SEARCHED` (ringmaster with its thresholds ``R``, mindflayer with its cutoffs,
+    screened by theory: :mod:`.protocols`). ``batch_laws``: one law of ``b`` per worker
+    (:class:`~stalegrad.batch_law.BatchLaw`, a system file's ``compute_batch``): a candidate with minibatch ``b``
+    then takes each worker's law at ``b`` instead of ``b`` times a draw."""
     if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
         raise invalid("target", target, "a finite error > 0")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
         raise invalid("seeds", seeds, "an integer >= 2 (the interval needs replications)")
+    if batch_laws is not None and len(batch_laws) != cluster.n:
+        raise invalid("batch_laws", f"{len(batch_laws)} laws", f"one law of b per worker, n = {cluster.n}")
+    for policy in policies:
+        if policy not in POLICIES:
+            raise invalid("policy", policy, f"one of {', '.join(POLICIES)}")
+    for protocol in protocols:
+        if protocol not in SEARCHED:
+            raise invalid("protocol", protocol, f"one of {', '.join(SEARCHED)}")
     root = resolve_seed(seed)
     say = progress or (lambda _text: None)
     n = cluster.n
     cap = n if budget_workers is None else min(n, budget_workers)
-    choice = theory_workers(cluster.means, noise_ratio) if noise_ratio is not None else None
-    order = tuple(int(i) for i in np.argsort(np.asarray(cluster.means), kind="stable"))
+    # the workers' mean compute times at the first minibatch size (with laws of b: at that b, as the candidates)
+    means = [law.mean(bs[0]) for law in batch_laws] if batch_laws is not None else list(cluster.means)
+    choice = theory_workers(means, noise_ratio) if noise_ratio is not None else None
+    order = tuple(int(i) for i in np.argsort(np.asarray(means), kind="stable"))
     sizes = sorted(set(workers) if workers else {*(2**k for k in range(n.bit_length()) if 2**k <= n), n})
     if choice is not None and not workers:
         sizes = sorted({*sizes, choice.m})
@@ -203,33 +259,25 @@ def search(
 
     anchors = [Candidate(tuple(range(n)), 1, bs[0], s) for s in grid]
     anchors += [Candidate(order[:m], 1, bs[0], s) for m in sizes if m < n for s in grid]
-    naive, fastest = _horizon(cluster, problem, anchors, target, root, max_updates, say)
+    kw: dict[str, Any] = {"horizon": math.nan, "target": target, "root": root, "batch_laws": batch_laws}
+    naive, fastest = _horizon(cluster, problem, anchors, target, root, max_updates, say, batch_laws)
     horizon = horizon_factor * (naive.time_to_target if math.isfinite(naive.time_to_target) else fastest)
+    kw["horizon"] = horizon
 
-    for policy in policies:
-        if policy not in POLICIES:
-            raise invalid("policy", policy, f"one of {', '.join(POLICIES)}")
-    for protocol in protocols:
-        if protocol not in SEARCHED:
-            raise invalid("protocol", protocol, f"one of {', '.join(SEARCHED)}")
-    pool = [
-        Candidate(order[:m], K, b, s, protocol=proto, policy=pol)
-        for m, K, b, s, pol, proto in itertools.product(sizes, Ks, bs, grid, policies, protocols)
-    ]
-    screened = len(pool)  # and the steps between, added after rung 0
+    configs, pruned = _configurations(cluster, means, order, sizes, Ks, bs, protocols, noise_ratio, root, batch_laws)
+    pool = [dataclasses.replace(c, step=s, policy=pol) for c in configs for s in grid for pol in policies]
+    screened = len(pool) + pruned * len(grid) * len(policies)  # and the steps between, added after rung 0
     scored: dict[Candidate, Scored] = {}
     reps, start, rung = min(2, seeds), 0, 0
     replays = 0
     while True:
         say(f"rung {rung}: {len(pool)} candidates x {reps} replications")
-        evaluate(cluster, problem, pool, replications=range(start, reps), horizon=horizon, target=target,
-                 root=root, scored=scored)  # fmt: skip
+        evaluate(cluster, problem, pool, replications=range(start, reps), scored=scored, **kw)
         replays += len(pool) * (reps - start)
         pool.sort(key=lambda c: scored[c].key)
         if rung == 0:  # the grid halves the step: try the steps between, around each surviving configuration's best
             finer = _between(pool[: max(3, math.ceil(len(pool) / eta))], set(pool))
-            evaluate(cluster, problem, finer, replications=range(reps), horizon=horizon, target=target, root=root,
-                     scored=scored)  # fmt: skip
+            evaluate(cluster, problem, finer, replications=range(reps), scored=scored, **kw)
             replays += len(finer) * reps
             pool = sorted([*pool, *finer], key=lambda c: scored[c].key)
         if reps >= seeds:
@@ -239,17 +287,64 @@ def search(
         start, reps, rung = reps, min(seeds, reps * eta), rung + 1
     # the naive choice at the last rung's replications, for a fair comparison
     naive_scores: dict[Candidate, Scored] = {}
-    evaluate(cluster, problem, [naive.candidate], replications=range(seeds), horizon=horizon, target=target,
-             root=root, scored=naive_scores)  # fmt: skip
+    evaluate(cluster, problem, [naive.candidate], replications=range(seeds), scored=naive_scores, **kw)
     replays += seeds
     return SearchResult([scored[c] for c in pool], naive_scores[naive.candidate], horizon, choice, screened,
-                        replays, root)  # fmt: skip
+                        replays, root, batch_laws)  # fmt: skip
+
+
+def _configurations(
+    cluster: System,
+    worker_means: Sequence[float],
+    order: tuple[int, ...],
+    sizes: Sequence[int],
+    Ks: Sequence[int],
+    bs: Sequence[int],
+    protocols: Sequence[str],
+    noise_ratio: float | None,
+    root: int,
+    batch_laws: Sequence[BatchLaw] | None,
+) -> tuple[list[Candidate], int]:
+    """The configurations to replay (without a step) and how many the theory set aside: ringmaster (``K = 1``)
+    with the thresholds of :func:`.protocols.ringmaster_thresholds` on each subset; mindflayer with the cutoff
+    quantile of the highest update rate per subset, ``S`` and ``b``; ``K`` above the workers used is left out for
+    k-async and k-sync (``K`` distinct workers per update)."""
+    out: list[Candidate] = []
+    pruned = 0
+    means = np.asarray(worker_means, dtype=float)
+    for proto, m, b in itertools.product(protocols, sizes, bs):
+        workers = order[:m]
+        if proto == "ringmaster":
+            used = [float(x) for x in means[list(workers)]]
+            kept = ringmaster_thresholds(used, noise_ratio)
+            pruned += len(ringmaster_thresholds(used, None)) - len(kept)
+            out += [Candidate(workers, 1, b, 0.0, proto, delay_threshold=R) for R in kept]
+            continue
+        for K in Ks:
+            if proto in ("k-async", "k-sync") and m < K:
+                continue
+            if proto == "mindflayer":
+                trials = [Candidate(workers, K, b, 0.0, proto, cutoff_quantile=q) for q in CUTOFF_QUANTILES]
+                out.append(max(trials, key=lambda c: (_rate(c, cluster, root, batch_laws), c.cutoff_quantile)))
+                pruned += len(trials) - 1
+            else:
+                out.append(Candidate(workers, K, b, 0.0, proto))
+    return out, pruned
+
+
+def _rate(candidate: Candidate, cluster: System, root: int, batch_laws: Sequence[BatchLaw] | None) -> float:
+    """The candidate's update rate: the exact one where theory has it, else measured on a simulation of 2000
+    updates (replication 0's timeline seed)."""
+    system = candidate.system(cluster, batch_laws)
+    rate = predict(system).update_rate_exact
+    if rate is not None and math.isfinite(rate):
+        return float(rate)
+    trace = simulate(system, 2000, seed=derive_seed(root, 0, 0))
+    return trace.updates / float(trace.update_times[-1])
 
 
 def _between(best: list[Candidate], seen: set[Candidate]) -> list[Candidate]:
     """For each configuration among ``best``, its best step times 2^(+-1/2) (those not tried yet)."""
-    import dataclasses
-
     out: list[Candidate] = []
     done: set[Any] = set()
     for c in best:
@@ -271,17 +366,19 @@ def _horizon(
     root: int,
     max_updates: int,
     say: Callable[[str], None],
+    batch_laws: Sequence[BatchLaw] | None = None,
 ) -> tuple[Scored, float]:
     """The naive choice's score and the time the fastest anchor needs: the anchors (every worker at K = 1 first,
     then the subsets at K = 1, each with every step of the grid) are replayed once with a horizon that grows until
     one reaches the target."""
     naive = [c for c in anchors if c.workers == anchors[0].workers]
-    rate = predict(naive[0].system(cluster)).update_rate_exact
+    rate = predict(naive[0].system(cluster, batch_laws)).update_rate_exact
     updates = 1000
     while True:
         horizon = updates / rate
         say(f"horizon {horizon:.4g}: {len(anchors)} anchors (K = 1, every step)")
-        scored = evaluate(cluster, problem, anchors, replications=range(1), horizon=horizon, target=target, root=root)
+        scored = evaluate(cluster, problem, anchors, replications=range(1), horizon=horizon, target=target, root=root,
+                          batch_laws=batch_laws)  # fmt: skip
         best = min(scored.values(), key=lambda s: s.key)
         if math.isfinite(best.time_to_target):
             return min((scored[c] for c in naive), key=lambda s: s.key), best.time_to_target

@@ -51,6 +51,15 @@ SHOWN = 15
 )
 @click.option("--b", "bs", default="1", show_default=True, help="Minibatch sizes to try (a value or a list 1,4).")
 @click.option(
+    "--compute-batch",
+    "compute_batch",
+    multiple=True,
+    metavar="LAW",
+    help="Compute time at minibatch b: a law whose loc and scale are affine in b (as train's; repeat with counts "
+    "for classes). A system file's compute_batch fills it: a candidate with minibatch b then takes each worker's "
+    "law at b, not b times a draw of --compute.",
+)
+@click.option(
     "--steps",
     default=None,
     metavar="LIST",
@@ -67,7 +76,9 @@ SHOWN = 15
     "--protocols",
     default="k-batch-async",
     show_default=True,
-    help="Protocols to try (a list): k-batch-async, k-async, k-sync, k-batch-sync, rennala (K: its batch S).",
+    help="Protocols to try (a list): k-batch-async, k-async, k-sync, k-batch-sync, rennala (K: its batch S), "
+    "ringmaster (K = 1, with its delay threshold R searched) and mindflayer (rennala with cutoffs: each worker's "
+    "quantile 0.5, 0.75, 0.9 or 0.99, the one of the highest update rate).",
 )
 @click.option("--seeds", type=click.IntRange(min=2), default=8, show_default=True,
               help="Replications of the finalists (the interval of the time to target).")  # fmt: skip
@@ -90,6 +101,7 @@ def advise_command(
     budget_workers: int | None,
     sizes: str | None,
     bs: str,
+    compute_batch: tuple[str, ...],
     steps: str | None,
     policies: str,
     protocols: str,
@@ -119,6 +131,7 @@ def advise_command(
     b_values = parse_sweep("--b", bs, int)
     if any(b < 1 for b in b_values):
         raise invalid("--b", bs, "integers >= 1")
+    batch_laws = _batch_laws(compute_batch, system.n)
     tried = parse_sweep("--workers", sizes, int) if sizes else None
     if tried and any(not 1 <= m <= system.n for m in tried):
         raise invalid("--workers", sizes, f"worker counts from 1 to {system.n}")
@@ -163,7 +176,7 @@ def advise_command(
     advice = advise(
         system, prob, goal, noise_ratio=noise_ratio, progress=say, workers=tried, Ks=Ks, bs=b_values,
         steps=step_list, policies=policy_list, protocols=protocol_list, budget_workers=budget_workers, seeds=seeds,
-        max_updates=max_updates, seed=root,
+        max_updates=max_updates, seed=root, batch_laws=batch_laws,
     )  # fmt: skip
     result = advice.to_dict(problem)
     if plot:
@@ -179,10 +192,13 @@ def advise_command(
         f"screened, {result['replays']} replays, {advice.seconds:.1f} s)",
         [
             "rank",
+            "protocol",
             "workers",
             "K",
+            "R / q",
             "b",
             "step",
+            "policy",
             "time to target",
             "95% interval",
             "E[tau]",
@@ -196,9 +212,12 @@ def advise_command(
         click.echo(f"(the best {SHOWN} of {len(rows)} finalists; --json lists them all)")
     rec = result["recommended"]
     gain = result["gain_over_naive"]
+    own = f", R = {rec['delay_threshold']}" if rec["delay_threshold"] is not None else ""
+    if rec["cutoffs"] is not None:
+        own = f", cutoffs {_fmt_list(rec['cutoffs'])} s"
     click.echo(
         f"recommended: {rec['protocol']} on the {len(rec['workers'])} fastest workers {rec['workers']}, "
-        f"K = {rec['K']}, b = {rec['b']}, "
+        f"K = {rec['K']}{own}, b = {rec['b']}, "
         f"step {rec['step']:.4g} ({rec['policy']}): time to target {fmt(rec['time_to_target'], 2)}"
         + (f", {gain:.2f}x the naive choice (every worker, K = 1, its best step)" if gain else "")
     )
@@ -214,6 +233,32 @@ def advise_command(
     )
 
 
+def _batch_laws(texts: tuple[str, ...], n: int) -> list[Any] | None:
+    """--compute-batch: one law of b per worker (refused beside an explicit --compute, which it replaces)."""
+    if not texts:
+        return None
+    from click.core import ParameterSource
+
+    from ..batch_law import parse_batch_law, per_worker
+
+    ctx = click.get_current_context()
+    explicit = ctx.get_parameter_source("compute_batch") not in (None, ParameterSource.DEFAULT)
+    if explicit and ctx.get_parameter_source("compute") not in (None, ParameterSource.DEFAULT):
+        raise invalid("--compute", ctx.params.get("compute"), "left out when --compute-batch is given (it replaces it)")
+    return per_worker([parse_batch_law(t) for t in texts], n)
+
+
+def _fmt_list(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
+
+
+def _own(r: dict[str, Any]) -> str:
+    """Ringmaster's threshold R, or mindflayer's cutoff quantile q (each worker's cutoff), else -."""
+    if r.get("delay_threshold") is not None:
+        return f"R = {r['delay_threshold']}"
+    return f"q = {r['cutoff_quantile']:g}" if r.get("cutoff_quantile") is not None else "-"
+
+
 def _cells(r: dict[str, Any], rank: str | None = None) -> list[str]:
     lo, hi = r["time_to_target_ci95"]
     return [
@@ -221,6 +266,7 @@ def _cells(r: dict[str, Any], rank: str | None = None) -> list[str]:
         r["protocol"],
         str(r["n"]),
         str(r["K"]),
+        _own(r),
         str(r["b"]),
         f"{r['step']:.4g}",
         r["policy"],

@@ -3,6 +3,7 @@ error with --problem) in parallel processes; one Parquet row per point; interrup
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -26,12 +27,35 @@ from .options import (
     system_options,
 )
 
-#: The options a sweep can vary, in the order its table and figure use them.
-AXES = ("protocol", "n", "K", "tc", "b", "policy", "step")
+#: The options a sweep can vary (row keys), in the order its table and figure use them.
+AXES = ("protocol", "n", "active_workers", "K", "delay_threshold", "cutoffs", "tc", "b", "policy", "step")
 
 
 @click.command("sweep")
 @system_options
+@click.option(
+    "--workers",
+    "workers",
+    multiple=True,
+    metavar="WHICH",
+    help="The workers that compute (the others idle): 'all' (default), 'fastest:M', several counts 'fastest:1,2,4' "
+    "or 'fastest:1:8', or indices '0,2,5'; repeat the option for more values to sweep.",
+)
+@click.option(
+    "--delay-threshold",
+    "delay_threshold",
+    default=None,
+    metavar="R",
+    help="ringmaster's thresholds R (a value, range or list); the other protocols of the sweep have none.",
+)
+@click.option(
+    "--cutoff",
+    "cutoff",
+    multiple=True,
+    metavar="SECONDS",
+    help="mindflayer's cutoffs at b = 1 (a round of minibatch b has b times them): one value for every worker or "
+    "one per worker '1,1,2,4'; repeat the option for more values to sweep.",
+)
 @click.option("--problem", default=None, help=PROBLEM_HELP + " Without it, staleness only (nothing replayed).")
 @click.option("--b", "bs", default="1", show_default=True, help="Minibatch sizes (a value, range or list).")
 @click.option("--policy", "policies", default="constant", show_default=True, help="Step-size policies (a list).")
@@ -57,6 +81,9 @@ AXES = ("protocol", "n", "K", "tc", "b", "policy", "step")
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def sweep_command(
+    workers: tuple[str, ...] | str | None,
+    delay_threshold: str | int | None,
+    cutoff: tuple[str, ...] | str | None,
     problem: str | None,
     bs: str,
     policies: str,
@@ -72,18 +99,21 @@ def sweep_command(
     as_json: bool,
     **system: Any,
 ) -> None:
-    """Run every combination of the options (--n, --K, --tc, --protocol, --b, --policy, --step) --seeds times.
+    """Run every combination of the options (--n, --K, --tc, --protocol, --workers, --delay-threshold, --cutoff,
+    --b, --policy, --step) --seeds times.
 
     \b
     stalegrad sweep --n 4,8,16 --K 1,2,4 --tc 1 --problem linreg --step 0.02,0.05 --seeds 4 \\
         --out results/sweep --plot sweep.png
+    stalegrad sweep --n 8 --K 1 --compute "4*expon(scale=1)" --compute "4*expon(scale=10)" \\
+        --workers fastest:2,4 --workers all --protocol ringmaster --delay-threshold 2,4,8 --out results/ring
     """
     from ..artefacts import metadata
     from ..experiments.sweep import run_sweep, sweep_points, write_sweep
     from ..streams import resolve_seed
     from ..train.policies import POLICIES
 
-    systems = build_systems(**system)
+    systems = _variants(system, workers, delay_threshold, cutoff)
     b_values = parse_sweep("--b", bs, int)
     if any(b < 1 for b in b_values):
         raise invalid("--b", bs, "integers >= 1")
@@ -109,14 +139,14 @@ def sweep_command(
     root = resolve_seed(seed)
     if seed is None and not as_json:
         click.echo(f"seed {root} (give --seed {root} to go on after a stop)", err=True)
-    workers = jobs or max(1, min(len(points), os.cpu_count() or 1))
+    processes = jobs or max(1, min(len(points), os.cpu_count() or 1))
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():
             click.echo(f"\rpoints {done}/{total}", err=True, nl=done == total)
 
     try:
-        rows, ran = run_sweep(points, out, updates=updates, root=root, target=target, problem=prob, jobs=workers,
+        rows, ran = run_sweep(points, out, updates=updates, root=root, target=target, problem=prob, jobs=processes,
                               address=address, progress=progress)  # fmt: skip
     except KeyboardInterrupt:
         from ..experiments.sweep import read_done
@@ -127,7 +157,8 @@ def sweep_command(
             err=True,
         )
         raise SystemExit(130) from None
-    varied = [k for k in AXES if len({str(r[k]) for r in rows}) > 1]
+    view = _view(rows)
+    varied = [k for k in AXES if len({str(r[k]) for r in view}) > 1]
     meta = metadata(root, {f"{k}": s for k, s in enumerate(systems)}, updates=updates, seeds=seeds,
                     problem=problem, varied=varied)  # fmt: skip
     path = write_sweep(rows, out, meta)
@@ -138,8 +169,8 @@ def sweep_command(
 
         if not varied:
             raise SpecError("--plot needs an option that varies (a list or range in --n, --K, --tc, --b, ...)")
-        write_figure(sweep_figure(rows, value, varied), plot, meta)
-    summary = _summary(rows, varied, value)
+        write_figure(sweep_figure(view, value, varied), plot, meta)
+    summary = _summary(view, varied, value)
     if as_json:
         emit_json({"seed": root, "points": len(rows), "ran": ran, "varied": varied, "file": str(path),
                    "configurations": summary, "rows": rows})  # fmt: skip
@@ -150,6 +181,59 @@ def sweep_command(
         [[*(str(c[k]) for k in (varied or ["n"])), fmt(c["median"], 4), c["extra"]] for c in summary],
     )
     click.echo(f"rows in {path}")
+
+
+def _variants(
+    options: dict[str, Any],
+    workers: tuple[str, ...] | str | None,
+    delay_threshold: str | int | None,
+    cutoff: tuple[str, ...] | str | None,
+) -> list[Any]:
+    """The systems of the sweep: those of the system options, each with every --workers value, ringmaster's with
+    every --delay-threshold and mindflayer's with every --cutoff (a system file gives one value of each)."""
+    worker_values = _worker_values((workers,) if isinstance(workers, str) else workers)
+    thresholds = None if delay_threshold is None else parse_sweep("--delay-threshold", str(delay_threshold), int)
+    if thresholds is not None and any(R < 1 for R in thresholds):
+        raise invalid("--delay-threshold", delay_threshold, "integers R >= 1 (a value, range or list)")
+    cutoffs = [cutoff] if isinstance(cutoff, str) else list(cutoff or ())
+    base = build_systems(**options, delay_threshold=thresholds[0] if thresholds else None,
+                         cutoff=cutoffs[0] if cutoffs else None)  # fmt: skip
+    out = []
+    for s in base:
+        for which, R, c in itertools.product(
+            worker_values,
+            thresholds if s.protocol == "ringmaster" and thresholds else [s.delay_threshold],
+            cutoffs if s.protocol == "mindflayer" and cutoffs else [s.cutoffs],
+        ):
+            out.append(s.replace(workers=which, delay_threshold=R, cutoffs=c))
+    return out
+
+
+def _worker_values(texts: tuple[str, ...] | None) -> list[Any]:
+    """--workers values: 'fastest:1,2,4' and 'fastest:1:8' are several (one per count); others one each."""
+    if not texts:
+        return [None]
+    out: list[Any] = []
+    for text in texts:
+        head, _, counts = text.strip().partition(":")
+        if head == "fastest" and ("," in counts or ":" in counts):
+            out += [f"fastest:{m}" for m in parse_sweep("--workers fastest", counts, int)]
+        else:
+            out.append(text.strip())
+    return out
+
+
+def _view(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose list values (active workers, cutoffs) are text, for the table and the figure."""
+
+    def cell(key: str, value: Any) -> Any:
+        if value is None and key in ("active_workers", "delay_threshold", "cutoffs"):
+            return "all" if key == "active_workers" else "-"
+        if key == "cutoffs" and len(set(value)) == 1:
+            return f"{value[0]:g}"  # one for every worker
+        return ",".join(f"{x:g}" for x in value) if isinstance(value, list) else value
+
+    return [{k: cell(k, v) for k, v in r.items()} for r in rows]
 
 
 def _host_port(text: str) -> bool:

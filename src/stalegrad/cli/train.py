@@ -169,6 +169,8 @@ def train_command(
             if updates_given and updates > trace.updates:
                 raise invalid("--updates", updates, f"at most the {trace.updates} updates of the trace {name}")
     else:
+        if batch_laws:  # the systems are checked (mindflayer's cutoffs, for one) with the laws at the least b
+            compute = _laws_at(batch_laws, min(bs))
         sources = build_systems(n, K, tc, uplink, downlink, compute, **protocol_options)
     prob = load_problem(problem, dim=dim, samples=samples, noise=noise, l2=l2)
     correction = None if dc is None else delay_compensation(dc)
@@ -230,6 +232,14 @@ def _batch_laws(texts: tuple[str, ...], traces: tuple[str, ...]) -> list[Any] | 
             raise invalid("--compute-batch", texts[0], "left out with --trace (a saved trace's times are fixed)")
         return None
     return [parse_batch_law(t) for t in texts]
+
+
+def _laws_at(batch_laws: list[Any], b: int) -> tuple[str, ...]:
+    """The ``--compute`` texts of the laws of ``b`` at ``b`` (with their counts)."""
+    from ..syntax import describe
+
+    counted = len(batch_laws) > 1 or batch_laws[0][0] > 1
+    return tuple((f"{count}*" if counted else "") + describe(law.at(b)) for count, law in batch_laws)
 
 
 def _check_work(configs: list[Any], problem: Any, updates: int, seeds: int, yes: bool) -> None:

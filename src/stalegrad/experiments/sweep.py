@@ -73,13 +73,15 @@ def run_point_row(point: SweepPoint, *, updates: int, root: int, target: float |
 
     problem = problem if problem is not None else _PROBLEM
     s = point.system
-    system = s.replace(compute=[_scaled(m, point.b) for m in s.compute])
+    cutoffs = None if s.cutoffs is None else [point.b * c for c in s.cutoffs]  # as train: b times the work
+    system = s.replace(compute=[_scaled(m, point.b) for m in s.compute], cutoffs=cutoffs)
     trace = simulate(system, updates, seed=derive_seed(root, point.replication, 0))
     est = steady_state(trace)
     row = shared_row(system, seed=root, estimate=est, prediction=predict(system))
     applied = trace["staleness"][trace["update"] > 0]
     row.update(
         replication=point.replication,
+        cutoffs=None if s.cutoffs is None else list(s.cutoffs),
         b=point.b,
         policy=point.policy,
         step=point.step,

@@ -7,7 +7,10 @@ worker the round is the version), so ``(time, key)`` orders events exactly as th
 rounds are numbered once; a worker is sent each version at most once), so the sequence number never decides.
 Times are ``>= 0``, so their int64 bit patterns order as the floats do; the trees compare those.
 
-:func:`advance` runs every protocol. Where its events wait:
+:func:`advance` runs every protocol. Mindflayer's cutoffs: a round whose compute time exceeds its worker's cutoff
+ends there, and its finish event abandons it and starts the next round. Ringmaster's stops: each update is also
+sent to every worker whose round in progress has delay ``>= R`` (once a round), which abandons it when the version
+reaches it. Where its events wait:
 
 * each worker's round in progress (at most one finish that counts): a tournament (winner) tree over the workers
   holds each worker's first event. A change to one worker costs one leaf-to-root pass of ``log2(n)`` comparisons
@@ -74,16 +77,21 @@ T_WARM, T_END, NOW, DROPT = range(4)
 NFST = 4
 # parameters (par)
 N, KK, U, WAITS, CANCELS, CURONLY, TOCONTRIB, BOUND, RBITS, MODE, WARM, NB, SPAN, UPRAND, DOWNRAND, BCAST = range(16)
-NPAR = 16
+CUTS = 16  # (mindflayer) a round whose compute time exceeds its worker's cutoff (wf column CUT) is abandoned there
+STOPS, RR = 17, 18  # (ringmaster) each update is sent to the rounds whose delay has reached RR, which stop there
+NPAR = 19
 # float parameters (fpar)
 UPFIX, DOWNFIX = range(2)
 # per-worker integer state (wi columns); AN, RN: sizes of its heaps of gradients in flight and versions travelling;
 # VNEXT, RH: (k-batch-async kernel) the next round whose version is still to be found, the head of its versions
 REACHED, RND, USED, BUSY, CPOS, CEND, UPOS, UEND, DPOS, DEND, AN, RN, VNEXT, RH = range(14)
-NWI = 14
+ABANDON = 14  # its round in progress ends at its cutoff (the finish event abandons it)
+STOPPED = 15  # (ringmaster) the round a stop was sent for
+NWI = 16
 # per-worker float state (wf columns); FT: time its round in progress finishes (+inf when it waits)
 START, X, COMPUTE, CANCEL, FT = range(5)
-NWF = 5
+CUT = 5  # its cutoff (mindflayer; +inf otherwise)
+NWF = 6
 # pool columns (pf: start, sent)
 PSTART, PSENT = range(2)
 
@@ -176,6 +184,23 @@ def _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own):
     t = tr if sw else t
     k = kr if sw else k
     return t, k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ends(w, now, x, cuts, ft, wi, wf):
+    """The round worker ``w`` starts now with compute time ``x`` ends: at ``now + x``, or abandoned at its cutoff."""
+    if cuts and x > wf[w, CUT]:
+        ft[w] = now + wf[w, CUT]
+        wi[w, ABANDON] = 1
+    else:
+        ft[w] = now + x
+        wi[w, ABANDON] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _stop(w, ver, R, wi):
+    """(ringmaster) True when update ``ver`` must be sent to worker ``w`` to stop its round (delay >= R, once)."""
+    return wi[w, BUSY] != 0 and ver - wi[w, USED] >= R and wi[w, STOPPED] != wi[w, RND]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -298,6 +323,9 @@ def advance(
     uprand = par[UPRAND] != 0
     downrand = par[DOWNRAND] != 0
     bcast = par[BCAST] != 0
+    cuts = par[CUTS] != 0
+    stops = par[STOPS] != 0
+    R = par[RR]
     upfix = fpar[UPFIX]
     downfix = fpar[DOWNFIX]
     rmask = (np.int64(1) << rbits) - 1
@@ -344,7 +372,7 @@ def advance(
             wi[i, RND] = 1
             wf[i, START] = 0.0
             wf[i, X] = x
-            ft[i] = 0.0 + x
+            _ends(i, 0.0, x, cuts, ft, wi, wf)
             wi[i, USED] = 0
             wi[i, BUSY] = 1
             _replay(wt, wk, m, i, fti[i], kfin | (np.int64(i) << rbits) | 1)
@@ -405,7 +433,9 @@ def advance(
                 w = bp[q, 0]
                 reached = max(wi[w, REACHED], bp[q, 1])
                 busy = wi[w, BUSY] != 0
-                starts = (not busy and waits) or (busy and cancels and wi[w, USED] < reached)
+                starts = (not busy and waits) or (
+                    busy and ((cancels and wi[w, USED] < reached) or (stops and reached - wi[w, USED] >= R))
+                )
                 if starts and wi[w, CPOS] == wi[w, CEND]:
                     refill = w
                     break
@@ -423,7 +453,7 @@ def advance(
                     wi[w, RND] += 1
                     wf[w, START] = now
                     wf[w, X] = x
-                    ft[w] = now + x
+                    _ends(w, now, x, cuts, ft, wi, wf)
                     wi[w, USED] = reached
                     wi[w, BUSY] = 1
                     if ft[w] == now:  # a finish at this instant comes before the next pair
@@ -453,6 +483,25 @@ def advance(
                 ist[WHO] = refill
                 status = REFILL_COMPUTE
                 break
+
+        elif kind == FINISH and cuts and wi[i, ABANDON] != 0:  # worker i abandons round r at its cutoff
+            if wi[i, CPOS] == wi[i, CEND]:
+                ist[WHO] = i
+                status = REFILL_COMPUTE
+                break
+            events += 1
+            now = t
+            wf[i, CANCEL] += now - wf[i, START]
+            c = wi[i, CPOS]  # and starts over, on the versions that reached it strictly before now
+            x = C[c]
+            wi[i, CPOS] = c + 1
+            wi[i, RND] += 1
+            wf[i, START] = now
+            wf[i, X] = x
+            _ends(i, now, x, cuts, ft, wi, wf)
+            wi[i, USED] = wi[i, REACHED]
+            t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
+            _replay(wt, wk, m, i, t, k)
 
         elif kind == FINISH:  # worker i finishes round r and sends the gradient
             if uprand and wi[i, UPOS] == wi[i, UEND]:
@@ -522,7 +571,7 @@ def advance(
                 wi[i, RND] += 1
                 wf[i, START] = now
                 wf[i, X] = x
-                ft[i] = now + x
+                _ends(i, now, x, cuts, ft, wi, wf)
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
             t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
@@ -560,6 +609,15 @@ def advance(
                         if downrand and wi[k, DPOS] == wi[k, DEND]:
                             missing = k
                             break
+                    if stops and status != GROW_REACH and missing < 0:  # the rounds the update stops
+                        for k in range(n):
+                            if _stop(k, ver + 1, R, wi):
+                                if wi[k, RN] == rcap:
+                                    status = GROW_REACH
+                                    break
+                                if downrand and wi[k, DPOS] == wi[k, DEND]:
+                                    missing = k
+                                    break
                     if status == GROW_REACH:
                         break
                     if missing >= 0:
@@ -672,6 +730,16 @@ def advance(
                                 e -= 1
                             bp[(pt + e) & pmask, 0] = w
                         nsend = K
+                        if stops:  # and the rounds it stops (workers not among the contributors: they wait)
+                            for w in range(n):
+                                if _stop(w, ver, R, wi):
+                                    wi[w, STOPPED] = wi[w, RND]
+                                    e = nsend
+                                    while e > 0 and bp[(pt + e - 1) & pmask, 0] > w:
+                                        bp[(pt + e) & pmask, 0] = bp[(pt + e - 1) & pmask, 0]
+                                        e -= 1
+                                    bp[(pt + e) & pmask, 0] = w
+                                    nsend += 1
                     else:
                         for w in range(n):
                             bp[(pt + w) & pmask, 0] = w
@@ -724,6 +792,21 @@ def advance(
                 rn = wi[k, RN]
                 _hpush(rht, rhk, rhs, k * rcap, rn, now + d, kreach | (np.int64(k) << rbits) | ver, 0)
                 wi[k, RN] = rn + 1
+            if stops:  # the rounds the update stops, in worker order (as the reference sends them)
+                for k in range(n):
+                    if _stop(k, ver, R, wi):
+                        wi[k, STOPPED] = wi[k, RND]
+                        if downrand:
+                            dp = wi[k, DPOS]
+                            d = DB[dp]
+                            wi[k, DPOS] = dp + 1
+                        else:
+                            d = downfix
+                        rn = wi[k, RN]
+                        _hpush(rht, rhk, rhs, k * rcap, rn, now + d, kreach | (np.int64(k) << rbits) | ver, 0)
+                        wi[k, RN] = rn + 1
+                        t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
+                        _replay(wt, wk, m, k, t, kk)
             if tocontrib:
                 for j in range(K):  # (worker i is the last of them)
                     k = batch[j]
@@ -739,7 +822,9 @@ def advance(
         else:  # REACH: version r reaches worker i
             reached = max(wi[i, REACHED], r)
             busy = wi[i, BUSY] != 0
-            starts = (not busy and waits) or (busy and cancels and wi[i, USED] < reached)
+            starts = (not busy and waits) or (
+                busy and ((cancels and wi[i, USED] < reached) or (stops and reached - wi[i, USED] >= R))
+            )
             if starts and wi[i, CPOS] == wi[i, CEND]:
                 ist[WHO] = i
                 status = REFILL_COMPUTE
@@ -773,7 +858,7 @@ def advance(
                 wi[i, RND] += 1
                 wf[i, START] = now
                 wf[i, X] = x
-                ft[i] = now + x
+                _ends(i, now, x, cuts, ft, wi, wf)
                 wi[i, USED] = reached
                 wi[i, BUSY] = 1
             t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)

@@ -93,10 +93,17 @@ class _Engine(KernelRun):
         par[k.N], par[k.KK], par[k.U] = n, K, updates
         par[k.WAITS], par[k.CANCELS] = rules.waits, rules.cancels
         par[k.CURONLY], par[k.TOCONTRIB] = rules.current_only, rules.to_contributors
-        par[k.BOUND] = -1 if small.staleness_bound is None else small.staleness_bound
+        bound = small.staleness_bound
+        if small.delay_threshold is not None:  # ringmaster drops a gradient of delay >= R, and stops rounds there
+            bound = small.delay_threshold - 1
+            par[k.RR] = small.delay_threshold
+        par[k.BOUND] = -1 if bound is None else bound
+        par[k.STOPS] = rules.stops
         par[k.RBITS] = k.KIND_SHIFT - wbits
         par[k.MODE], par[k.WARM], par[k.NB], par[k.SPAN] = mode, warm, batches, max(updates - warm, 1)
         par[k.UPRAND], par[k.DOWNRAND] = self.uprand, self.downrand
+        par[k.CUTS] = rules.cutoffs
+        self.wf[:, k.CUT] = np.inf if small.cutoffs is None else small.cutoffs
         fpar = np.zeros(2)
         fpar[k.UPFIX] = 0.0 if self.uprand else small.uplink
         fpar[k.DOWNFIX] = 0.0 if self.downrand else small.downlink
@@ -273,14 +280,6 @@ def simulate_compiled(system: System, updates: int, *, seed: int, progress: Prog
     """
     compile_seconds = warm()
     t0 = time.perf_counter()
-    if uses_heap_engine(system):
-        from .heap_engine import simulate_heap, warm_heap
-
-        compile_seconds += warm_heap()
-        t0 = time.perf_counter()
-        trace = simulate_heap(system, updates, seed=seed, progress=progress)
-        trace.meta.update(compile_seconds=compile_seconds)
-        return trace
     engine = _Engine(system, updates, seed, mode=0)
     engine.run(progress)
     trace = engine.trace()
@@ -301,19 +300,6 @@ def simulate_compiled_summary(
     """The :class:`~stalegrad.trace.Summary` of :func:`simulate_compiled`'s Trace, streamed in bounded memory
     (arguments checked by :func:`stalegrad.sim.simulate_summary`)."""
     warm()
-    if uses_heap_engine(system):
-        from .heap_engine import simulate_heap_summary, warm_heap
-
-        warm_heap()
-        return simulate_heap_summary(
-            system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
-        )
     engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
     engine.run(progress)
     return engine.summary(warmup)
-
-
-def uses_heap_engine(system: System) -> bool:
-    """True for the protocols that stop or abandon rounds (ringmaster, mindflayer): :mod:`.heap_engine` runs them."""
-    rules = RULES[system.protocol]
-    return rules.stops or rules.cutoffs

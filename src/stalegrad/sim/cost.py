@@ -3,8 +3,9 @@
 The command line refuses a run whose estimate exceeds :data:`LIMIT_SECONDS` (or whose Trace would not fit in
 :data:`LIMIT_BYTES`) unless the user confirms it (``--yes``), with the estimate in the message: a typo such as
 ``--updates 1e14`` then costs a second, not an afternoon. The speeds are conservative figures from ``make bench``
-on a 2-core machine (the fast path streams 4-8e7 gradients/s, the compiled event engine 0.8-1.8e7, its heap kernel
-for ringmaster and mindflayer about 1e6, the Python reference engine about 2e5).
+on a 2-core machine (the fast path streams 4-8e7 gradients/s, the compiled event engine 0.8-1.8e7, and
+2e6 or more for ringmaster and mindflayer, whose stops and abandons are events more; the Python reference engine
+about 2e5).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .fast import fast_path_refusal
 __all__ = ["LIMIT_BYTES", "LIMIT_SECONDS", "Work", "estimate"]
 
 #: Gradients per second assumed for the estimate, per engine (conservative).
-SPEED = {"fast": 2e7, "fast-trace": 1e7, "compiled": 4e6, "compiled-trace": 2e6, "heap": 5e5, "events": 1.5e5}
+SPEED = {"fast": 2e7, "fast-trace": 1e7, "compiled": 4e6, "compiled-trace": 2e6, "compiled-stops": 5e5, "events": 1.5e5}
 #: Bytes a Trace row takes in memory.
 ROW_BYTES = 61
 #: A run estimated above these asks for confirmation.
@@ -60,8 +61,8 @@ def estimate(system: System, updates: float, *, keep_trace: bool = False) -> Wor
 
         engine = "events" if event_engine_refusal(system) else "compiled"
         if engine == "compiled" and system.protocol in ("ringmaster", "mindflayer"):
-            engine = "heap"  # their compiled kernel
-    engine = f"{engine}-trace" if keep_trace and engine not in ("events", "heap") else engine
+            engine = "compiled-stops"  # their stops and abandons are events more
+    engine = f"{engine}-trace" if keep_trace and engine not in ("events", "compiled-stops") else engine
     return Work(gradients, gradients / SPEED[engine], gradients * ROW_BYTES if keep_trace else 0.0, engine)
 
 

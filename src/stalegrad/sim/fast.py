@@ -122,12 +122,8 @@ def prepare(system: System, updates: int) -> float:
     """Load what a run of ``system`` will need before it is timed; return the seconds that took."""
     engine = _auto_engine(system, updates)
     if engine == "compiled":
-        from .compiled import uses_heap_engine, warm
+        from .compiled import warm
 
-        if uses_heap_engine(system):
-            from .heap_engine import warm_heap
-
-            return warm() + warm_heap()
         return warm()
     return load_kernel() if engine == "numba" else 0.0
 
@@ -435,8 +431,6 @@ def event_engine_refusal(system: System) -> str | None:
     """Why the compiled event engine cannot run ``system`` (``None`` if it can)."""
     from .compiled import compiled_refusal
 
-    if system.per_worker_delays:
-        return "delays must be one for every worker for the compiled event engine, got per-worker delays"
     return compiled_refusal(system)
 
 

@@ -1,7 +1,7 @@
 """What every compiled event loop needs from Python: its random streams, its outputs, and the loop that answers its
 requests (:class:`KernelRun`).
 
-A compiled kernel (:mod:`._events_kernel`, :mod:`._heap_kernel`) runs until it needs something (a chunk of draws,
+A compiled kernel (:mod:`._events_kernel`) runs until it needs something (a chunk of draws,
 room for rows or for its histogram), or is done, or has taken its share of events between two progress reports; it
 returns a status code with nothing changed, and :meth:`KernelRun.run` supplies what it asked for and calls again.
 The statuses every kernel shares (:data:`COMMON`) are answered here; a subclass builds the kernel's own arrays,
