@@ -57,9 +57,9 @@ def estimate(system: System, updates: float, *, keep_trace: bool = False) -> Wor
     if fast_path_refusal(system) is None:
         engine = "fast"
     else:
-        from .fast import event_engine_refusal
+        from .compiled import compiled_refusal
 
-        engine = "events" if event_engine_refusal(system) else "compiled"
+        engine = "events" if compiled_refusal(system) else "compiled"
         if engine == "compiled" and system.protocol in ("ringmaster", "mindflayer"):
             engine = "compiled-stops"  # their stops and abandons are events more
     engine = f"{engine}-trace" if keep_trace and engine not in ("events", "compiled-stops") else engine

@@ -320,9 +320,9 @@ def simulate(
 
         return simulate_events(system, updates, seed=seed, progress=progress)
     if engine == "compiled":
-        from .compiled import simulate_compiled
+        from .compiled import compiled_refusal, simulate_compiled
 
-        why = event_engine_refusal(system)
+        why = compiled_refusal(system)
         if why:
             raise SpecError(why)
         return simulate_compiled(system, updates, seed=seed, progress=progress)
@@ -424,14 +424,9 @@ def simulate_summary_numba(
 
 def _event_engine(system: System) -> str:
     """The event engine for a system the fast simulator cannot run: the compiled one unless it refuses."""
-    return "events" if event_engine_refusal(system) else "compiled"
-
-
-def event_engine_refusal(system: System) -> str | None:
-    """Why the compiled event engine cannot run ``system`` (``None`` if it can)."""
     from .compiled import compiled_refusal
 
-    return compiled_refusal(system)
+    return "events" if compiled_refusal(system) else "compiled"
 
 
 def run_block(system: System) -> int:

@@ -113,8 +113,8 @@ class Feed:
 
 class Feeds:
     """Every stream a run reads: ``compute[j]``, and ``up[j]``, ``down[j]`` for random or per-worker delays (empty
-    lists for one fixed delay), for the ``j``-th active worker (``system.active[j]``: idle workers draw nothing, and an active
-    worker draws from its own streams whatever its place). ``sizes[j]`` is its block of compute times.
+    lists for one fixed delay), for the ``j``-th active worker (``system.active[j]``: idle workers draw nothing,
+    and an active worker draws from its own streams whatever its place). ``sizes[j]`` is its block of compute times.
     :meth:`close` stops drawing ahead."""
 
     def __init__(self, system: System, seed: int, gradients: int, *, ahead: bool = True) -> None:
@@ -141,7 +141,9 @@ class Feeds:
         def delays(of: Callable[[int], Any], role: int, name: str) -> list[Feed]:
             models = [of(i) for i in active]
             models = [Deterministic(m) if isinstance(m, float) else m for m in models]
-            return [Feed(DelayStream(m, s[role], name, blocks).draw, submit, 3) for m, s in zip(models, seqs)]
+            return [
+                Feed(DelayStream(m, s[role], name, blocks).draw, submit, 3) for m, s in zip(models, seqs, strict=True)
+            ]
 
         self.up = delays(system.uplink_of, UPLINK, "uplink") if uprand else []
         self.down = delays(system.downlink_of, DOWNLINK, "downlink") if downrand else []
