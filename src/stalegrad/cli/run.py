@@ -91,8 +91,8 @@ def run_command(
     n: str | None,
     K: str | None,
     tc: str,
-    uplink: str | None,
-    downlink: str | None,
+    uplink: str | tuple[str, ...] | None,  # repeated on the command line: per-worker delays with counts
+    downlink: str | tuple[str, ...] | None,
     compute: tuple[str, ...],
     problem: str,
     updates: int,
@@ -307,8 +307,8 @@ class RunOptions:
     n: str | None
     K: str | None
     tc: str
-    uplink: str | None
-    downlink: str | None
+    uplink: str | tuple[str, ...] | None  # the command line's repeated option, or a checkpoint's text
+    downlink: str | tuple[str, ...] | None
     compute: tuple[str, ...]
     problem: str
     updates: int
