@@ -122,7 +122,7 @@ def test_advise_ranks_by_time_to_target_and_is_reproducible():
 def test_rennala_is_a_candidate_with_its_wasted_compute():
     """With --protocols k-batch-async,rennala each configuration is tried under both; rennala's rows count the
     compute its cancellations waste (the trace's own accounting), k-batch-async's none; a rennala recommendation
-    has no run command line (the runtime makes k-batch-async only)."""
+    has a run command line with the protocol (the runtime makes every protocol)."""
     p = LinearRegression()
     advice = advise(CLUSTER, p, 0.05 * p.error(p.init()), Ks=(2,), steps=(0.05,), seeds=2, seed=5,
                     protocols=("k-batch-async", "rennala"), workers=(2, 4))  # fmt: skip
@@ -133,9 +133,22 @@ def test_rennala_is_a_candidate_with_its_wasted_compute():
     assert all(r["wasted_compute"] == 0.0 for r in rows if r["protocol"] == "k-batch-async")
     d = advice.to_dict("linreg")
     commands = d["recommended"]["commands"]
-    assert (commands["run"] is None) == (d["recommended"]["protocol"] == "rennala")
+    assert commands["run"] is not None
+    assert int(_run_options(commands["run"])["n"]) == len(d["recommended"]["workers"])
     if d["recommended"]["protocol"] == "rennala":
         assert "--protocol rennala" in commands["train"]
+        assert _run_options(commands["run"])["protocol"] == "rennala"
+
+
+def _run_options(line):
+    """The options ``stalegrad run`` parses from a command line (click's parser: no Ray is started)."""
+    import shlex
+
+    from stalegrad.cli.run import run_command
+
+    args = shlex.split(line)
+    assert args[:2] == ["stalegrad", "run"]
+    return run_command.make_context("run", args[2:]).params
 
 
 def test_the_policies_are_candidates_too():

@@ -13,7 +13,8 @@ import pytest
 from stalegrad.distributions import shifted_exponential
 from stalegrad.errors import SpecError
 from stalegrad.runtime import checkpoint as ck
-from stalegrad.runtime.master import AppliedRounds, MasterCore
+from stalegrad.runtime.protocol import MasterCore
+from stalegrad.runtime.rounds import AppliedRounds
 from stalegrad.spec import System
 from stalegrad.trace import COLUMNS
 from stalegrad.train import LinearRegression

@@ -59,7 +59,7 @@ def test_cli_run_prints_json_and_writes_the_trace(tmp_path):
         (["--n", "2", "--K", "1", "--b", "0"], "--b"),
         (["--n", "2", "--K", "1", "--problem", "mnist"], "--problem"),
         (["--n", "2", "--K", "1", "--out", ".", "--plot", "./run.png"], "--plot must be a file whose name and .json"),
-        (["--n", "2", "--K", "1", "--protocol", "k-sync"], "No such option '--protocol'"),
+        (["--n", "2", "--K", "1", "--protocol", "k-sync,sync"], "--protocol must be one of k-batch-async"),
         (["--n", "2", "--K", "1", "--lr", "0.1"], "No such option '--lr': it is now --step"),
         (["--n", "2", "--K", "1", "--batch", "4"], "No such option '--batch': it is now --b"),
         (["--n", "2", "--K", "1", "--address", " "], "--address must be 'auto' or HOST:PORT"),

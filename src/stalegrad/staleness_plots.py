@@ -80,15 +80,19 @@ def run_figure(result: Any, comparison: Any, simulated: np.ndarray, updates: int
     left.patches[0].set_label(f"run ({int(real.sum())} gradients)")
     simulated = np.pad(simulated, (0, max(0, width - simulated.size)))[:width]
     left.step(np.arange(width), simulated / simulated.sum(), where="mid", color="black", lw=1.2,
-              label=f"simulated, measured system ({updates} updates)")  # fmt: skip
+              label=f"simulated, {'measured' if trace.system.protocol == 'k-batch-async' else 'predicted'} system "
+                    f"({updates} updates)")  # fmt: skip
     if law is not None:
         shown = min(len(law.pmf), width + 2)
         left.plot(np.arange(shown), law.pmf[:shown], "o", color="tab:orange", ms=4,
                   label="predicted, configured system")  # fmt: skip
     c = comparison
     left.axvline(c.staleness_mean, color="black", ls=":", label=f"run mean {c.staleness_mean:.3f}")
-    left.axvline(c.staleness_exact, color="tab:blue", label=f"exact mean (measured system) {c.staleness_exact:.3f}")
-    left.axvline(c.staleness_paper, color="tab:red", ls="--", label=f"paper mean {c.staleness_paper:.3f}")
+    if trace.system.protocol == "k-batch-async":
+        left.axvline(c.staleness_exact, color="tab:blue", label=f"exact mean (measured system) {c.staleness_exact:.3f}")
+        left.axvline(c.staleness_paper, color="tab:red", ls="--", label=f"paper mean {c.staleness_paper:.3f}")
+    else:  # the theory's or the engine's for the configured system (experiments.measured.compare)
+        left.axvline(c.staleness_exact, color="tab:blue", label=f"predicted mean {c.staleness_exact:.3f}")
     left.set_xlim(-0.7, max(_upper(real), _upper(simulated)) + 0.7)
     left.set_title(f"staleness, n = {trace.system.n}, K = {trace.system.K}")
     _legend_below(left)

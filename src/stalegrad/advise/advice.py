@@ -100,8 +100,10 @@ class Advice:
         policy = ["--policy", c.policy] if c.policy != "constant" else []
         train = ["stalegrad", "train", *size, *self.system_args(c.workers), *protocol, *tail, *policy, "--target",
                  f"{self.target:.4g}"]  # fmt: skip
-        run = ["stalegrad", "run", *size, *tail]
-        runnable = c.protocol == "k-batch-async" and c.policy == "constant"  # what the real runtime makes today
+        run = ["stalegrad", "run", *size, *protocol, *tail]
+        # what the real runtime makes: every protocol, with a constant step; mindflayer's cutoffs only on injected
+        # compute times (--time-unit), which a run on the chosen machines does not have
+        runnable = c.protocol != "mindflayer" and c.policy == "constant"
         return {"train": shlex.join(train), "run": shlex.join(run) if runnable else None}
 
     def system_args(self, workers: Sequence[int]) -> list[str]:

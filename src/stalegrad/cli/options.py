@@ -154,8 +154,8 @@ def system_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The options of a cluster: those of :func:`system_options` but the protocol's (``run`` makes the paper's
-    protocol only, ``advise`` chooses the protocol: an option that always fails is not offered)."""
+    """The options of a cluster: those of :func:`system_options` but the protocol's (``advise`` chooses the
+    protocol; ``run`` adds :func:`protocols_option` and :func:`protocol_options` itself)."""
     return _system_options(system_file_option(link_delay_options(f)))
 
 

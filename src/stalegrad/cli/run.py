@@ -1,4 +1,4 @@
-"""``stalegrad run``: real asynchronous K-batch training on Ray, measured staleness beside the exact prediction."""
+"""``stalegrad run``: real distributed training on Ray under any protocol, measured staleness beside the prediction."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import click
 from .options import (
     IMAGE_SUFFIXES,
     PROBLEM_HELP,
-    PROBLEMS,
     build_systems,
     check_output_dir,
     check_output_file,
@@ -27,11 +25,16 @@ from .options import (
     fmt,
     load_problem,
     print_table,
+    protocol_options,
+    protocols_option,
 )
+from .resume import RunOptions, resumed
 
 
 @click.command("run")
 @cluster_options
+@protocols_option
+@protocol_options
 @click.option("--problem", default="linreg", show_default=True, help=PROBLEM_HELP)
 @click.option("--updates", type=click.IntRange(min=1), default=500, show_default=True, help="Updates to make.")
 @click.option("--step", type=float, default=0.05, show_default=True, help="Step size of every update.")
@@ -94,6 +97,11 @@ def run_command(
     uplink: str | tuple[str, ...] | None,  # repeated on the command line: per-worker delays with counts
     downlink: str | tuple[str, ...] | None,
     compute: tuple[str, ...],
+    protocol: str,
+    staleness_bound: int | None,
+    workers: str | None,
+    delay_threshold: int | None,
+    cutoff: str | None,
     problem: str,
     updates: int,
     step: float,
@@ -108,8 +116,9 @@ def run_command(
     plot: str | None,
     as_json: bool,
 ) -> None:
-    """Train on Ray with a master and n worker actors; print measured staleness beside the exact prediction
-    from the measured times.
+    """Train on Ray with a master and n worker actors under any protocol; print measured staleness beside the
+    prediction (k-batch-async: the exact limit from the measured times; other protocols: the theory's or the event
+    engine's for the configured system, with the wasted compute).
 
     \b
     stalegrad run --n 4 --K 2 --problem linreg --updates 500 --tc 1 \\
@@ -117,19 +126,31 @@ def run_command(
         --out results/run --checkpoint-every 100
     stalegrad run --resume results/run                # after a stop: on to update 500
     stalegrad run --resume results/run --updates 800  # or further
+    stalegrad run --n 4 --K 2 --protocol rennala --workers fastest:3 --tc 1 --time-unit 0.02
     """
     from ..errors import SpecError, invalid
 
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
-    opts = RunOptions(n, K, tc, uplink, downlink, compute, problem, updates, step, b, time_unit, seed)
+    from ..runtime.plan import RUNTIME_PROTOCOLS
+
+    if protocol.strip() not in RUNTIME_PROTOCOLS:
+        raise invalid("--protocol", protocol, f"one of {', '.join(RUNTIME_PROTOCOLS)} for a run (one protocol)")
+    rules = {
+        "protocol": protocol.strip(),
+        "staleness_bound": staleness_bound,
+        "workers": workers,
+        "delay_threshold": delay_threshold,
+        "cutoff": cutoff,
+    }
+    opts = RunOptions(n, K, tc, uplink, downlink, compute, problem, updates, step, b, time_unit, seed, rules)
     if resume is not None:
-        opts = _resumed(resume, given, opts)
+        opts = resumed(resume, given, opts)
         out = out or resume
     elif n is None or K is None:
         raise SpecError("--n and --K are needed (or --resume DIR, which takes them from its checkpoint)")
-    systems = build_systems(opts.n, opts.K, opts.tc, opts.uplink, opts.downlink, opts.compute)
+    systems = build_systems(opts.n, opts.K, opts.tc, opts.uplink, opts.downlink, opts.compute, **opts.rules)
     if len(systems) != 1:
         raise SpecError(f"--n, --K and --tc must be single values for a run, got {len(systems)} systems")
     system = systems[0]
@@ -254,6 +275,11 @@ def run_command(
         f"Ray call latency {lat['call_ms_median']:.2f} ms (median; p90 {lat['call_ms_p90']:.2f}), put+get "
         f"{lat['put_get_ms_median']:.2f} ms; error {summary['error_first']:.4g} -> {summary['error_last']:.4g}; "
         f"dropped {result.dropped}"
+        + (
+            f"; wasted compute {comp.wasted_compute:.4f} (predicted {comp.wasted_compute_predicted:.4f})"
+            if comp.wasted_compute_predicted is not None
+            else ""
+        )
         + (f"; test accuracy {summary['test_accuracy']:.4f}" if "test_accuracy" in summary else "")
     )
     if summary["resumed_from"] is not None:
@@ -286,6 +312,9 @@ OPTION_NAMES = {
     "compute": "--compute",
     "protocol": "--protocol",
     "staleness_bound": "--staleness-bound",
+    "workers": "--workers",
+    "delay_threshold": "--delay-threshold",
+    "cutoffs": "--cutoff",
     "problem": "--problem",
     "updates": "--updates",
     "lr": "--step",
@@ -297,96 +326,6 @@ OPTION_NAMES = {
     "checkpoint_every": "--checkpoint-every",
     "resume": "--resume DIR",
 }
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """The options that define a run: the command line's, or with ``--resume`` the checkpoint's
-    (:func:`_resumed`). The system is in its text form, as on the command line."""
-
-    n: str | None
-    K: str | None
-    tc: str
-    uplink: str | tuple[str, ...] | None  # the command line's repeated option, or a checkpoint's text
-    downlink: str | tuple[str, ...] | None
-    compute: tuple[str, ...]
-    problem: str
-    updates: int
-    step: float
-    b: int
-    time_unit: float | None
-    seed: int | None
-
-
-def _resumed(folder: str, given: Callable[[str], bool], opts: RunOptions) -> RunOptions:
-    """The options of a resumed run: the checkpoint's; an option given on the command line must agree with it."""
-    from ..errors import SpecError, invalid
-    from ..runtime.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(folder, name="--resume")
-    a = ckpt.args
-
-    def text(delay: Any) -> str:
-        return repr(delay) if isinstance(delay, float) else str(delay)
-
-    mine: dict[str, Any] = {"n": str(a["n"]), "K": str(a["K"]), "tc": "0", "uplink": text(a["uplink"])}
-    mine |= {"downlink": text(a["downlink"]), "compute": tuple(a["compute"])}
-    want = build_systems(**mine)[0].to_dict()
-    values: dict[str, Any] = {k: getattr(opts, k) for k in ("n", "K", "tc", "uplink", "downlink", "compute")}
-    for name, value in values.items():
-        if not given(name):
-            continue
-        trial = dict(mine, **{name: value})
-        if name == "tc":  # the round trip, split in two unless a direction is given
-            trial |= {k: values[k] if given(k) else None for k in ("uplink", "downlink")}
-        if name in ("n", "K"):
-            same = str(value).strip() == mine[name]
-        else:
-            try:
-                same = build_systems(**trial)[0].to_dict() == want
-            except SpecError:
-                same = False
-        if not same:
-            shown = list(value) if name == "compute" else value
-            raise invalid(f"--{name}", shown, f"{a[name]!r} (the checkpoint's, in '{folder}') to resume it")
-    if given("problem"):  # your own problem (module:attribute) must be named again: the checkpoint has its repr
-        if repr(load_problem(opts.problem)) != a["problem"]:
-            raise invalid(
-                "--problem", opts.problem, f"the problem the checkpoint in '{folder}' trained, {a['problem']}"
-            )
-        chosen = opts.problem
-    else:
-        from .options import builtin_problem  # builds a torch problem only if the checkpoint names it
-
-        found = builtin_problem(a["problem"])
-        if found is None:
-            raise SpecError(
-                f"--problem is needed to resume the checkpoint in '{folder}': it trained {a['problem']}, not one of "
-                f"{', '.join(PROBLEMS)} (give the module:attribute that makes it)"
-            )
-        chosen = found
-    for name, theirs_key in (("step", "lr"), ("b", "batch"), ("time_unit", "time_unit"), ("seed", "seed")):
-        value, theirs = getattr(opts, name), a[theirs_key]
-        if given(name) and value != theirs:
-            option = "--" + name.replace("_", "-")
-            raise invalid(option, value, f"{theirs!r} (the checkpoint's, in '{folder}') to resume it")
-    target = opts.updates if given("updates") else ckpt.target
-    if target <= ckpt.version:
-        raise invalid(
-            "--updates",
-            target,
-            f"an integer > {ckpt.version}, the checkpoint's version (the run it holds is complete: "
-            "give a larger --updates to go on)",
-        )
-    return RunOptions(
-        **mine,
-        problem=chosen,
-        updates=target,
-        step=a["lr"],
-        b=a["batch"],
-        time_unit=a["time_unit"],
-        seed=a["seed"],
-    )
 
 
 @contextmanager

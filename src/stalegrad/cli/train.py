@@ -169,7 +169,11 @@ def train_command(
             if updates_given and updates > trace.updates:
                 raise invalid("--updates", updates, f"at most the {trace.updates} updates of the trace {name}")
     else:
-        if batch_laws:  # the systems are checked (mindflayer's cutoffs, for one) with the laws at the least b
+        if batch_laws and n is not None:  # the systems are checked (mindflayer's cutoffs) with the laws at the least b
+            from ..batch_law import per_worker
+
+            for size in parse_sweep("--n", n, int):
+                per_worker(batch_laws, size)  # (the counts: an error names --compute-batch)
             compute = _laws_at(batch_laws, min(bs))
         sources = build_systems(n, K, tc, uplink, downlink, compute, **protocol_options)
     prob = load_problem(problem, dim=dim, samples=samples, noise=noise, l2=l2)

@@ -57,6 +57,8 @@ class Comparison:
     compute_means: tuple[float, ...]
     warmup_updates: int
     caveat: str | None
+    wasted_compute: float = 0.0  # measured: the fraction of the compute time never applied
+    wasted_compute_predicted: float | None = None  # the event engine's, for the protocols that waste any
     lost_workers: tuple[int, ...] = ()  # workers lost during the run (the caveat names them)
     compared: tuple[int, int] | None = None  # with lost workers: the updates compared, every worker running
 
@@ -69,7 +71,12 @@ class Comparison:
 
 
 def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Comparison:
-    """Compare a :class:`~stalegrad.runtime.RunResult`'s staleness with the prediction from its measured times."""
+    """Compare a :class:`~stalegrad.runtime.RunResult`'s staleness with the prediction from its measured times.
+
+    Under the paper's protocol (every worker, no bound) the prediction is the exact limit of the measured system.
+    Under any other the round times of a run are censored (abandoned rounds are not rows), so the prediction is
+    :func:`protocol_prediction` of the injected compute times with the measured mean uplink (Ray's latency and the
+    master's load lengthen it) under the run's protocol; with nothing injected, of the measured times."""
     trace = result.trace
     n, K = trace.system.n, trace.system.K
     lost, restarted = tuple(getattr(result, "lost", ())), tuple(getattr(result, "restarted", ()))
@@ -88,7 +95,19 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
             window = None
     est = steady_state(trace, warmup=warmup, batches=min(batches, max(2, trace.updates - (warmup or 0))))
     system = measured_system(trace.columns, result.downlink, K, n)
-    pred = predict(system)
+    conf = trace.system
+    if _paper(conf):
+        pred = predict(system)
+        exact, rate_exact, wasted = pred.staleness_exact, pred.update_rate_exact, None
+    else:  # the injected compute times with the measured uplink, or the measured times, under the run's protocol
+        if result.time_unit is not None:
+            up = system.uplink if isinstance(conf.uplink, float) else conf.uplink  # a law: kept
+            other = _with_protocol(conf, conf, up, conf.downlink)
+        else:
+            other = _with_protocol(system, conf, system.uplink, system.downlink)
+        exact, rate_exact, wasted, why = protocol_prediction(other)
+        note += why + " (the injected compute times and the measured mean uplink); "
+        pred = predict(system)
     configured = None
     up_extra = down_extra = None
     if result.time_unit is not None:
@@ -104,30 +123,86 @@ def compare(result: Any, *, warmup: int | None = None, batches: int = 32) -> Com
         staleness_mean=est.mean,
         staleness_ci95=est.ci95,
         staleness_max=est.max,
-        staleness_exact=pred.staleness_exact,
-        staleness_paper=pred.staleness_paper,
+        staleness_exact=exact,
+        staleness_paper=pred.staleness_paper if _paper(conf) else math.nan,
         staleness_exact_configured=configured,
-        staleness_rel_diff=(est.mean - pred.staleness_exact) / pred.staleness_exact,
-        staleness_z=(est.mean - pred.staleness_exact) / se if ok else math.nan,
+        staleness_rel_diff=(est.mean - exact) / exact if exact else 0.0 if est.mean == exact else math.nan,
+        staleness_z=(est.mean - exact) / se if ok else (0.0 if est.mean == exact else math.nan),
         update_rate=est.update_rate,
-        update_rate_exact=pred.update_rate_exact,
+        update_rate_exact=rate_exact,
         uplink=float(system.uplink),
         downlink=float(system.downlink),
         uplink_extra=up_extra,
         downlink_extra=down_extra,
         compute_means=system.means,
         warmup_updates=est.warmup,
-        caveat=note + "measured times are resampled (an empirical law); delays are their measured means",
+        caveat=note + "measured times are resampled (an empirical law); delays are their measured means"
+        if _paper(conf)
+        else note.rstrip("; "),
+        wasted_compute=float(trace.meta.get("wasted_compute", 0.0)),
+        wasted_compute_predicted=wasted,
         lost_workers=tuple(sorted({int(w) for w, _ in lost})),
         compared=window,
     )
 
 
 def simulate_measured(result: Any, updates: int, seed: int) -> tuple[System, Summary]:
-    """The system a run measured (:func:`measured_system`) and ``updates`` simulated updates of it (streamed)."""
+    """The system a run measured (:func:`measured_system`) and ``updates`` simulated updates of it (streamed).
+    Under another protocol than the paper's, the system its prediction is made for (see :func:`compare`)."""
     trace = result.trace
     system = measured_system(trace.columns, result.downlink, trace.system.K, trace.system.n)
+    conf = trace.system
+    if not _paper(conf):
+        if result.time_unit is not None:
+            up = system.uplink if isinstance(conf.uplink, float) else conf.uplink
+            system = _with_protocol(conf, conf, up, conf.downlink)
+        else:
+            system = _with_protocol(system, conf, system.uplink, system.downlink)
     return system, simulate_summary(system, updates, seed=seed)
+
+
+#: Updates of the event engine behind a prediction the theory has no closed form for.
+PREDICTION_UPDATES = 20_000
+
+
+def protocol_prediction(system: System, seed: int = 0) -> tuple[float, float, float, str]:
+    """The long-run mean staleness, update rate and wasted compute of ``system`` under its protocol: the theory's
+    closed forms where it has them, else the event engine's estimates over :data:`PREDICTION_UPDATES` updates
+    (the wasted compute always the engine's); and a note saying which."""
+    from ..sim.events import simulate_events
+
+    theory = predict(system)
+    trace = simulate_events(system, PREDICTION_UPDATES, seed=seed)
+    est = steady_state(trace)
+    staleness, rate = theory.staleness_exact, theory.update_rate_exact
+    simulated = [name for name, v in (("staleness", staleness), ("update rate", rate)) if not math.isfinite(v)]
+    staleness = staleness if math.isfinite(staleness) else est.mean
+    rate = rate if math.isfinite(rate) else est.update_rate
+    where = f"the event engine's over {PREDICTION_UPDATES} updates" if simulated else "the theory's"
+    what = f"{system.protocol}: predicted {' and '.join(simulated) or 'staleness and update rate'} are {where}"
+    return staleness, rate, est.wasted_compute, what + ", wasted compute the engine's"
+
+
+def _paper(system: System) -> bool:
+    """The paper's protocol with every worker and no bound: the exact limit from the measured times applies."""
+    return system.protocol == "k-batch-async" and system.staleness_bound is None and system.workers is None
+
+
+def _with_protocol(times: System, conf: System, uplink: Any, downlink: Any) -> System:
+    """The compute times of ``times`` and these delays under the run's protocol (``conf``'s bound, subset,
+    threshold and cutoffs)."""
+    return System(
+        n=times.n,
+        K=times.K,
+        compute=list(times.compute),
+        uplink=uplink,
+        downlink=downlink,
+        protocol=conf.protocol,
+        staleness_bound=conf.staleness_bound,
+        workers=list(conf.workers) if conf.workers is not None else None,
+        delay_threshold=conf.delay_threshold,
+        cutoffs=list(conf.cutoffs) if conf.cutoffs is not None else None,
+    )
 
 
 def _mean(delay: Any) -> float:

@@ -1,4 +1,5 @@
-"""Real asynchronous K-batch training on Ray: a master actor and ``n`` worker actors (DESIGN.md, "Runtime").
+"""Real distributed training on Ray under any protocol of the engines: a master actor and ``n`` worker actors
+(DESIGN.md, "Runtime"; the protocols' rules: :mod:`stalegrad.runtime.protocol`).
 
 :func:`run` does it in one call: its arguments are checked first (:class:`~.plan.RunPlan`), then Ray is started or
 joined (:func:`ray_session`) and a :class:`~.driver.Driver` carries the run out. Ray is imported only when a run

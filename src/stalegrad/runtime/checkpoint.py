@@ -9,7 +9,7 @@ A checkpoint folder holds
   update, when the K-batch accumulator is empty.
 * ``checkpoint.json``, the manifest, written **last** (temporary file, fsync, rename): the format, the version, the
   trace offset (rows up to this checkpoint), the time of the last update, the parts in order with their SHA-256,
-  the rounds the master took from each worker (:class:`~stalegrad.runtime.master.AppliedRounds`: a watermark plus
+  the rounds the master took from each worker (:class:`~stalegrad.runtime.rounds.AppliedRounds`: a watermark plus
   the rounds above it), the random streams and the run's arguments.
 
 A crash between the part and the manifest leaves the previous manifest, which names only the previous parts: the
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError
-from .manifest import FORMAT, MANIFEST, Damaged, check_manifest
+from .manifest import FORMAT, MANIFEST, Damaged, check_manifest, drops
 
 __all__ = ["FORMAT", "MANIFEST", "Checkpoint", "load_checkpoint", "run_args", "write_checkpoint", "write_counts"]
 
@@ -269,8 +269,11 @@ def _load(path: Path, manifest: dict[str, Any]) -> Checkpoint:
         lacking = [k for k in (*COLUMNS, *_ARRAYS) if k not in chunk]
         if lacking:
             raise Damaged(f"{part} lacks {', '.join(lacking)}")
+        rows = (v - before) * K  # the rows applied; a protocol that drops has its dropped rows too
+        if drops(system) and chunk["worker"].ndim == 1 and chunk["worker"].shape[0] >= rows:
+            rows = chunk["worker"].shape[0]
         shapes = {
-            **{k: (dt, ((v - before) * K,)) for k, dt in COLUMNS.items()},
+            **{k: (dt, (rows,)) for k, dt in COLUMNS.items()},
             "update_times": (np.float64, (v - before,)),
         }
         for k, (dt, shape) in shapes.items():
@@ -291,7 +294,10 @@ def _load(path: Path, manifest: dict[str, Any]) -> Checkpoint:
         before = v
     columns = {k: np.concatenate([c[k] for c in chunks]) for k in COLUMNS}
     update_times = np.concatenate([c["update_times"] for c in chunks])
-    ends = np.cumsum([(v - prev) * K for (_, v), prev in zip(named, [0, *(v for _, v in named)], strict=False)])
+    ends = np.cumsum([len(c["worker"]) for c in chunks])
+    if int(ends[-1]) != int(manifest["trace_offset"]):
+        raise Damaged(f"{MANIFEST} field trace_offset must be the rows of its parts, {int(ends[-1])}, got "
+                       f"{manifest['trace_offset']}")  # fmt: skip
 
     def row(i: int) -> str:
         j = int(np.searchsorted(ends, i, side="right"))

@@ -89,7 +89,7 @@ class Driver:
             self.master = remote_master.remote(
                 p.problem, p.system, p.lr, p.updates, p.seed, p.time_unit, p.error_every, p.checkpoint_every, p.state
             )
-            self.workers = {i: self._new_worker(i) for i in range(p.system.n)}
+            self.workers = {i: self._new_worker(i) for i in p.system.active}  # idle ones (--workers): no actor
             ray.get([self.master.__ray_ready__.remote(), *(w.__ray_ready__.remote() for w in self.workers.values())])
             self.latency = _latency(self.master)
             self.t0 = ray.get(self.master.ping.remote())[0]  # every time of the run is on the master's clock
@@ -277,8 +277,12 @@ class Driver:
             update_times = np.concatenate([ckpt.update_times, update_times])
             errors = np.concatenate([ckpt.errors, errors])
             downlink = np.concatenate([ckpt.downlink, downlink])
+        work = {k: float(v) / p.unit for k, v in out["work"].items()}  # time units
+        mine = new["columns"]  # this session's rows
+        dropped_time = float(np.sum((mine["sent"] - mine["start"])[mine["dropped"] != 0]))
         meta = {
             "engine": "ray",
+            **_work_meta(work["compute"], work["cancelled"], dropped_time),
             "time_unit": p.time_unit,
             "lr": p.lr,
             "batch": p.batch,
@@ -318,6 +322,14 @@ class Driver:
         if ckpt is None:
             return 0
         return len(ckpt.columns["worker"]) + sum(int(v) for v in self.plan.counts["dropped"].values())
+
+
+def _work_meta(compute: float, cancelled: float, dropped: float) -> dict[str, float]:
+    """What the run's compute time went to, as the event engine reports it (``wasted_compute``: the fraction of
+    it spent on rounds abandoned and on gradients dropped). This session's only, for a resumed run."""
+    from ..sim.events import work_meta
+
+    return work_meta(compute, cancelled, dropped)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -44,6 +44,15 @@ _PART = re.compile(r"part-(\d{8})\.npz")
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
+def drops(system: Any) -> bool:
+    """Whether a run of ``system`` can drop gradients (they are Trace rows too: a checkpoint part then holds more
+    than ``K`` rows per version)."""
+    from .protocol import RULES
+
+    rules = RULES[system.protocol]
+    return rules.current_only or system.staleness_bound is not None or system.delay_threshold is not None
+
+
 def _field(manifest: dict[str, Any], key: str) -> Any:
     """``manifest`` at the dotted ``key`` (``"rounds.watermark"``)."""
     value: Any = manifest
@@ -99,8 +108,21 @@ def _shape(m: dict[str, Any]) -> Any:
         delay = _field(m, key)
         if not isinstance(delay, str) and (_number(delay, key) < 0):
             raise Damaged(f"{MANIFEST} field {key} must be a number of seconds >= 0 or a model, got {delay!r}")
+    run = m["run"]  # the protocol's own fields (a checkpoint of k-batch-async before they existed has none)
+    cutoffs = run.get("cutoffs")
     try:
-        return System(n=n, K=K, compute=Deterministic(1.0), protocol=protocol, staleness_bound=bound)
+        # the rows do not depend on the compute times: one any cutoff lets finish (mindflayer's check)
+        x = 0.5 * min(float(c) for c in cutoffs) if isinstance(cutoffs, list) and cutoffs else 1.0
+        return System(
+            n=n,
+            K=K,
+            compute=Deterministic(x),
+            protocol=protocol,
+            staleness_bound=bound,
+            workers=run.get("active_workers"),
+            delay_threshold=run.get("delay_threshold"),
+            cutoffs=cutoffs,
+        )
     except SpecError as exc:
         raise Damaged(f"{MANIFEST} field run: {exc}") from None
 
@@ -123,7 +145,13 @@ def check_manifest(m: dict[str, Any]) -> tuple[Any, int, list[tuple[str, int]]]:
         _number(run["time_unit"], "run.time_unit", low=0.0)
     seed = _int(_field(m, "run.seed"), "run.seed")
     version = _int(m["version"], "version", 1)
-    if _int(m["trace_offset"], "trace_offset") != version * system.K:
+    offset = _int(m["trace_offset"], "trace_offset")
+    if drops(system) and offset < version * system.K:
+        raise Damaged(
+            f"{MANIFEST} field trace_offset must be at least version * K = {version * system.K} (the rows applied, "
+            f"and the gradients {system.protocol} dropped), got {offset}"
+        )
+    if not drops(system) and offset != version * system.K:
         raise Damaged(
             f"{MANIFEST} field trace_offset must be version * K = {version * system.K}, got {m['trace_offset']}"
         )

@@ -1,10 +1,8 @@
-"""The master of a real run: holds ``w`` and its version, applies an update after every ``K`` gradients.
+"""The master of a real run: the actor that holds ``w`` and its version, around the protocol's core.
 
 Two layers (Ray Train's worker-group lesson: actors are plain classes, made remote only when created):
 
-* :class:`MasterCore` -- the protocol, with no Ray and no clock: K-batch accumulation, at-most-once application
-  keyed by ``(worker, round)`` (:class:`AppliedRounds`), one Trace row per gradient taken, the update times, and
-  a count of every gradient not applied, by reason. Tested directly.
+* :class:`~stalegrad.runtime.protocol.MasterCore` -- the protocol, with no Ray and no clock (tested directly).
 * :class:`Master` -- the actor around it (a threaded actor: one lock around the protocol): a gradient is taken
   when its uplink delay has passed (``deliver_at``, real seconds; a delivery thread holds the delayed ones); each
   worker is given the newest version that reached it (its downlink delay after the update) in the reply to its
@@ -23,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ACTOR_OPTIONS", "DROP_REASONS", "INLINE_BYTES", "AppliedRounds", "Master", "MasterCore", "Rows"]
+from .protocol import MasterCore
+from .rounds import AppliedRounds
+
+__all__ = ["ACTOR_OPTIONS", "INLINE_BYTES", "Master"]
 
 #: A version of ``w`` up to this size is sent inside the master's replies; a larger one is put in the object store
 #: once and its reference sent (Ray's own threshold for returning task results inline, ``max_direct_call_object_size``).
@@ -32,189 +33,6 @@ INLINE_BYTES = 100 * 1024
 #: How :class:`Master` is made a Ray actor: never restarted, its calls never retried; :meth:`Master.wait_done` runs
 #: in its own concurrency group (call it with ``.options(concurrency_group="control")``), the rest one at a time.
 ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "concurrency_groups": {"control": 1}}
-
-#: Why a gradient that reached the master was not applied.
-DROP_REASONS = (
-    "duplicate",  # the same (worker, round) was taken before (a retried or replayed call)
-    "after_end",  # arrived after the run had all its updates (or its partial batch was left at the end)
-    "bad_version",  # computed on a version the master never published (a bug or a stale worker after a resume)
-    "interrupted",  # taken (or travelling) when the run was stopped early, after its last update: never applied
-)
-
-
-class AppliedRounds:
-    """The rounds taken from each worker: a watermark (every round up to it taken) plus the rounds above it.
-
-    With fixed delays a worker's gradients arrive in round order and the set above the watermark stays empty;
-    with random uplink delays they may overtake each other, and a round is still taken at most once.
-
-    >>> r = AppliedRounds(2)
-    >>> r.take(0, 1), r.take(0, 3), r.take(0, 1), r.take(0, 2), r.watermark(0)
-    (True, True, False, True, 3)
-    """
-
-    def __init__(self, n: int, watermarks: list[int] | None = None, above: list[list[int]] | None = None) -> None:
-        self._low = list(watermarks) if watermarks is not None else [0] * n
-        self._above: list[set[int]] = [set(a) for a in above] if above is not None else [set() for _ in range(n)]
-
-    def take(self, worker: int, rnd: int) -> bool:
-        """Mark round ``rnd`` of ``worker`` as taken; False if it already was."""
-        if rnd <= self._low[worker] or rnd in self._above[worker]:
-            return False
-        above = self._above[worker]
-        above.add(rnd)
-        low = self._low[worker]
-        while low + 1 in above:
-            low += 1
-            above.remove(low)
-        self._low[worker] = low
-        return True
-
-    def watermark(self, worker: int) -> int:
-        """Every round of ``worker`` up to this one has been taken."""
-        return self._low[worker]
-
-    def state(self) -> tuple[list[int], list[list[int]]]:
-        """The watermarks and the rounds above them (what a checkpoint records)."""
-        return list(self._low), [sorted(a) for a in self._above]
-
-    def next_round(self, worker: int) -> int:
-        """The first round a (re)started worker may use: above every round taken."""
-        above = self._above[worker]
-        return max(self._low[worker], max(above) if above else 0) + 1
-
-
-class Rows:
-    """The rows the master took, in numpy columns that double when full: 52 bytes a gradient (Python lists of
-    numbers take about 220), so an hour at 800 updates/s with K = 2 (5.8 million gradients) holds 300 MB.
-
-    >>> r = Rows(capacity=1)
-    >>> r.append(0, 1, 0.0, 1.0, 1.5, 0), r.append(1, 1, 0.0, 2.0, 2.5, 0)
-    (0, 1)
-    >>> len(r), r["sent"].tolist(), r["update"].tolist()
-    (2, [1.0, 2.0], [-1, -1])
-    """
-
-    KEYS = ("worker", "round", "start", "sent", "arrive", "version", "update")
-
-    def __init__(self, capacity: int = 4096) -> None:
-        from ..trace import COLUMNS
-
-        self._cols = {k: np.empty(max(1, capacity), dtype=COLUMNS[k]) for k in self.KEYS}
-        self.n = 0
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        """The column ``key`` of the rows taken (a view)."""
-        return self._cols[key][: self.n]
-
-    def append(self, worker: int, rnd: int, start: float, sent: float, arrive: float, version: int) -> int:
-        """Add a row (its ``update`` -1: not applied yet); returns its index."""
-        i = self.n
-        cols = self._cols
-        if i == cols["worker"].size:
-            for k, col in cols.items():
-                grown = np.empty(2 * col.size, dtype=col.dtype)
-                grown[:i] = col
-                cols[k] = grown
-        cols["worker"][i] = worker
-        cols["round"][i] = rnd
-        cols["start"][i] = start
-        cols["sent"][i] = sent
-        cols["arrive"][i] = arrive
-        cols["version"][i] = version
-        cols["update"][i] = -1
-        self.n = i + 1
-        return i
-
-    def set_update(self, i: int, update: int) -> None:
-        self._cols["update"][i] = update
-
-
-class MasterCore:
-    """The K-batch protocol on plain values. Times are whatever the caller gives (the actor: real seconds)."""
-
-    def __init__(
-        self,
-        n: int,
-        K: int,
-        w0: np.ndarray,
-        lr: float,
-        updates: int,
-        *,
-        version: int = 0,
-        t0: float = 0.0,
-        rounds: AppliedRounds | None = None,
-    ) -> None:
-        self.n = n
-        self.K = K
-        self.lr = float(lr)
-        self.target = int(updates)  # the run stops after this update
-        self.w = np.array(w0, dtype=np.float64)
-        self.version = int(version)
-        self.rounds = rounds if rounds is not None else AppliedRounds(n)
-        self.rows = Rows()
-        self.update_times: list[float] = []  # update_times[u - 1 - first] = time of update u
-        self.first = self.version  # updates before this one were made by an earlier run (resume)
-        self.t0 = t0
-        self.dropped = dict.fromkeys(DROP_REASONS, 0)
-        self.staleness_sum = 0
-        self._batch = np.zeros_like(self.w)
-        self._pending: list[int] = []  # rows of the gradients in the current batch
-
-    @property
-    def done(self) -> bool:
-        return self.version >= self.target
-
-    @property
-    def applied(self) -> int:
-        """Gradients applied so far (in this run)."""
-        return len(self.rows) - len(self._pending)
-
-    def receive(
-        self, worker: int, rnd: int, start: float, sent: float, arrive: float, version: int, grad: np.ndarray
-    ) -> bool:
-        """Take one gradient; True when it completed a batch and an update was applied (``self.version`` is new)."""
-        if self.done:
-            self.dropped["after_end"] += 1
-            return False
-        if not 0 <= version <= self.version:
-            self.dropped["bad_version"] += 1
-            return False
-        if not self.rounds.take(worker, rnd):
-            self.dropped["duplicate"] += 1
-            return False
-        self._pending.append(self.rows.append(worker, rnd, start, sent, arrive, version))
-        self._batch += grad
-        if len(self._pending) < self.K:
-            return False
-        self.w = self.w - (self.lr / self.K) * self._batch
-        self._batch[:] = 0.0
-        self.version += 1
-        versions = self.rows["version"]
-        for r in self._pending:
-            self.rows.set_update(r, self.version)
-            self.staleness_sum += self.version - 1 - int(versions[r])
-        self._pending.clear()
-        self.update_times.append(arrive)
-        return True
-
-    def columns(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
-        """The Trace columns of the gradients applied (rows in the order the master took them), of the rows
-        ``start:stop`` taken."""
-        from ..trace import COLUMNS
-
-        keep = self.rows["update"][start:stop] >= 1
-        cols = {k: self.rows[k][start:stop][keep] for k in Rows.KEYS}  # copies (boolean indexing)
-        cols["staleness"] = cols["update"] - 1 - cols["version"]
-        cols["dropped"] = np.zeros(len(cols["update"]), dtype=COLUMNS["dropped"])  # rows: applied gradients only
-        return {k: cols[k] for k in COLUMNS}
-
-    def leftover(self) -> int:
-        """Gradients of the partial batch at the end (taken, never applied)."""
-        return len(self._pending)
 
 
 class Master:
@@ -231,7 +49,15 @@ class Master:
     at real time ``T_v``, reaches worker ``i`` at ``T_v + d_{i,v} * time_unit``, ``d`` drawn from the worker's
     downlink stream (:func:`~stalegrad.streams.worker_seeds`) -- every version made before that instant is
     known to the master when the reply is made, so the rule is applied exactly, with no extra message per version.
-    (A push of every version to every worker costs ``n`` actor calls per update at the master.)
+    (A push of every version to every worker costs ``n`` actor calls per update at the master.) The protocol's
+    core (:class:`~stalegrad.runtime.protocol.MasterCore`) says to whom each version goes (every active worker,
+    or only those whose gradients made it); the delay ``d`` is drawn when it is sent.
+
+    Protocols whose workers wait for a version, or abandon a round when one reaches them (every protocol but
+    k-batch-async), are *told* of each version sent to them: :meth:`Worker.notify
+    <stalegrad.runtime.worker.Worker.notify>` with the version, the instant it reaches the worker and ``w`` (or
+    its reference), one call per version and recipient; the worker applies its rules at that instant. Ringmaster's
+    workers say when they start a round (:meth:`began`), so that the master knows which rounds to stop.
 
     ``problem`` gives ``w_0`` and, every ``error_every`` updates, the error of the new ``w`` (0: never).
 
@@ -258,13 +84,24 @@ class Master:
 
         self.problem = problem
         self.n = system.n
+        rules = {
+            "protocol": system.protocol,
+            "staleness_bound": system.staleness_bound,
+            "delay_threshold": system.delay_threshold,
+            "active": system.active,
+        }
         if resume is None:
-            self.core = MasterCore(system.n, system.K, problem.init(), lr, updates)
+            self.core = MasterCore(system.n, system.K, problem.init(), lr, updates, **rules)
         else:
             rounds = AppliedRounds(system.n, resume["watermarks"], resume["above"])
             self.core = MasterCore(
-                system.n, system.K, resume["w"], lr, updates, version=int(resume["version"]), rounds=rounds
+                system.n, system.K, resume["w"], lr, updates, version=int(resume["version"]), rounds=rounds, **rules
             )
+        r = self.core.rules
+        self.tell = r.waits or r.cancels or r.stops  # workers are told of every version sent to them
+        self.handles: dict[int, Any] = {}  # the live workers' actors (to tell them)
+        self.compute_time = 0.0  # real seconds of the rounds whose gradients reached the master (sent - start)
+        self.cancelled_time = 0.0  # real seconds of the rounds the workers abandoned (as they report)
         self.resumed = resume is not None
         self.every = int(checkpoint_every)
         self._snapshot: dict[str, Any] | None = None
@@ -284,8 +121,7 @@ class Master:
         self.refs: dict[int, Any] = {v0: self._publish(self.core.w)}
         self.made: dict[int, float] = {v0: self.t0}  # real time each version was made
         self.downlink: list[Any] = [None] * self.n  # per worker: its downlink draws (None: no delay)
-        self.pending: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]  # (reach, version) to come
-        self.drawn = [v0] * self.n  # versions whose reach time is drawn, per worker
+        self.pending: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]  # (reach, version) sent
         self.current = [v0] * self.n  # the version each worker uses
         self.live: set[int] = set()
         self.received = [0] * self.n  # highest round received per worker (taken, or waiting for its uplink delay)
@@ -315,12 +151,16 @@ class Master:
         if self.error_every and not self.resumed:  # a resumed run's first version was recorded before
             self.errors.append((self.core.version, t0, float(self.problem.error(self.core.w))))
 
-    def register(self, worker: int, incarnation: int = 0, clock: dict[str, Any] | None = None) -> dict[str, Any]:
+    def register(
+        self, worker: int, incarnation: int = 0, clock: dict[str, Any] | None = None, handle: Any = None
+    ) -> dict[str, Any]:
         """A (re)started worker: its first round and the newest version (which it uses from now on). ``clock``: the
         offset of its clock to the master's and the round trip it was measured with (seconds; 0 and 0 on the
-        master's node), and its node's id."""
+        master's node), and its node's id; ``handle``: its actor, told of the versions sent to it."""
         with self._lock:
             self.clocks[worker] = {"offset": 0.0, "rtt": 0.0, "node": None, **(clock or {})}
+            if handle is not None:
+                self.handles[worker] = handle
             return self._register(worker, incarnation)
 
     def _register(self, worker: int, incarnation: int) -> dict[str, Any]:
@@ -331,7 +171,6 @@ class Master:
         self.downlink[worker] = Draws(self.system.downlink, seqs[DOWNLINK], "downlink") if inject else None
         v = self.core.version
         self.pending[worker] = []
-        self.drawn[worker] = v
         self.current[worker] = v
         self.live.add(worker)
         # above every round taken and every round still travelling (a dead incarnation's last gradients)
@@ -342,19 +181,33 @@ class Master:
         """A worker died: its versions need no longer be kept."""
         with self._lock:
             self.live.discard(worker)
+            self.handles.pop(worker, None)
+            self.core.working.pop(worker, None)
             self._prune()
 
     def submit(
-        self, worker: int, rnd: int, start: float, sent: float, version: int, grad: np.ndarray, deliver_at: float
+        self,
+        worker: int,
+        rnd: int,
+        start: float,
+        sent: float,
+        version: int,
+        grad: np.ndarray,
+        deliver_at: float,
+        abandoned: float = 0.0,
     ) -> tuple[int, list[Any] | None]:
-        """A gradient from ``worker``, taken once its uplink delay has passed (real time ``deliver_at``).
+        """A gradient from ``worker``, taken once its uplink delay has passed (real time ``deliver_at``);
+        ``abandoned``: the seconds of the rounds the worker abandoned since its last gradient (wasted).
 
-        Returns the version the worker's next round uses (the newest that reached it strictly before ``sent``), and
-        its object reference in a list if it is not the one the worker has.
+        Returns the newest version that reached the worker strictly before ``sent`` (the one its next round uses,
+        unless it waits for a new one), and its object reference in a list if it is not the one the worker has.
         """
         with self._lock:
             self.arrived += 1
             self.received[worker] = max(self.received[worker], rnd)
+            self.compute_time += sent - start
+            self.cancelled_time += abandoned
+            self.core.finished(worker, rnd)
             args = (worker, rnd, start, sent, version, grad)
             if deliver_at > time.time():
                 self._seq += 1
@@ -378,11 +231,21 @@ class Master:
                 else:
                     self._lock.wait(wait)
 
+    def began(self, worker: int, rnd: int, version: int, abandoned: float = 0.0) -> None:
+        """Ringmaster: ``worker`` started round ``rnd`` on ``version`` (after abandoning ``abandoned`` seconds of
+        work, if it abandoned a round)."""
+        with self._lock:
+            self.cancelled_time += abandoned
+            self.core.began(worker, rnd, version)
+
     def _take(self, worker: int, rnd: int, start: float, sent: float, version: int, grad: np.ndarray) -> None:
         arrive = time.time()
         core = self.core
         if not core.receive(worker, rnd, start, sent, arrive, version, grad):
+            self._dispatch(arrive)  # a dropped gradient's waiting worker
             return
+        self.refs[core.version] = self._publish(core.w)
+        self._dispatch(arrive)
         self.made[core.version] = arrive
         if self.error_every and core.version % self.error_every == 0:
             self.errors.append((core.version, arrive, float(self.problem.error(core.w))))
@@ -390,7 +253,25 @@ class Master:
             self._snap(final=False)
         if core.done:
             self._done.set()
-        self.refs[core.version] = self._publish(core.w)
+
+    def _dispatch(self, now: float) -> None:
+        """Send the current version to the workers the protocol names (:attr:`MasterCore.outbox`): draw when it
+        reaches each, and tell the worker if its protocol needs to know."""
+        core = self.core
+        if not core.outbox:
+            return
+        v = core.version
+        for k in core.outbox:
+            if k not in self.live:
+                continue
+            draws = self.downlink[k]
+            d = draws.next() * self.unit if draws is not None else 0.0
+            self.delays.append(d)
+            self.pending[k].append((now + d, v))
+            handle = self.handles.get(k)
+            if self.tell and handle is not None:
+                handle.notify.options(enable_task_events=False).remote(v, now + d, [self.refs[v]])
+        core.outbox.clear()
 
     def _snap(self, final: bool) -> None:
         """Note a snapshot of the state right after the last update. ``final``: the run is being stopped, and the
@@ -454,14 +335,8 @@ class Master:
             return out
 
     def _newest(self, worker: int, before: float) -> int:
-        """The newest version that reached ``worker`` strictly before real time ``before`` (draws as needed)."""
+        """The newest version that reached ``worker`` strictly before real time ``before``."""
         pending = self.pending[worker]
-        draws = self.downlink[worker]
-        for v in range(self.drawn[worker] + 1, self.core.version + 1):
-            d = draws.next() * self.unit if draws is not None else 0.0
-            self.delays.append(d)
-            pending.append((self.made[v] + d, v))
-        self.drawn[worker] = self.core.version
         best = self.current[worker]
         for reach, v in pending:
             if reach < before and v > best:
@@ -534,6 +409,7 @@ class Master:
             "errors": np.array(self.errors, dtype=np.float64).reshape(-1, 3),
             "downlink": np.array(self.delays),
             "t0": self.t0,
+            "work": {"compute": self.compute_time, "cancelled": self.cancelled_time},  # real seconds
             "clocks": {i: self.clocks[i] for i in sorted(self.clocks)},
             "node": self._node,
         }

@@ -19,8 +19,12 @@ from typing import Any
 from ..errors import SpecError, invalid
 from ..spec import System
 from .checkpoint import Checkpoint
+from .protocol import RULES
 
-__all__ = ["RunPlan"]
+#: The protocols a real run carries out.
+RUNTIME_PROTOCOLS = tuple(RULES)
+
+__all__ = ["RUNTIME_PROTOCOLS", "RunPlan"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,10 +94,10 @@ class RunPlan:
 
         if not isinstance(system, System):
             raise bad("system", type(system).__name__, "a stalegrad.System")
-        if system.protocol != "k-batch-async":
-            raise bad("protocol", system.protocol, "k-batch-async for a real run (the paper's protocol)")
-        if system.staleness_bound is not None:
-            raise bad("staleness_bound", system.staleness_bound, "None for a real run (it drops no stale gradient)")
+        if system.protocol not in RUNTIME_PROTOCOLS:
+            raise bad("protocol", system.protocol, f"one of {', '.join(RUNTIME_PROTOCOLS)} for a real run")
+        if system.protocol == "mindflayer" and time_unit is None:
+            raise bad("time_unit", time_unit, "a number of seconds > 0 for mindflayer (its cutoffs are in time units)")
         if system.per_worker_delays:
             way = "uplink" if isinstance(system.uplink, tuple) else "downlink"
             raise bad(way, system.to_dict()[way], "one delay per direction for every worker in a real run "

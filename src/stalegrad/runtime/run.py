@@ -49,6 +49,12 @@ def run(
 ) -> RunResult:
     """Train ``problem`` with ``system.n`` worker actors and a master actor on Ray until ``updates`` updates.
 
+    ``system.protocol`` is carried out with the event engine's rules (:mod:`stalegrad.runtime.protocol`), its
+    staleness bound, ringmaster's threshold and mindflayer's cutoffs (in time units: they need ``time_unit``);
+    only ``system.active`` workers start an actor. The Trace holds every gradient applied and every one the
+    protocol dropped (``update = -1``, with its reason); ``trace.meta["wasted_compute"]`` is the fraction of the
+    compute time spent on rounds abandoned and gradients dropped.
+
     ``system`` gives ``n``, ``K`` and, when ``time_unit`` (seconds) is given, the compute times and delays that are
     injected (in time units). ``lr`` is the step size and ``batch`` the minibatch of each gradient; ``error_every``:
     record the error of every that many versions (0: never). ``address``: join that Ray cluster (``"auto"`` or

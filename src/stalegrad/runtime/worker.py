@@ -1,4 +1,6 @@
-"""A worker of a real run: computes gradients round after round, never waiting, on the newest version it has.
+"""A worker of a real run: computes gradients round after round on the newest version it has, and applies its
+protocol's rules for workers (:data:`~stalegrad.runtime.protocol.RULES`): wait for a version after sending, abandon
+a round when a newer version reaches it, abandon a round at its cutoff.
 
 Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
 
@@ -9,6 +11,17 @@ Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
 3. with injected times, it then sleeps until ``start + X * time_unit`` (``X`` drawn from its compute-time model:
    the round takes ``X`` time units unless the real work takes longer), and sends the gradient with
    ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later).
+
+Under every protocol but k-batch-async the master tells the worker of each version it sends it
+(:meth:`Worker.notify`: the version, the instant it reaches the worker, ``w``), and the worker keeps them in a
+mailbox. Its compute time is a wait on that mailbox, so that it is interrupted when a version that abandons the
+round reaches it before the round ends (k-sync, k-batch-sync, sync, rennala, mindflayer: any newer version;
+ringmaster: one ``R`` or more ahead of the round's); at the end of a round a worker that waits (k-async, k-sync,
+sync, ringmaster) sleeps until the first version sent to it reaches it. An abandoned round is never sent: its
+seconds are reported to the master with the next gradient (``wasted_compute``). A round abandoned at its cutoff
+(mindflayer, ``start + c_i``) restarts on the newest version that reached the worker strictly before then; one
+abandoned for a version restarts on the newest that reached it by then (the engine's order of events at one
+instant). Every round, finished or abandoned, draws one compute time and one minibatch, as in the engines.
 
 Random streams (:mod:`stalegrad.streams`, the layout every engine uses): worker ``i`` draws compute times, uplink
 delays, and minibatches from its own streams (downlink delays are drawn by the master from the worker's downlink
@@ -26,11 +39,13 @@ import numpy as np
 
 from ..spec import System
 from ..streams import COMPUTE, MINIBATCH, UPLINK, Draws, worker_seeds
+from .protocol import RULES
 
 __all__ = ["ACTOR_OPTIONS", "Worker"]
 
 #: How :class:`Worker` is made a Ray actor: never restarted by Ray (the driver restarts it, as a new incarnation),
-#: its calls never retried, two threads (so that :meth:`Worker.stop` is taken while :meth:`Worker.run` loops), and
+#: its calls never retried, two threads (so that :meth:`Worker.stop` and :meth:`Worker.notify` are taken while
+#: :meth:`Worker.run` loops), and
 #: spread over the cluster's nodes (Ray's default packs actors on the driver's node first; one node: no change).
 ACTOR_OPTIONS: dict[str, Any] = {
     "max_restarts": 0,
@@ -78,7 +93,13 @@ class Worker:
         self.uplink = Draws(system.uplink, seqs[UPLINK], "uplink") if inject else None
         self.rng = np.random.default_rng(seqs[MINIBATCH])
         self.rounds = 0
+        self.rules = RULES[system.protocol]
+        self.R = system.delay_threshold
+        self.cutoff = system.cutoffs[index] if system.cutoffs is not None and inject else None
         self._stop = threading.Event()
+        self._mail = threading.Condition()  # guards the mailbox; notified by notify() and stop()
+        self._box: list[tuple[float, int, Any]] = []  # (reach, version, w or its reference) sent, not yet used
+        self._best: tuple[int, Any] = (-1, None)  # the newest version that reached this worker, and its w
         self.skew = float(clock_skew)
         self.offset = 0.0  # add to this worker's clock to read the master's
         self.rtt = 0.0  # the round trip of the ping the offset is taken from (0: same node, not estimated)
@@ -115,35 +136,134 @@ class Worker:
         def now() -> float:  # the master's clock
             return time.time() + skew + offset
 
+        self.now = now
         clock = {"offset": self.offset, "rtt": self.rtt, "node": node}
-        info = ray.get(self.master.register.remote(self.index, self.incarnation, clock))
+        me = ray.get_runtime_context().current_actor
+        info = ray.get(self.master.register.remote(self.index, self.incarnation, clock, me))
         rnd = int(info["round"])
         version, ref = int(info["version"]), info["refs"][0]
+        self._best = (version, ref)
         have = -1
         w: Any = None
         start = now()
         unit = self.unit or 0.0
         stop = self._stop
+        rules = self.rules
+        watch = rules.cancels or rules.stops
+        abandoned = 0.0  # seconds of rounds abandoned since the last gradient sent
         submit = self.master.submit.options(enable_task_events=False)  # the hot path: no event per call
+        began = self.master.began.options(enable_task_events=False)
         while not stop.is_set():
+            if rules.stops:
+                began.remote(self.index, rnd, version, abandoned)
+                abandoned = 0.0
             if have != version:  # the master sends a small w itself, a large one's object reference
                 w = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
                 have = version
             grad = self.problem.gradient(w, self.batch, self.rng)
+            finishes = True
             if self.compute is not None:
-                wait = start + self.compute.next() * unit - now()
-                if wait > 0 and stop.wait(wait):
-                    break
+                x = self.compute.next()
+                if self.cutoff is not None and x > self.cutoff:  # mindflayer: abandoned at the cutoff
+                    x, finishes = self.cutoff, False
+                end = start + x * unit
+                if watch:
+                    cancel = self._await_end(end, version)
+                    if stop.is_set():
+                        break
+                    if cancel or not finishes:  # abandon the round; start over on the newest version reached
+                        t = now()
+                        abandoned += t - start
+                        # at its cutoff: what reached it strictly before then; for a version: what reached by now
+                        version, ref = self._reached(t, strict=False) if cancel else self._reached(end, strict=True)
+                        rnd += 1
+                        start = t
+                        continue
+                else:
+                    wait = end - now()
+                    if wait > 0 and stop.wait(wait):
+                        break
             sent = now()
             up = self.uplink.next() * unit if self.uplink is not None else 0.0
-            new, refs = ray.get(submit.remote(self.index, rnd, start, sent, version, grad, sent + up))
+            args = (self.index, rnd, start, sent, version, grad, sent + up, abandoned)
+            new, refs = ray.get(submit.remote(*args))
+            abandoned = 0.0
             if refs is not None:
                 version, ref = int(new), refs[0]
+            version, ref = self._note(version, ref, sent)
             self.rounds += 1
             rnd += 1
             start = sent
+            if rules.waits:  # idle until a version sent to it reaches it; that version and any before it
+                if self._await_next(sent) is None:
+                    break
+                start = now()
+                version, ref = self._reached(start, strict=False)
         return {"index": self.index, "rounds": self.rounds}
+
+    def notify(self, version: int, reach: float, refs: list[Any]) -> None:
+        """The master sent this worker ``version``; it reaches the worker at real time ``reach`` (master's clock)."""
+        with self._mail:
+            self._box.append((reach, version, refs[0]))
+            self._mail.notify_all()
+
+    def _note(self, version: int, ref: Any, sent: float) -> tuple[int, Any]:
+        """The master's reply: ``version`` is the newest that reached this worker strictly before ``sent``."""
+        with self._mail:
+            if version > self._best[0]:
+                self._best = (version, ref)
+        return self._reached(sent, strict=True)
+
+    def _reached(self, t: float, strict: bool) -> tuple[int, Any]:
+        """The newest version that reached this worker before ``t`` (``strict``) or by ``t``, and its ``w``; the
+        mail that reached it by then is used up (what reaches it later stays: it may abandon a round, or end a
+        wait)."""
+        with self._mail:
+            later = []
+            for m in self._box:
+                if m[0] < t or (m[0] == t and not strict):
+                    if m[1] > self._best[0]:
+                        self._best = (m[1], m[2])
+                else:
+                    later.append(m)
+            self._box = later
+            return self._best
+
+    def _await_end(self, end: float, used: int) -> bool:
+        """Sleep until real time ``end`` (the round's end), unless a version that abandons the round (newer than
+        ``used``; ringmaster: ``R`` or more newer) reaches this worker strictly before then: True, at that
+        instant. Returns at once on :meth:`stop`."""
+        R = self.R
+
+        def abandons(v: int) -> bool:
+            return v - used >= R if R is not None else v > used
+
+        with self._mail:
+            while not self._stop.is_set():
+                first = min((m[0] for m in self._box if m[0] < end and abandons(m[1])), default=None)
+                wait = (end if first is None else first) - self.now()
+                if wait <= 0:
+                    return first is not None
+                self._mail.wait(wait)
+        return False
+
+    def _await_next(self, sent: float) -> float | None:
+        """Idle from ``sent`` until the first version sent to this worker reaches it (at or after ``sent``): that
+        instant, or None on :meth:`stop`."""
+        with self._mail:
+            while not self._stop.is_set():
+                first = min((m[0] for m in self._box if m[0] >= sent), default=None)
+                if first is None:
+                    self._mail.wait(1.0)
+                    continue
+                wait = first - self.now()
+                if wait <= 0:
+                    return first
+                self._mail.wait(wait)
+        return None
 
     def stop(self) -> None:
         """Ask the loop to end after the current round."""
         self._stop.set()
+        with self._mail:
+            self._mail.notify_all()
