@@ -242,7 +242,10 @@ def test_compare_runs_every_protocol_and_plots(tmp_path, run_cli):
     [
         (["predict", "--n", "4", "--K", "2", "--protocol", "k-fast"], "--protocol must be one of"),
         (["predict", "--n", "4", "--K", "5", "--protocol", "k-sync"], "K must be at most n = 4 for k-sync"),
-        (["simulate", "--n", "4", "--K", "2", "--downlink", "3*expon()"], "--downlink must be one delay model"),
+        (
+            ["simulate", "--n", "4", "--K", "2", "--downlink", "3*expon()"],
+            "--downlink counts must add up to --n = 4, got 3",
+        ),
         (["simulate", "--n", "4", "--K", "2", "--uplink", "nosuch()"], "--uplink model name must be"),
     ],
 )

@@ -57,8 +57,13 @@ delays = st.sampled_from(
 )
 
 
+def worker_delays(n):
+    """A delay per worker (fixed and random mixed), or one for all of them."""
+    return st.one_of(st.lists(delays, min_size=n, max_size=n), delays)
+
+
 @st.composite
-def systems(draw, max_n=8):
+def systems(draw, max_n=8, per_worker_delays=False):
     protocol = draw(st.sampled_from(list(PROTOCOLS)))
     n = draw(st.integers(1, max_n))
     if protocol == "sync":
@@ -85,8 +90,8 @@ def systems(draw, max_n=8):
             n=n,
             K=K,
             compute=compute,
-            uplink=draw(delays),
-            downlink=draw(delays),
+            uplink=draw(worker_delays(n) if per_worker_delays else delays),
+            downlink=draw(worker_delays(n) if per_worker_delays else delays),
             protocol=protocol,
             staleness_bound=bound,
             workers=subset,
@@ -120,8 +125,17 @@ def test_the_compiled_engine_gives_the_references_trace(system, updates, seed):
     assert same_meta(compiled, reference), (compiled.meta, reference.meta)
 
 
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(system=systems(per_worker_delays=True), updates=st.integers(1, 60), seed=st.integers(0, 2**32))
+def test_the_compiled_engine_gives_the_references_trace_with_per_worker_delays(system, updates, seed):
+    reference = simulate_events(system, updates, seed=seed)
+    compiled = simulate_compiled(system, updates, seed=seed)
+    assert compiled.equals(reference)
+    assert same_meta(compiled, reference), (compiled.meta, reference.meta)
+
+
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(system=systems(), updates=st.integers(2, 60), seed=st.integers(0, 2**32), data=st.data())
+@given(system=systems(per_worker_delays=True), updates=st.integers(2, 60), seed=st.integers(0, 2**32), data=st.data())
 def test_the_streamed_summary_is_the_summary_of_the_trace(system, updates, seed, data):
     warmup = data.draw(st.integers(0, updates - 1))
     batches = data.draw(st.integers(2, max(2, updates - warmup)))

@@ -126,7 +126,7 @@ def test_fit_cluster_writes_the_law_of_b_per_class(batched):
         and abs(slow.law.per_sample - 0.02) < 4 * slow.per_sample_se
     )
     doc = json.loads(path.read_text())
-    assert doc["version"] == 2 and doc["batch_reference"] == 64
+    assert doc["version"] >= 2 and doc["batch_reference"] == 64
     assert doc["compute_batch"] == [f"2*{fast.law.text}", f"2*{slow.law.text}"]
     assert doc["classes"][0]["batch"]["overhead_se"] == pytest.approx(fast.overhead_se)
     assert any("the laws are those at b = 64" in note for note in cluster.notes)

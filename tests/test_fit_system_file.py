@@ -62,7 +62,7 @@ def test_a_plain_to_dict_json_is_a_system_file(tmp_path):
     [
         ("{not json", "is not a JSON system file"),
         ('{"format": "other"}', "--system format must be 'stalegrad-system'"),
-        ('{"format": "stalegrad-system", "version": 99}', "version must be at most 2"),
+        ('{"format": "stalegrad-system", "version": 99}', "version must be at most 3"),
         ('{"n": 2}', "system description must have n, K, compute"),
         ("[1, 2]", "--system must be an existing system file"),
     ],

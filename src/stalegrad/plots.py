@@ -277,14 +277,18 @@ def describe_system(system: Any) -> str:
     n = f"n = {system.n}" + (
         "" if system.workers is None else f" (workers {','.join(map(str, system.workers))} compute)"
     )
+    tc = f"Tc = {system.tc:g}"
+    if system.per_worker_delays:
+        tcs = [system.tcs[i] for i in system.active]
+        tc = f"Tc_i = {min(tcs):g}..{max(tcs):g}"
     if len(groups) == 1:
-        return f"{n}, K = {system.K}, Tc = {system.tc:g}, compute time {describe_law(groups[0][1])}"
+        return f"{n}, K = {system.K}, {tc}, compute time {describe_law(groups[0][1])}"
     if len(groups) > 3:
         means = system.means
-        return (f"{n}, K = {system.K}, Tc = {system.tc:g}, {len(groups)} compute-time laws, means "
+        return (f"{n}, K = {system.K}, {tc}, {len(groups)} compute-time laws, means "
                 f"{min(means):.3g} to {max(means):.3g}")  # fmt: skip
     laws = [f"{count} with {describe_law(model)}" for count, model in groups]
-    return f"{n}, K = {system.K}, Tc = {system.tc:g}, compute times: {'; '.join(laws)}"
+    return f"{n}, K = {system.K}, {tc}, compute times: {'; '.join(laws)}"
 
 
 def describe_law(model: Any) -> str:

@@ -60,6 +60,8 @@ def _int_param(name: str, value: Any, low: int) -> int:
 
 def _delay(name: str, value: Any) -> float | Any:
     """A delay is a number of seconds (deterministic) or a distribution of nonnegative times."""
+    if isinstance(value, (str, bytes)):
+        raise invalid(name, value, "a number of seconds or a distribution (not text; parse it with parse_model)")
     if isinstance(value, Deterministic):
         value = value.value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -68,6 +70,63 @@ def _delay(name: str, value: Any) -> float | Any:
             raise invalid(name, value, "a finite number of seconds >= 0 or a distribution")
         return seconds
     return validate_model(value, name, allow_zero_mean=True)
+
+
+def _is_delay_list(value: Any) -> bool:
+    """True for a per-worker sequence of delays (a list, tuple or 1-d array), not one delay."""
+    if isinstance(value, (str, bytes)):
+        return False
+    return isinstance(value, Sequence) or (hasattr(value, "ndim") and hasattr(value, "tolist") and value.ndim == 1)
+
+
+def _same_delay(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, float) and isinstance(b, float) and a == b
+    return a is b or describe(a) == describe(b)
+
+
+def _delays(name: str, value: Any, n: int) -> Any:
+    """One delay for every worker, or a tuple of ``n`` (each checked by :func:`_delay`). A sequence whose entries
+    are all the same delay is that one delay (so the system is the same as one given once)."""
+    if not _is_delay_list(value):
+        return _delay(name, value)
+    values = value.tolist() if hasattr(value, "tolist") else list(value)
+    if len(values) != n:
+        raise invalid(name, f"{len(values)} delays", f"one delay or exactly n={n} delays (one per worker)")
+    checked: dict[int, Any] = {}
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, numbers.Real) or id(v) not in checked:
+            checked[id(v)] = _delay(f"{name}[{i}]", v)
+        out.append(checked[id(v)])
+    first = out[0]
+    if all(_same_delay(first, d) for d in out[1:]):
+        return first
+    return tuple(out)
+
+
+def _delay_groups(delays: tuple[Any, ...]) -> list[tuple[int, Any]]:
+    """Runs of consecutive workers with the same delay, as ``(count, delay)`` pairs."""
+    out: list[tuple[int, Any]] = []
+    for d in delays:
+        if out and _same_delay(out[-1][1], d):
+            out[-1] = (out[-1][0] + 1, out[-1][1])
+        else:
+            out.append((1, d))
+    return out
+
+
+def delay_text(delay: Any) -> Any:
+    """One delay in a system description: seconds as a float, a distribution in the ``--compute`` text form."""
+    return delay if isinstance(delay, float) else describe(delay)
+
+
+def describe_delays(value: Any) -> Any:
+    """A system description's delay: one (:func:`delay_text`), or per worker as counted runs in worker order
+    (``["3*0.25", "1*expon(loc=0.0, scale=0.5)"]``)."""
+    if not isinstance(value, tuple):
+        return delay_text(value)
+    return [f"{c}*{d!r}" if isinstance(d, float) else f"{c}*{describe(d)}" for c, d in _delay_groups(value)]
 
 
 @dataclass(frozen=True, init=False)
@@ -80,7 +139,9 @@ class System:
     K : gradients per update (``>= 1``; ``K > n`` is allowed).
     compute : one compute-time model for every worker, or a sequence of ``n`` models (scipy.stats-like).
     tc : round-trip communication time; each direction defaults to ``tc / 2``.
-    uplink, downlink : per-direction delay (seconds, or a distribution) overriding ``tc / 2``.
+    uplink, downlink : per-direction delay (seconds, or a distribution) overriding ``tc / 2``: one for every
+        worker, or a sequence of ``n`` (worker ``i`` takes entry ``i``; a sequence of one repeated delay is that
+        delay). Stored as the one delay, or as a tuple of ``n``.
     protocol : one of :data:`PROTOCOLS`.
     staleness_bound : for the asynchronous protocols, the master drops (and counts) gradients whose staleness
         would exceed this bound; ``None`` for no bound.
@@ -177,8 +238,8 @@ class System:
         object.__setattr__(self, "n", n)
         object.__setattr__(self, "K", K)
         object.__setattr__(self, "compute", models)
-        object.__setattr__(self, "uplink", _delay("uplink", tc / 2 if uplink is None else uplink))
-        object.__setattr__(self, "downlink", _delay("downlink", tc / 2 if downlink is None else downlink))
+        object.__setattr__(self, "uplink", _delays("uplink", tc / 2 if uplink is None else uplink, n))
+        object.__setattr__(self, "downlink", _delays("downlink", tc / 2 if downlink is None else downlink, n))
         object.__setattr__(self, "protocol", protocol)
         object.__setattr__(self, "staleness_bound", staleness_bound)
         object.__setattr__(self, "workers", active)
@@ -205,8 +266,8 @@ class System:
             n=len(keep),
             K=self.K,
             compute=[self.compute[i] for i in keep],
-            uplink=self.uplink,
-            downlink=self.downlink,
+            uplink=[self.uplink_of(i) for i in keep] if isinstance(self.uplink, tuple) else self.uplink,
+            downlink=[self.downlink_of(i) for i in keep] if isinstance(self.downlink, tuple) else self.downlink,
             protocol=self.protocol,
             staleness_bound=self.staleness_bound,
             delay_threshold=self.delay_threshold,
@@ -214,14 +275,43 @@ class System:
         )
 
     @property
+    def per_worker_delays(self) -> bool:
+        """True when the workers' delays differ (``uplink`` or ``downlink`` is a tuple of ``n``)."""
+        return isinstance(self.uplink, tuple) or isinstance(self.downlink, tuple)
+
+    def uplink_of(self, i: int) -> Any:
+        """Worker ``i``'s uplink delay (seconds, or a distribution)."""
+        return self.uplink[i] if isinstance(self.uplink, tuple) else self.uplink
+
+    def downlink_of(self, i: int) -> Any:
+        """Worker ``i``'s downlink delay (seconds, or a distribution)."""
+        return self.downlink[i] if isinstance(self.downlink, tuple) else self.downlink
+
+    @property
+    def tcs(self) -> tuple[float, ...]:
+        """Each worker's mean round trip, ``Tc_i = E[U_i] + E[D_i]``."""
+        if not self.per_worker_delays:
+            return (self.tc,) * self.n
+        cache: dict[int, float] = {}
+
+        def mean(d: Any) -> float:
+            return d if isinstance(d, float) else cache.setdefault(id(d), float(d.mean()))
+
+        return tuple(mean(self.uplink_of(i)) + mean(self.downlink_of(i)) for i in range(self.n))
+
+    @property
     def tc(self) -> float:
-        """Mean round-trip communication time, uplink plus downlink."""
-        return _mean(self.uplink) + _mean(self.downlink)
+        """Mean round-trip communication time, uplink plus downlink (with per-worker delays: the mean over the
+        active workers of their round trips, :attr:`tcs`)."""
+        if not self.per_worker_delays:
+            return _mean(self.uplink) + _mean(self.downlink)
+        tcs = self.tcs
+        return math.fsum(tcs[i] for i in self.active) / len(self.active)
 
     @property
     def deterministic_delays(self) -> bool:
-        """True when both directions take a fixed time."""
-        return isinstance(self.uplink, float) and isinstance(self.downlink, float)
+        """True when both directions take a fixed time (for every worker)."""
+        return all(isinstance(d, float) for d in (*_as_tuple(self.uplink), *_as_tuple(self.downlink)))
 
     @property
     def means(self) -> tuple[float, ...]:
@@ -246,19 +336,28 @@ class System:
         return out
 
     def replace(self, **changes: Any) -> System:
-        """A copy with some fields changed (``n`` may change when there is one model for all workers)."""
+        """A copy with some fields changed (``n`` may change when there is one model, and one delay per direction,
+        for all workers; ``tc`` sets both delays to ``tc / 2`` unless ``uplink`` or ``downlink`` is given)."""
         n = changes.get("n", self.n)
         compute = changes.get("compute")
         if compute is None:
             if n != self.n and not self.identical:
                 raise invalid("n", n, f"{self.n} (heterogeneous workers: give compute= for the new n)")
             compute = self.compute[0] if self.identical else self.compute
+        delays = {}
+        for name in ("uplink", "downlink"):
+            delays[name] = changes.get(name, getattr(self, name))
+            if isinstance(delays[name], tuple) and n != self.n and name not in changes and "tc" not in changes:
+                raise invalid("n", n, f"{self.n} (per-worker {name} delays: give {name}= for the new n)")
+            if "tc" in changes and name not in changes:
+                delays[name] = None  # tc / 2, as in the constructor
         return System(
             n=n,
             K=changes.get("K", self.K),
             compute=compute,
-            uplink=changes.get("uplink", self.uplink),
-            downlink=changes.get("downlink", self.downlink),
+            tc=changes.get("tc", 0.0),
+            uplink=delays["uplink"],
+            downlink=delays["downlink"],
             protocol=changes.get("protocol", self.protocol),
             staleness_bound=changes.get("staleness_bound", self.staleness_bound),
             workers=changes.get("workers", self.workers),
@@ -289,12 +388,23 @@ class System:
             raise invalid("compute", texts, f"models for exactly n = {n} workers")
         workers = [model for count, model in parsed for _ in range(count)]
 
-        def delay(name: str, value: Any) -> Any:
+        def one(name: str, value: Any) -> tuple[int, Any]:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
+                return 1, float(value)
             if not isinstance(value, str):
                 raise invalid(name, value, "a number of seconds or a model in text form")
-            return parse_model(value)[1]
+            return parse_delay_text(name, value)
+
+        def delay(name: str, value: Any) -> Any:
+            if not isinstance(value, list):
+                count, d = one(name, value)
+                if count != 1:
+                    raise invalid(name, value, "one delay without a count, or a list of them per worker")
+                return d
+            parsed = [one(f"{name}[{j}]", v) for j, v in enumerate(value)]
+            if sum(count for count, _ in parsed) != n:
+                raise invalid(name, value, f"delays for exactly n = {n} workers (counted like compute: '3*0.25')")
+            return [d for count, d in parsed for _ in range(count)]
 
         return cls(
             n=n,
@@ -317,8 +427,8 @@ class System:
             "n": self.n,
             "K": self.K,
             "tc": self.tc,
-            "uplink": self.uplink if isinstance(self.uplink, float) else describe(self.uplink),
-            "downlink": self.downlink if isinstance(self.downlink, float) else describe(self.downlink),
+            "uplink": describe_delays(self.uplink),
+            "downlink": describe_delays(self.downlink),
             "compute": [f"{c}*{describe(m)}" for c, m in self.groups()],
             "active_workers": None if self.workers is None else list(self.workers),
             "delay_threshold": self.delay_threshold,
@@ -350,6 +460,36 @@ def require_system(value: Any, parameter: str = "system") -> System:
     if not isinstance(value, System):
         raise invalid(parameter, type(value).__name__, "a stalegrad.System")
     return value
+
+
+def _as_tuple(delay: Any) -> tuple[Any, ...]:
+    return delay if isinstance(delay, tuple) else (delay,)
+
+
+def parse_delay_text(name: str, text: str) -> tuple[int, Any]:
+    """A delay in text form with an optional count: ``"0.25"``, ``"3*0.25"``, ``"expon(scale=0.5)"`` or
+    ``"2*expon(scale=0.5)"``, as ``(count, seconds or model)``.
+
+    >>> parse_delay_text("uplink", "3*0.25")
+    (3, 0.25)
+    """
+    import re
+
+    from .syntax import parse_model
+
+    match = re.fullmatch(r"\s*(?:(\d+)\s*\*)?\s*([^*]+?)\s*", text)
+    if match is not None:
+        try:
+            seconds = float(match.group(2))
+        except ValueError:
+            pass
+        else:
+            count = int(match.group(1) or 1)
+            if count < 1:
+                raise invalid(name, text, "a count >= 1 before '*'")
+            return count, _delay(name, seconds)
+    count, model = parse_model(text, name)
+    return count, _delay(name, model)
 
 
 def _mean(delay: Any) -> float:

@@ -124,8 +124,9 @@ def class_panel(ax: Any, worker: np.ndarray, staleness: np.ndarray, law: Any, sy
             ax.step(np.arange(hist.size), hist / hist.sum(), where="mid", color=colour, lw=1.2,
                     label=f"{what}, workers {_workers(cls.workers)}")  # fmt: skip
         shown = min(len(cls.pmf), max(hist.size, 1) + 2)
+        trip = f", Tc {system.tcs[cls.workers[0]]:g}" if system.per_worker_delays else ""
         ax.plot(np.arange(shown), cls.pmf[:shown], "o", color=colour, ms=4,
-                label=f"predicted, compute time {describe_law(system.compute[cls.workers[0]])}")  # fmt: skip
+                label=f"predicted, compute time {describe_law(system.compute[cls.workers[0]])}{trip}")  # fmt: skip
         top = max(top, _upper(hist), _upper(cls.pmf[:shown]))
     ax.set_xlim(-0.7, top + 0.7)
     ax.xaxis.get_major_locator().set_params(integer=True)

@@ -126,6 +126,14 @@ class Advice:
         up, down = self.cluster.uplink, self.cluster.downlink
         if isinstance(up, float) and isinstance(down, float) and up == down:
             return [*args, "--tc", f"{up + down:g}"] if up > 0 else args
+        if self.cluster.per_worker_delays:  # the chosen workers' own delays, counted like --compute
+            from ..spec import describe_delays
+
+            out = list(args)
+            for name, of in (("--uplink", self.cluster.uplink_of), ("--downlink", self.cluster.downlink_of)):
+                runs = describe_delays(tuple(of(i) for i in workers))
+                out += [x for r in (runs if isinstance(runs, list) else [runs]) for x in (name, str(r))]
+            return out
         d = self.cluster.to_dict()
         return [*args, "--uplink", str(d["uplink"]), "--downlink", str(d["downlink"])]
 

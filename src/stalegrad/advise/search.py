@@ -86,8 +86,8 @@ class Candidate:
             n=len(self.workers),
             K=self.K,
             compute=laws,
-            uplink=cluster.uplink,
-            downlink=cluster.downlink,
+            uplink=[cluster.uplink_of(i) for i in self.workers],  # one repeated delay is that delay
+            downlink=[cluster.downlink_of(i) for i in self.workers],
             protocol=self.protocol,
             delay_threshold=self.delay_threshold,
             cutoffs=None if self.cutoff_quantile is None else cutoffs_at(laws, self.cutoff_quantile),

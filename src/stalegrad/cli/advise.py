@@ -92,8 +92,8 @@ def advise_command(
     n: str | None,
     K: str | None,
     tc: str,
-    uplink: str | None,
-    downlink: str | None,
+    uplink: str | tuple[str, ...] | None,  # repeated on the command line: per-worker delays with counts
+    downlink: str | tuple[str, ...] | None,
     compute: tuple[str, ...],
     problem: str | None,
     target: float | None,

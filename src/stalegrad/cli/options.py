@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -185,15 +185,17 @@ def _system_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = compute_option(f)
     f = click.option(
         "--downlink",
-        default=None,
+        multiple=True,
         metavar="DELAY",
-        help="Downlink delay: seconds, or a model like --compute (default tc/2).",
+        help="Downlink delay: seconds, or a model like --compute (default tc/2). Per-worker delays: repeat with "
+        "counts adding up to --n, like --compute ('3*0.1', '1*expon(scale=2)').",
     )(f)
     f = click.option(
         "--uplink",
-        default=None,
+        multiple=True,
         metavar="DELAY",
-        help="Uplink delay: seconds, or a model like --compute (default tc/2).",
+        help="Uplink delay: seconds, or a model like --compute (default tc/2). Per-worker delays: repeat with "
+        "counts adding up to --n, like --compute ('3*0.1', '1*expon(scale=2)').",
     )(f)
     f = click.option(
         "--tc",
@@ -271,10 +273,25 @@ def system_file_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(wrapper)
 
 
-def parse_delay(name: str, text: str | None) -> Any:
-    """A delay option: ``None`` (tc/2), a number of seconds, or a model in the --compute syntax."""
-    if text is None:
+def parse_delay(name: str, text: str | Sequence[str] | None) -> Any:
+    """A delay option: ``None`` or nothing given (tc/2), a number of seconds, or a model in the --compute syntax;
+    repeated (or with a count, ``3*0.25``), the per-worker delays as ``(count, delay)`` runs, in worker order."""
+    texts = (text,) if isinstance(text, str) else tuple(text or ())
+    if not texts:
         return None
+    if len(texts) == 1 and not _counted(texts[0]):
+        return _one_delay(name, texts[0])
+    from ..spec import parse_delay_text
+
+    return [parse_delay_text(name, t) for t in texts]
+
+
+def _counted(text: str) -> bool:
+    head = text.split("(")[0]
+    return "*" in head
+
+
+def _one_delay(name: str, text: str) -> Any:
     try:
         seconds = float(text)
     except ValueError:
@@ -291,12 +308,23 @@ def parse_delay(name: str, text: str | None) -> Any:
     return model
 
 
+def _per_worker(name: str, delay: Any, n: int) -> Any:
+    """A parsed delay option for ``n`` workers: one delay as it is, counted runs expanded (their counts must add up
+    to ``n``)."""
+    if not isinstance(delay, list):
+        return delay
+    total = sum(count for count, _ in delay)
+    if total != n:
+        raise SpecError(f"{name} counts must add up to --n = {n}, got {total} (one delay, or counted like --compute)")
+    return [d for count, d in delay for _ in range(count)]
+
+
 def build_systems(
     n: str | None,
     K: str | None,
     tc: str,
-    uplink: str | None,
-    downlink: str | None,
+    uplink: str | Sequence[str] | None,
+    downlink: str | Sequence[str] | None,
     compute: tuple[str, ...],
     protocol: str = "k-batch-async",
     staleness_bound: int | None = None,
@@ -350,7 +378,8 @@ def build_systems(
             extra["cutoffs"] = cutoff
         systems.append(
             System(
-                n=n_, K=K_, tc=tc_, uplink=up, downlink=down, compute=laws, protocol=proto, staleness_bound=bound,
+                n=n_, K=K_, tc=tc_, uplink=_per_worker("--uplink", up, n_),
+                downlink=_per_worker("--downlink", down, n_), compute=laws, protocol=proto, staleness_bound=bound,
                 **extra,
             )
         )  # fmt: skip

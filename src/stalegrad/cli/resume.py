@@ -20,8 +20,8 @@ class RunOptions:
     n: str | None
     K: str | None
     tc: str
-    uplink: str | None
-    downlink: str | None
+    uplink: str | tuple[str, ...] | None  # the command line's repeated option, or a checkpoint's text
+    downlink: str | tuple[str, ...] | None
     compute: tuple[str, ...]
     problem: str
     updates: int

@@ -94,8 +94,8 @@ def run_command(
     n: str | None,
     K: str | None,
     tc: str,
-    uplink: str | None,
-    downlink: str | None,
+    uplink: str | tuple[str, ...] | None,  # repeated on the command line: per-worker delays with counts
+    downlink: str | tuple[str, ...] | None,
     compute: tuple[str, ...],
     protocol: str,
     staleness_bound: int | None,

@@ -106,8 +106,8 @@ def train_command(
     n: str,
     K: str,
     tc: str,
-    uplink: str | None,
-    downlink: str | None,
+    uplink: str | tuple[str, ...] | None,  # repeated on the command line: per-worker delays with counts
+    downlink: str | tuple[str, ...] | None,
     compute: tuple[str, ...],
     b: str,
     scale_compute: bool,

@@ -25,7 +25,7 @@ def plot_points(points: Sequence[Point], path: str | Path, root_seed: int) -> Pa
     meta = metadata(root_seed, {f"{k}": p.system for k, p in enumerate(points)}, rows=[p.row() for p in points])
     classes = None
     p = points[0]
-    if len(points) == 1 and p.summary is not None and not p.system.identical:  # per worker class: from a Trace
+    if len(points) == 1 and p.summary is not None and (not p.system.identical or p.system.per_worker_delays):
         from ..sim import simulate
 
         trace = (

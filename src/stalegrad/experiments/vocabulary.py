@@ -21,7 +21,7 @@ SHARED_KEYS: dict[str, str] = {
     "n": "workers",
     "active_workers": "the workers that compute, by index (null: all n; option --workers); the others sit idle",
     "K": "gradients per update",
-    "tc": "mean round-trip communication time (uplink + downlink)",
+    "tc": "mean round-trip communication time (uplink + downlink; per-worker delays: the mean over the active workers)",
     "staleness_bound": "the master drops gradients with staleness above it (null: no bound)",
     "delay_threshold": "ringmaster's R: a round whose delay reaches R is stopped, a gradient of delay >= R dropped "
     "(null: other protocols)",

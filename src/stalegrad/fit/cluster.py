@@ -167,7 +167,8 @@ def fit_cluster(
     )
     notes += delay_notes
     compute = [c.law for c in classes for _ in c.workers]
-    system = System(n=n, K=K, compute=compute, uplink=up.value, downlink=down.value, protocol=protocol)
+    order = [w for c in classes for w in c.workers]
+    system = System(n=n, K=K, compute=compute, uplink=up.values(order), downlink=down.values(order), protocol=protocol)
     return ClusterFit(
         system, tuple(classes), tuple(findings), records, level, root, gof_samples, up, down, tuple(notes),
         tuple(delay_warnings), reference,

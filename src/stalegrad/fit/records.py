@@ -269,13 +269,14 @@ def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
         )
     down, where = _trace_downlink(path, trace)
     if where:
-        notes.append(f"{path}: downlink delay {down:.6g}, {where}")
+        shown = f"{down:.6g}" if isinstance(down, float) else "per worker"
+        notes.append(f"{path}: downlink delay {shown}, {where}")
     cols = {
         "worker": np.array([str(w) for w in trace["worker"]], dtype=object),
         "duration": duration.astype(float),
         "censored": np.zeros(n, dtype=bool),
         "uplink": (trace["arrive"] - trace["sent"]).astype(float),
-        "downlink": np.full(n, down),
+        "downlink": np.full(n, down) if isinstance(down, float) else np.asarray(down)[trace["worker"]],
         "batch": np.full(n, np.nan),
         "order": order,
     }
@@ -290,10 +291,10 @@ def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
     return cols, Source(str(path), "trace", n, mapping, trace.system.to_dict(), tuple(notes))
 
 
-def _trace_downlink(path: Path, trace: Any) -> tuple[float, str | None]:
+def _trace_downlink(path: Path, trace: Any) -> tuple[float | tuple[float, ...], str | None]:
     """A Trace's rows do not hold the downlink delay: the mean a real run measured (``run.json`` beside its
     ``trace.csv``, written by ``run --out``), else the fixed downlink of the system the Trace records (a
-    simulation's), else unknown (NaN)."""
+    simulation's; per worker when its workers' fixed downlinks differ), else unknown (NaN)."""
     beside = path.parent / "run.json"
     if beside.is_file():
         try:
@@ -304,6 +305,8 @@ def _trace_downlink(path: Path, trace: Any) -> tuple[float, str | None]:
             return float(value), f"the run's measured mean ({beside})"
     if isinstance(trace.system.downlink, float):
         return trace.system.downlink, "the fixed downlink of the system the Trace records"
+    if isinstance(trace.system.downlink, tuple) and all(isinstance(d, float) for d in trace.system.downlink):
+        return trace.system.downlink, "the fixed downlinks of the system the Trace records"
     return math.nan, None
 
 

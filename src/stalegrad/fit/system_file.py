@@ -27,8 +27,9 @@ __all__ = ["FORMAT", "VERSION", "batch_laws", "document", "option_values", "read
 
 FORMAT = "stalegrad-system"
 #: 2: ``batch_reference`` and ``compute_batch`` (compute time against batch size), ``delays`` per direction with
-#: their fits. Files of version 1 are read as they are.
-VERSION = 2
+#: their fits. 3: ``uplink`` and ``downlink`` may be per-worker lists of counted runs (``["3*0.25", "1*0.5"]``).
+#: Files of versions 1 and 2 are read as they are.
+VERSION = 3
 
 
 def _sha256(path: str) -> str | None:
@@ -137,7 +138,12 @@ def batch_laws(path: str | Path, n: int) -> list[str] | None:
     return texts
 
 
-def _delay_text(delay: Any) -> str:
+def _delay_text(delay: Any) -> str | tuple[str, ...]:
+    """A delay in the options' text form: one value, or per-worker runs ``("3*0.25", "1*expon(scale=0.5)")``."""
+    if isinstance(delay, tuple):
+        from ..spec import describe_delays
+
+        return tuple(describe_delays(delay))
     return repr(delay) if isinstance(delay, float) else describe(delay)
 
 
@@ -163,6 +169,10 @@ def option_values(path: str | Path, options: dict[str, Any], given: set[str]) ->
         values["compute"] = tuple(d["compute"])
         if "n" in given and "compute" not in given and str(options.get("n")).strip() != str(system.n):
             raise invalid("--n", options.get("n"), f"{system.n}, the workers of {path} (or give --compute for them)")
+    for name in ("uplink", "downlink"):
+        per_worker = isinstance(getattr(system, name), tuple) and name not in given and "tc" not in given
+        if per_worker and "n" in given and str(options.get("n")).strip() != str(system.n):
+            raise invalid("--n", options.get("n"), f"{system.n}, the workers of {path} (or give --{name} for them)")
     if "compute_batch" in options:
         laws = batch_laws(path, system.n) or []
         if system.identical and len(laws) == 1:  # one law of b for every worker: any --n, as for compute

@@ -98,6 +98,10 @@ class RunPlan:
             raise bad("protocol", system.protocol, f"one of {', '.join(RUNTIME_PROTOCOLS)} for a real run")
         if system.protocol == "mindflayer" and time_unit is None:
             raise bad("time_unit", time_unit, "a number of seconds > 0 for mindflayer (its cutoffs are in time units)")
+        if system.per_worker_delays:
+            way = "uplink" if isinstance(system.uplink, tuple) else "downlink"
+            raise bad(way, system.to_dict()[way], "one delay per direction for every worker in a real run "
+                      "(per-worker delays are simulated only: simulate, train)")  # fmt: skip
         if not isinstance(problem, Problem):
             raise bad("problem", type(problem).__name__, "a stalegrad.train.Problem (init, gradient, loss, error)")
         _integer(bad, "updates", updates, 1)

@@ -25,7 +25,8 @@ started (an event of the finish kind at that instant) and starts over. Idle work
 round and are sent no version.
 
 Random streams (:mod:`stalegrad.streams`): worker ``i`` draws compute times, uplink delays (one per gradient) and
-downlink delays (one per version it is sent) from its own compute, uplink and downlink streams.
+downlink delays (one per version it is sent) from its own compute, uplink and downlink streams, with its own
+delay laws when the system has per-worker delays (``System.uplink_of(i)``).
 """
 
 from __future__ import annotations
@@ -137,8 +138,8 @@ class _Run:
         self.loop = EventLoop()
         self.streams = ComputeStreams(system, seed, updates * system.K)
         seqs = all_worker_seeds(seed, n)
-        self.up = [Draws(system.uplink, s[UPLINK], "uplink").next for s in seqs]
-        self.down = [Draws(system.downlink, s[DOWNLINK], "downlink").next for s in seqs]
+        self.up = [Draws(system.uplink_of(i), s[UPLINK], "uplink").next for i, s in enumerate(seqs)]
+        self.down = [Draws(system.downlink_of(i), s[DOWNLINK], "downlink").next for i, s in enumerate(seqs)]
         self.workers = [_Worker() for _ in range(n)]
         self.version = 0  # the master's: updates applied so far
         self.batch: list[int] = []  # workers whose gradients are in the update being gathered

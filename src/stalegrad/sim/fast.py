@@ -39,7 +39,7 @@ def check_run(system: System, updates: int) -> None:
     if isinstance(updates, bool) or not isinstance(updates, (int, np.integer)) or updates < 1:
         raise invalid("updates", updates, "an integer >= 1")
     means = system.means
-    longest = max(system.tc, max(means))
+    longest = max(max(system.tcs), max(means))
     if not longest <= MAX_TIME_SPREAD * min(means):
         raise invalid(
             "tc and the mean compute times",
@@ -57,6 +57,8 @@ def fast_path_refusal(system: System) -> str | None:
     if not system.deterministic_delays:
         d = system.to_dict()
         return f"uplink and downlink must be fixed times for the fast simulator, got {d['uplink']!r}, {d['downlink']!r}"
+    if system.per_worker_delays:
+        return "delays must be one for every worker for the fast simulator, got per-worker delays"
     if system.staleness_bound is not None:
         return f"staleness_bound must be None for the fast simulator, got {system.staleness_bound}"
     if system.workers is not None:

@@ -112,9 +112,9 @@ class Feed:
 
 
 class Feeds:
-    """Every stream a run reads: ``compute[j]``, and ``up[j]``, ``down[j]`` for random delays (empty lists for
-    fixed ones), for the ``j``-th active worker (``system.active[j]``: idle workers draw nothing, and an active
-    worker draws from its own streams whatever its place). ``sizes[j]`` is its block of compute times.
+    """Every stream a run reads: ``compute[j]``, and ``up[j]``, ``down[j]`` for random or per-worker delays (empty
+    lists for one fixed delay), for the ``j``-th active worker (``system.active[j]``: idle workers draw nothing,
+    and an active worker draws from its own streams whatever its place). ``sizes[j]`` is its block of compute times.
     :meth:`close` stops drawing ahead."""
 
     def __init__(self, system: System, seed: int, gradients: int, *, ahead: bool = True) -> None:
@@ -123,8 +123,11 @@ class Feeds:
         self.streams = ComputeStreams(system, seed, gradients)
         self.sizes = self.streams.sizes[list(active)]
         self.max_chunk = DELAY_BLOCK * int(np.clip((1 << 20) // (n * DELAY_BLOCK), 1, 256))
-        uprand = not isinstance(system.uplink, float)
-        downrand = not isinstance(system.downlink, float)
+        # per-worker delays (tuples) are read from feeds too, a worker's fixed delay as a constant stream; the active
+        # workers decide, as in the engines (System.active_system: the same delay for all of them is one delay)
+        small = system.active_system()
+        uprand = not isinstance(small.uplink, float)
+        downrand = not isinstance(small.downlink, float)
         # a chunk drawn ahead per stream doubles the memory of the buffers: only up to PREFETCH_BYTES
         streams = int(self.sizes.sum()) + self.max_chunk * n * (uprand + downrand)
         self.pool: ThreadPoolExecutor | None = None  # started when a stream first draws ahead
@@ -135,11 +138,15 @@ class Feeds:
         # a stream that needs a second chunk (a third for delays, whose chunks start small) is read ahead
         self.compute = [Feed(self._compute(i), submit, 2) for i in active]
 
-        def delays(model: Any, role: int, name: str) -> list[Feed]:
-            return [Feed(DelayStream(model, s[role], name, blocks).draw, submit, 3) for s in seqs]
+        def delays(of: Callable[[int], Any], role: int, name: str) -> list[Feed]:
+            models = [of(i) for i in active]
+            models = [Deterministic(m) if isinstance(m, float) else m for m in models]
+            return [
+                Feed(DelayStream(m, s[role], name, blocks).draw, submit, 3) for m, s in zip(models, seqs, strict=True)
+            ]
 
-        self.up = delays(system.uplink, UPLINK, "uplink") if uprand else []
-        self.down = delays(system.downlink, DOWNLINK, "downlink") if downrand else []
+        self.up = delays(system.uplink_of, UPLINK, "uplink") if uprand else []
+        self.down = delays(system.downlink_of, DOWNLINK, "downlink") if downrand else []
 
     def _compute(self, i: int) -> Callable[[], np.ndarray]:
         return lambda: self.streams.draw(i)

@@ -40,12 +40,14 @@ CHUNK = 1 << 15
 
 @dataclass(frozen=True)
 class WorkerClass:
-    """Workers with the same compute-time model, and their share of all gradients, ``sum lambda_i / Lambda``."""
+    """Workers with the same compute-time model (and round trip), and their share of all gradients,
+    ``sum lambda_i / Lambda``."""
 
     workers: tuple[int, ...]
     model: Any
     mean: float
     share: float
+    tc: float = 0.0  # the workers' round trip ``Tc_i`` (the window's fixed part)
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,19 +62,41 @@ class ArrivalLaws:
 
 
 def worker_classes(system: System) -> list[WorkerClass]:
-    """Workers grouped by compute-time model (models with the same text form are one class), in worker order."""
-    groups: dict[str, list[int]] = {}
-    models: dict[str, Any] = {}
-    for i, m in enumerate(system.compute):
-        key = describe(m)
+    """Workers grouped by compute-time model (models with the same text form are one class) and round trip
+    (per-worker delays: ``System.tcs``), in worker order."""
+    groups: dict[tuple[str, float], list[int]] = {}
+    models: dict[tuple[str, float], Any] = {}
+    for i, (m, tc) in enumerate(zip(system.compute, system.tcs, strict=True)):
+        key = (describe(m), tc)
         groups.setdefault(key, []).append(i)
         models.setdefault(key, m)
     total = sum(1.0 / mu for mu in system.means)
     out = []
     for key, workers in groups.items():
         mu = float(models[key].mean())
-        out.append(WorkerClass(tuple(workers), models[key], mu, len(workers) / mu / total))
+        out.append(WorkerClass(tuple(workers), models[key], mu, len(workers) / mu / total, key[1]))
     return out
+
+
+def arrivals_by_round_trip(classes: list[WorkerClass], method: Any, *args: Any) -> ArrivalLaws:
+    """``method(classes, tc, *args)`` (:func:`arrivals_closed_form` or :func:`arrivals_numerical`) once per
+    distinct round trip of the classes, each class's law taken from the call with its own ``tc`` (the other
+    workers' arrivals do not depend on their own delays: stationary streams, shifted)."""
+    trips = sorted({c.tc for c in classes})
+    if len(trips) == 1:
+        return method(classes, trips[0], *args)
+    laws: list[np.ndarray] = [np.zeros(0)] * len(classes)
+    cut = [0.0] * len(classes)
+    error, step = 0.0, None
+    for tc in trips:
+        found = method(classes, tc, *args)
+        mine = [j for j, c in enumerate(classes) if c.tc == tc]
+        for j in mine:
+            laws[j], cut[j] = found.laws[j], found.cut[j]
+        error += sum(classes[j].share for j in mine) * found.error / max(sum(c.share for c in classes), 1e-300)
+        if found.step is not None:
+            step = found.step if step is None else min(step, found.step)
+    return ArrivalLaws(laws, cut, error, step)
 
 
 def arrivals_closed_form(classes: list[WorkerClass], tc: float, tol: float) -> ArrivalLaws:

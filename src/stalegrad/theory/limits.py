@@ -4,10 +4,13 @@
 * The paper's Theorem 2: ``E[tau] -> (n/K) (Tc + mu) / mu`` -- exact only for exponential compute times.
 * The exact limit (DESIGN.md): for a gradient of worker ``i``,
 
-      E[tau_i] = ( 1 + m_i(Tc) + (Tc + mu_i) * sum_{k != i} 1/mu_k ) / K
+      E[tau_i] = ( 1 + m_i(Tc_i) + (Tc_i + mu_i) * sum_{k != i} 1/mu_k ) / K
       E[tau]   = sum_i (1/mu_i) E[tau_i] / sum_i (1/mu_i)
 
-  where ``m_i`` is the renewal function of worker ``i``'s compute time, ``m(t) = sum_{k>=1} P(S_k <= t)``.
+  where ``m_i`` is the renewal function of worker ``i``'s compute time, ``m(t) = sum_{k>=1} P(S_k <= t)``, and
+  ``Tc_i = U_i + D_i`` worker ``i``'s own round trip (per-worker delays, ``System.tcs``; ``Tc`` when every worker
+  has the same delays). Worker ``i``'s window opens ``D_i`` before its round starts and closes ``U_i`` after it
+  ends; the other workers' own delays only shift their (stationary) arrival streams, so they do not enter.
 
 The exact limit holds for deterministic delays (any split of ``Tc`` between uplink and downlink) and
 non-lattice compute times (renewal theory's stationary phases). Lattice compute times -- deterministic,
@@ -64,7 +67,7 @@ def staleness_paper(system: System) -> float:
         return math.nan  # the paper's theorem is about its own protocol
     inv = np.array([1.0 / mu for mu in system.means])
     mus = np.array(system.means)
-    per_worker = (system.tc + mus) * inv.sum() / system.K
+    per_worker = (np.array(system.tcs) + mus) * inv.sum() / system.K
     return float(np.dot(inv, per_worker) / inv.sum())
 
 
@@ -88,18 +91,18 @@ def staleness_exact_per_worker(system: System) -> tuple[float, ...]:
         # a worker computes on the version it helped make, and its gradient joins the update after its next
         # participation: staleness = (updates between its participations) - 1. Worker i takes part in a fraction
         # p_i of the updates (sum p_i = K), so its mean is 1/p_i - 1, and over all gradients (n - K)/K.
-        return (system.n / system.K - 1.0,) * system.n if system.identical else (math.nan,) * system.n
+        same = system.identical and not system.per_worker_delays
+        return (system.n / system.K - 1.0,) * system.n if same else (math.nan,) * system.n
     if system.protocol != "k-batch-async" or system.staleness_bound is not None:
         return (math.nan,) * system.n
-    tc = system.tc
     mus = system.means
     inv_total = sum(1.0 / mu for mu in mus)
-    cache: dict[int, float] = {}
+    cache: dict[tuple[int, float], float] = {}
     out = []
-    for model, mu in zip(system.compute, mus, strict=True):
-        if id(model) not in cache:
-            cache[id(model)] = renewal_function(model, tc)
-        m = cache[id(model)]
+    for model, mu, tc in zip(system.compute, mus, system.tcs, strict=True):
+        if (id(model), tc) not in cache:
+            cache[id(model), tc] = renewal_function(model, tc)
+        m = cache[id(model), tc]
         out.append((1.0 + m + (tc + mu) * (inv_total - 1.0 / mu)) / system.K)
     return tuple(out)
 
@@ -176,6 +179,8 @@ def caveat(system: System) -> str | None:
     if system.protocol in SYNC_PROTOCOLS:
         if not system.deterministic_delays:
             notes.append(f"{system.protocol} with random delays: no closed-form update rate; simulate")
+        elif system.per_worker_delays:
+            notes.append(f"{system.protocol} with per-worker delays: no closed-form update rate; simulate")
         return "; ".join(notes) or None
     lattice = [i for i, m in enumerate(system.compute) if is_lattice(m)]
     if lattice:
@@ -183,12 +188,12 @@ def caveat(system: System) -> str | None:
             f"lattice compute times (workers {lattice[0]}..{lattice[-1]}): workers can stay in lockstep and "
             "arrivals coincide, so the exact limit (which assumes non-lattice times) may be off; simulate"
         )
-    if not isinstance(system.downlink, float):
+    if not all(isinstance(system.downlink_of(i), float) for i in range(system.n)):
         notes.append(
             "random downlink: the exact limit (with the mean round trip) overstates staleness, since a newer "
             "version can overtake an older one; simulate"
         )
-    elif not isinstance(system.uplink, float):
+    elif not all(isinstance(system.uplink_of(i), float) for i in range(system.n)):
         notes.append("random uplink: the exact limit uses its mean (held within the CI in our tests)")
     return "; ".join(notes) or None
 

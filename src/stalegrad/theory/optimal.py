@@ -181,7 +181,7 @@ def optimal_protocol_rate(system: System) -> float | None:
         if tc == 0 and taus is not None and ringmaster_regime(taus, small.delay_threshold):
             return sum(1.0 / tau for tau in taus)
         return None
-    if not small.deterministic_delays:
+    if not small.deterministic_delays or small.per_worker_delays:
         return None  # the workers restart at different times after each update
     if system.protocol == "mindflayer":
         assert small.cutoffs is not None

@@ -14,7 +14,8 @@ In the limit ``Phi`` is uniform on ``{0, ..., K-1}`` and independent of ``A'_i``
 and ``E[tau_i] = E[A'_i] / K``, the exact limit of :mod:`stalegrad.theory.limits`. The derivation and its
 caveats: ``docs/staleness-distribution.md``. Closed form for exponential compute times; a numerical method with a
 reported error estimate for any other non-lattice law; refused, with the reason, for lattice compute times,
-random delays, the other protocols and a staleness bound (simulate those).
+random delays, the other protocols and a staleness bound (simulate those). Per-worker fixed delays: each worker's
+window has its own round trip ``Tc_i = U_i + D_i`` (the classes are split by it; one computation per round trip).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ import numpy as np
 from ..errors import StalegradError, invalid
 from ..spec import System
 from ..syntax import describe
-from .arrivals import STEPS_PER_SCALE, arrivals_closed_form, arrivals_numerical, worker_classes
+from .arrivals import (
+    STEPS_PER_SCALE,
+    arrivals_by_round_trip,
+    arrivals_closed_form,
+    arrivals_numerical,
+    worker_classes,
+)
 from .limits import is_lattice
 from .renewal import is_exponential
 
@@ -169,10 +176,10 @@ def distribution_refusal(system: System) -> tuple[str, Any, str] | None:
             "fixed times for the staleness distribution (a random delay makes the window random and versions can "
             "overtake each other; simulate)",
         )
-    if not system.tc <= MAX_WINDOW * min(system.means):
+    if not max(system.tcs) <= MAX_WINDOW * min(system.means):
         return (
             "tc",
-            system.tc,
+            max(system.tcs),
             f"at most {MAX_WINDOW:g} x the shortest mean compute time for the staleness distribution (its grid "
             "would not fit; simulate)",
         )
@@ -218,14 +225,15 @@ def staleness_distribution(
     if method == "closed form" and not exponential:
         raise invalid("method", method, "'numerical' or 'auto' for non-exponential compute times")
     if method == "numerical" or not exponential:
-        arrivals = arrivals_numerical(classes, float(system.tc), float(tol), steps_per_scale)
+        arrivals = arrivals_by_round_trip(classes, arrivals_numerical, float(tol), steps_per_scale)
     else:
-        arrivals = arrivals_closed_form(classes, float(system.tc), float(tol))
+        arrivals = arrivals_by_round_trip(classes, arrivals_closed_form, float(tol))
     per_class = []
     total = np.zeros(1)
     for c, law in zip(classes, arrivals.laws, strict=True):
         pmf = _batch(law, system.K)
-        per_class.append(ClassStaleness(c.workers, describe(c.model), c.share, pmf, _mean(pmf)))
+        label = describe(c.model) + (f", Tc = {c.tc:g}" if system.per_worker_delays else "")
+        per_class.append(ClassStaleness(c.workers, label, c.share, pmf, _mean(pmf)))
         size = max(total.size, pmf.size)
         total = _pad(total, size) + c.share * _pad(pmf, size)
     return StalenessDistribution(

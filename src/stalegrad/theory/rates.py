@@ -3,7 +3,8 @@
 
 Each function returns the long-run updates per second, or ``None`` when no closed form is known here (the event
 engine then measures it). Delays must be fixed for the synchronous protocols (every update waits for one uplink
-and one downlink, ``Tc``); with random delays the workers restart at different times and no form is given.
+and one downlink, ``Tc``); with random or per-worker delays the workers restart at different times and no form
+is given.
 
 * k-sync and sync: ``1 / (E[X_(K:n)] + Tc)`` -- each update waits for the K-th fastest of n fresh rounds.
 * k-batch-sync: ``1 / (K / sum_i lambda_i + Tc)`` for exponential compute times (the n workers together finish
@@ -66,6 +67,8 @@ def protocol_update_rate(system: System) -> float | None:
     tc, n, K = system.tc, system.n, system.K
     if system.protocol in ("k-sync", "k-batch-sync", "sync") and not system.deterministic_delays:
         return None  # workers restart at different times after each update
+    if system.protocol in ("k-sync", "k-batch-sync", "sync") and system.per_worker_delays:
+        return None  # likewise: each worker restarts its own downlink after the update
     if system.protocol in ("k-sync", "sync"):
         return 1.0 / (order_statistic_mean(system.compute, K) + tc)
     if system.protocol == "k-batch-sync":
@@ -75,7 +78,8 @@ def protocol_update_rate(system: System) -> float | None:
         return None
     if system.protocol == "k-async":
         means = set(system.means)
-        if tc == 0 and len(means) == 1 and all(is_exponential(m) for m in system.compute):
+        same = tc == 0 and not system.per_worker_delays and len(means) == 1
+        if same and all(is_exponential(m) for m in system.compute):
             mu = means.pop()
             return 1.0 / (mu * sum(1.0 / (n - j) for j in range(K)))
         return None
