@@ -1,7 +1,7 @@
 """The protocol of a real run on plain values, with no Ray and no clock: its rules (:data:`RULES`) and the
 master's side of them (:class:`MasterCore`).
 
-The rules are the event engine's (:mod:`stalegrad.sim.events`, docs/model.md), flag for flag: whether a worker
+The rules are the event engines' (:mod:`stalegrad.rules`, docs/model.md), the same table: whether a worker
 waits for a version after sending, whether a new version cancels a round computing on an older one, whether the
 master takes only gradients of its current version, to whom a new version goes, ringmaster's stops and
 mindflayer's cutoffs. :class:`MasterCore` decides what the master decides -- take, drop (and why) or apply a
@@ -20,10 +20,10 @@ gradient not applied, by reason. A gradient computed on ``w_v`` and applied in u
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from ..rules import RULES, Rules
 from .rounds import AppliedRounds, Rows
 
 __all__ = ["DROP_REASONS", "RULES", "MasterCore", "Rules"]
@@ -38,31 +38,6 @@ DROP_REASONS = (
 
 # the codes of the Trace's ``dropped`` column (stalegrad.trace_columns), without importing the Trace here
 _APPLIED, _STALE, _LATE = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What a protocol changes (the event engine's ``Rules``; ``tests/test_runtime_protocols.py`` checks that the
-    two tables are the same)."""
-
-    waits: bool  # after sending, a worker idles until a version reaches it
-    cancels: bool  # a new version cancels a round computing on an older one
-    current_only: bool  # the master takes only gradients computed on its current version
-    to_contributors: bool  # a new version goes only to the workers whose gradients made it
-    stops: bool = False  # ringmaster: a round whose delay reaches R is stopped (the master sends the new version)
-    cutoffs: bool = False  # mindflayer: a round still computing at its worker's cutoff is abandoned
-
-
-RULES = {
-    "k-batch-async": Rules(waits=False, cancels=False, current_only=False, to_contributors=False),
-    "k-async": Rules(waits=True, cancels=False, current_only=False, to_contributors=True),
-    "k-sync": Rules(waits=True, cancels=True, current_only=True, to_contributors=False),
-    "k-batch-sync": Rules(waits=False, cancels=True, current_only=True, to_contributors=False),
-    "sync": Rules(waits=True, cancels=True, current_only=True, to_contributors=False),
-    "rennala": Rules(waits=False, cancels=True, current_only=True, to_contributors=False),
-    "ringmaster": Rules(waits=True, cancels=False, current_only=False, to_contributors=True, stops=True),
-    "mindflayer": Rules(waits=False, cancels=True, current_only=True, to_contributors=False, cutoffs=True),
-}
 
 
 class MasterCore:

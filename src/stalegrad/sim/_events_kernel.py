@@ -198,6 +198,20 @@ def _ends(w, now, x, cuts, ft, wi, wf):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _send(w, ver, now, downrand, downfix, wi, DB, rht, rhk, rhs, rcap, kreach, rbits):
+    """Version ``ver`` sent to worker ``w`` now, into its heap of versions travelling (its downlink delay drawn)."""
+    if downrand:
+        dp = wi[w, DPOS]
+        d = DB[dp]
+        wi[w, DPOS] = dp + 1
+    else:
+        d = downfix
+    rn = wi[w, RN]
+    _hpush(rht, rhk, rhs, w * rcap, rn, now + d, kreach | (np.int64(w) << rbits) | ver, 0)
+    wi[w, RN] = rn + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _stop(w, ver, R, wi):
     """(ringmaster) True when update ``ver`` must be sent to worker ``w`` to stop its round (delay >= R, once)."""
     return wi[w, BUSY] != 0 and ver - wi[w, USED] >= R and wi[w, STOPPED] != wi[w, RND]
@@ -684,15 +698,7 @@ def advance(
                     bp[ist[PT] & pmask, 1] = ver
                     nsend = 1
                 elif waits and not curonly:
-                    if downrand:
-                        dp = wi[i, DPOS]
-                        d = DB[dp]
-                        wi[i, DPOS] = dp + 1
-                    else:
-                        d = downfix
-                    rn = wi[i, RN]
-                    _hpush(rht, rhk, rhs, i * rcap, rn, now + d, kreach | (np.int64(i) << rbits) | ver, 0)
-                    wi[i, RN] = rn + 1
+                    _send(i, ver, now, downrand, downfix, wi, DB, rht, rhk, rhs, rcap, kreach, rbits)
                     t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                     _replay(wt, wk, m, i, t, k)
                 if not fifo:  # its gradients in flight changed
@@ -783,28 +789,12 @@ def advance(
                 continue
             for j in range(K if tocontrib else n):  # the update, sent with random delays
                 k = batch[j] if tocontrib else j
-                if downrand:
-                    dp = wi[k, DPOS]
-                    d = DB[dp]
-                    wi[k, DPOS] = dp + 1
-                else:
-                    d = downfix
-                rn = wi[k, RN]
-                _hpush(rht, rhk, rhs, k * rcap, rn, now + d, kreach | (np.int64(k) << rbits) | ver, 0)
-                wi[k, RN] = rn + 1
+                _send(k, ver, now, downrand, downfix, wi, DB, rht, rhk, rhs, rcap, kreach, rbits)
             if stops:  # the rounds the update stops, in worker order (as the reference sends them)
                 for k in range(n):
                     if _stop(k, ver, R, wi):
                         wi[k, STOPPED] = wi[k, RND]
-                        if downrand:
-                            dp = wi[k, DPOS]
-                            d = DB[dp]
-                            wi[k, DPOS] = dp + 1
-                        else:
-                            d = downfix
-                        rn = wi[k, RN]
-                        _hpush(rht, rhk, rhs, k * rcap, rn, now + d, kreach | (np.int64(k) << rbits) | ver, 0)
-                        wi[k, RN] = rn + 1
+                        _send(k, ver, now, downrand, downfix, wi, DB, rht, rhk, rhs, rcap, kreach, rbits)
                         t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
                         _replay(wt, wk, m, k, t, kk)
             if tocontrib:
