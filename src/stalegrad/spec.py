@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .distributions import ComputeModel, Deterministic, validate_model
+from .delays import as_tuple, check_delays, describe_delays, mean_delay, parse_delay_text
+from .distributions import ComputeModel, validate_model
 from .errors import invalid
 from .subsets import resolve_cutoffs, resolve_workers
 from .syntax import describe
@@ -56,77 +57,6 @@ def _int_param(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
         raise invalid(name, value, f"an integer >= {low}")
     return int(value)
-
-
-def _delay(name: str, value: Any) -> float | Any:
-    """A delay is a number of seconds (deterministic) or a distribution of nonnegative times."""
-    if isinstance(value, (str, bytes)):
-        raise invalid(name, value, "a number of seconds or a distribution (not text; parse it with parse_model)")
-    if isinstance(value, Deterministic):
-        value = value.value
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        seconds = float(value)
-        if not (math.isfinite(seconds) and seconds >= 0):
-            raise invalid(name, value, "a finite number of seconds >= 0 or a distribution")
-        return seconds
-    return validate_model(value, name, allow_zero_mean=True)
-
-
-def _is_delay_list(value: Any) -> bool:
-    """True for a per-worker sequence of delays (a list, tuple or 1-d array), not one delay."""
-    if isinstance(value, (str, bytes)):
-        return False
-    return isinstance(value, Sequence) or (hasattr(value, "ndim") and hasattr(value, "tolist") and value.ndim == 1)
-
-
-def _same_delay(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, float) and isinstance(b, float) and a == b
-    return a is b or describe(a) == describe(b)
-
-
-def _delays(name: str, value: Any, n: int) -> Any:
-    """One delay for every worker, or a tuple of ``n`` (each checked by :func:`_delay`). A sequence whose entries
-    are all the same delay is that one delay (so the system is the same as one given once)."""
-    if not _is_delay_list(value):
-        return _delay(name, value)
-    values = value.tolist() if hasattr(value, "tolist") else list(value)
-    if len(values) != n:
-        raise invalid(name, f"{len(values)} delays", f"one delay or exactly n={n} delays (one per worker)")
-    checked: dict[int, Any] = {}
-    out = []
-    for i, v in enumerate(values):
-        if isinstance(v, numbers.Real) or id(v) not in checked:
-            checked[id(v)] = _delay(f"{name}[{i}]", v)
-        out.append(checked[id(v)])
-    first = out[0]
-    if all(_same_delay(first, d) for d in out[1:]):
-        return first
-    return tuple(out)
-
-
-def _delay_groups(delays: tuple[Any, ...]) -> list[tuple[int, Any]]:
-    """Runs of consecutive workers with the same delay, as ``(count, delay)`` pairs."""
-    out: list[tuple[int, Any]] = []
-    for d in delays:
-        if out and _same_delay(out[-1][1], d):
-            out[-1] = (out[-1][0] + 1, out[-1][1])
-        else:
-            out.append((1, d))
-    return out
-
-
-def delay_text(delay: Any) -> Any:
-    """One delay in a system description: seconds as a float, a distribution in the ``--compute`` text form."""
-    return delay if isinstance(delay, float) else describe(delay)
-
-
-def describe_delays(value: Any) -> Any:
-    """A system description's delay: one (:func:`delay_text`), or per worker as counted runs in worker order
-    (``["3*0.25", "1*expon(loc=0.0, scale=0.5)"]``)."""
-    if not isinstance(value, tuple):
-        return delay_text(value)
-    return [f"{c}*{d!r}" if isinstance(d, float) else f"{c}*{describe(d)}" for c, d in _delay_groups(value)]
 
 
 @dataclass(frozen=True, init=False)
@@ -238,8 +168,8 @@ class System:
         object.__setattr__(self, "n", n)
         object.__setattr__(self, "K", K)
         object.__setattr__(self, "compute", models)
-        object.__setattr__(self, "uplink", _delays("uplink", tc / 2 if uplink is None else uplink, n))
-        object.__setattr__(self, "downlink", _delays("downlink", tc / 2 if downlink is None else downlink, n))
+        object.__setattr__(self, "uplink", check_delays("uplink", tc / 2 if uplink is None else uplink, n))
+        object.__setattr__(self, "downlink", check_delays("downlink", tc / 2 if downlink is None else downlink, n))
         object.__setattr__(self, "protocol", protocol)
         object.__setattr__(self, "staleness_bound", staleness_bound)
         object.__setattr__(self, "workers", active)
@@ -304,14 +234,14 @@ class System:
         """Mean round-trip communication time, uplink plus downlink (with per-worker delays: the mean over the
         active workers of their round trips, :attr:`tcs`)."""
         if not self.per_worker_delays:
-            return _mean(self.uplink) + _mean(self.downlink)
+            return mean_delay(self.uplink) + mean_delay(self.downlink)
         tcs = self.tcs
         return math.fsum(tcs[i] for i in self.active) / len(self.active)
 
     @property
     def deterministic_delays(self) -> bool:
         """True when both directions take a fixed time (for every worker)."""
-        return all(isinstance(d, float) for d in (*_as_tuple(self.uplink), *_as_tuple(self.downlink)))
+        return all(isinstance(d, float) for d in (*as_tuple(self.uplink), *as_tuple(self.downlink)))
 
     @property
     def means(self) -> tuple[float, ...]:
@@ -460,37 +390,3 @@ def require_system(value: Any, parameter: str = "system") -> System:
     if not isinstance(value, System):
         raise invalid(parameter, type(value).__name__, "a stalegrad.System")
     return value
-
-
-def _as_tuple(delay: Any) -> tuple[Any, ...]:
-    return delay if isinstance(delay, tuple) else (delay,)
-
-
-def parse_delay_text(name: str, text: str) -> tuple[int, Any]:
-    """A delay in text form with an optional count: ``"0.25"``, ``"3*0.25"``, ``"expon(scale=0.5)"`` or
-    ``"2*expon(scale=0.5)"``, as ``(count, seconds or model)``.
-
-    >>> parse_delay_text("uplink", "3*0.25")
-    (3, 0.25)
-    """
-    import re
-
-    from .syntax import parse_model
-
-    match = re.fullmatch(r"\s*(?:(\d+)\s*\*)?\s*([^*]+?)\s*", text)
-    if match is not None:
-        try:
-            seconds = float(match.group(2))
-        except ValueError:
-            pass
-        else:
-            count = int(match.group(1) or 1)
-            if count < 1:
-                raise invalid(name, text, "a count >= 1 before '*'")
-            return count, _delay(name, seconds)
-    count, model = parse_model(text, name)
-    return count, _delay(name, model)
-
-
-def _mean(delay: Any) -> float:
-    return delay if isinstance(delay, float) else float(delay.mean())

@@ -127,7 +127,7 @@ class Advice:
         if isinstance(up, float) and isinstance(down, float) and up == down:
             return [*args, "--tc", f"{up + down:g}"] if up > 0 else args
         if self.cluster.per_worker_delays:  # the chosen workers' own delays, counted like --compute
-            from ..spec import describe_delays
+            from ..delays import describe_delays
 
             out = list(args)
             for name, of in (("--uplink", self.cluster.uplink_of), ("--downlink", self.cluster.downlink_of)):

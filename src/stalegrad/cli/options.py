@@ -281,7 +281,7 @@ def parse_delay(name: str, text: str | Sequence[str] | None) -> Any:
         return None
     if len(texts) == 1 and not _counted(texts[0]):
         return _one_delay(name, texts[0])
-    from ..spec import parse_delay_text
+    from ..delays import parse_delay_text
 
     return [parse_delay_text(name, t) for t in texts]
 

@@ -141,7 +141,7 @@ def batch_laws(path: str | Path, n: int) -> list[str] | None:
 def _delay_text(delay: Any) -> str | tuple[str, ...]:
     """A delay in the options' text form: one value, or per-worker runs ``("3*0.25", "1*expon(scale=0.5)")``."""
     if isinstance(delay, tuple):
-        from ..spec import describe_delays
+        from ..delays import describe_delays
 
         return tuple(describe_delays(delay))
     return repr(delay) if isinstance(delay, float) else describe(delay)
