@@ -134,3 +134,15 @@ def cli_here(capsys):
         return exited.value.code, out, err
 
     return call
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A test module's one Ray instance (2 CPUs; module scope: each module that uses it starts its own), shut
+    down when the module's tests are done."""
+    pytest.importorskip("ray")
+    from stalegrad.runtime import start_local, stop_local
+
+    info = start_local(num_cpus=2)
+    yield info
+    stop_local(info)

@@ -162,17 +162,6 @@ def test_a_plan_names_the_parameters_as_its_caller_does(tmp_path):
 # ------------------------------------------------------------------------------------------------- real runs
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """The module's one Ray instance (2 CPUs), shut down when the module's tests are done."""
-    pytest.importorskip("ray")
-    from stalegrad.runtime import start_local, stop_local
-
-    info = start_local(num_cpus=2)
-    yield info
-    stop_local(info)
-
-
 def drive(plan, until, timeout=300.0):
     """Carry ``plan`` out in the module's Ray instance until it is done or ``until(driver)`` holds, then stop it
     (its result then holds the updates made so far). ``timeout`` (seconds) is reached only by a hang."""

@@ -137,17 +137,6 @@ def test_a_protocol_a_run_cannot_make_is_one_line(cli_here, args, message):
 # ------------------------------------------------------------------------------------------------- real runs
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """The module's one Ray instance (2 CPUs), shut down when the module's tests are done."""
-    pytest.importorskip("ray")
-    from stalegrad.runtime import start_local, stop_local
-
-    info = start_local(num_cpus=2)
-    yield info
-    stop_local(info)
-
-
 def check_consistent(result, system, updates):
     """Every update made of K applied rows; dropped rows only where the protocol drops, with their reason; no
     (worker, round) twice; the count identity; idle workers never compute; each worker's rounds in time order."""
