@@ -23,6 +23,7 @@ import numpy as np
 
 from ..spec import System
 from ..trace import Summary, Trace
+from .epochs import EpochRun, epochs_summary, runs_in_epochs
 from .events import RULES
 from .kernel_run import KernelRun, Progress
 
@@ -59,6 +60,8 @@ def warm() -> float:
             tiny = System(n=2, K=1, compute=deterministic(1.0), protocol=protocol)
             _Engine(tiny, 2, 0, mode=0).run(None)
             _Engine(tiny, 2, 0, mode=1, warm=0, batches=2, transient=0).run(None)
+        tiny = System(n=2, K=1, compute=deterministic(1.0), protocol="k-sync")  # the epochs' loop (one kernel)
+        EpochRun(tiny, 2, 0, warm=0, batches=2, transient=0).run(None)
     finally:
         llvm.set_option("", KEEP_CMOV.replace("false", "true"))
     _COMPILE_SECONDS.append(time.perf_counter() - t0)
@@ -300,6 +303,10 @@ def simulate_compiled_summary(
     """The :class:`~stalegrad.trace.Summary` of :func:`simulate_compiled`'s Trace, streamed in bounded memory
     (arguments checked by :func:`stalegrad.sim.simulate_summary`)."""
     warm()
+    if runs_in_epochs(system):  # the synchronous family with fixed delays: epoch by epoch, the same Summary
+        return epochs_summary(
+            system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
+        )
     engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
     engine.run(progress)
     return engine.summary(warmup)
