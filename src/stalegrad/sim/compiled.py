@@ -26,6 +26,7 @@ from ..trace import Summary, Trace
 from .epochs import EpochRun, epochs_summary, runs_in_epochs
 from .events import RULES
 from .kernel_run import KernelRun, Progress
+from .waiting import WaitingRun, runs_waiting, waiting_summary
 
 __all__ = ["compiled_refusal", "simulate_compiled", "simulate_compiled_summary", "warm"]
 
@@ -62,6 +63,7 @@ def warm() -> float:
             _Engine(tiny, 2, 0, mode=1, warm=0, batches=2, transient=0).run(None)
         tiny = System(n=2, K=1, compute=deterministic(1.0), protocol="k-sync")  # the epochs' loop (one kernel)
         EpochRun(tiny, 2, 0, warm=0, batches=2, transient=0).run(None)
+        WaitingRun(tiny.replace(protocol="k-async"), 2, 0, warm=0, batches=2, transient=0).run(None)
     finally:
         llvm.set_option("", KEEP_CMOV.replace("false", "true"))
     _COMPILE_SECONDS.append(time.perf_counter() - t0)
@@ -307,6 +309,12 @@ def simulate_compiled_summary(
         return epochs_summary(
             system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
         )
+    if runs_waiting(system):  # k-async with fixed delays: arrival by arrival, the same Summary
+        summary = waiting_summary(
+            system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
+        )
+        if summary is not None:
+            return summary
     engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
     engine.run(progress)
     return engine.summary(warmup)
