@@ -155,7 +155,7 @@ def evaluate(
             span = float(trace.update_times[-1]) if trace.updates else math.nan
             for c in todo:
                 res = replay(trace, problem, b=c.b, step=c.step, policy=c.policy, seed=derive_seed(root, r, 1),
-                             record=500)  # fmt: skip
+                             record=500, stop_below=target)  # fmt: skip
                 s = scored[c]
                 hit = res.time_to(target)
                 bad = res.diverged_at is not None
