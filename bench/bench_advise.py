@@ -13,8 +13,9 @@ tail) and two problems (linreg, logreg), each to 1% of its initial error:
   naive's. Choosing and measuring on one set of seeds would flatter the best of hundreds of noisy points;
 * whether the advisor's predicted median lies inside the interval measured by the fresh replays.
 
-A MISS is reported, not an error. ``--quick`` runs one cluster and one problem with fewer replications.
-``--json PATH`` also writes the numbers.
+A MISS is reported, not an error. ``--quick`` runs one cluster and one problem with fewer replications;
+``--rows 2,4`` only those rows (1-6: cluster by cluster, linreg then logreg). ``--json PATH`` also writes the
+numbers. The load average (``os.getloadavg``) is printed before and after each row: the machine is shared.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,6 +85,7 @@ def check(name: str, cluster: Any, problem: Any, replications: int, seeds: int) 
         "screened": advice.result.screened,
         "replays": advice.result.replays,
         "recommended": {"workers": len(rec.workers), "K": rec.K, "step": rec.step},
+        "naive_recommended": rec == advice.result.naive.candidate,
         "theory_workers": advice.result.theory.m if advice.result.theory else None,
         "predicted": predicted,
         "fresh": mine.time_to_target,
@@ -106,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one cluster, one problem, fewer replications")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON to PATH")
+    parser.add_argument("--rows", metavar="LIST", help="only these rows, e.g. 2,4 (1-6: each cluster's linreg, logreg)")
     args = parser.parse_args()
     from stalegrad.train import LinearRegression, LogisticRegression
 
@@ -115,27 +119,45 @@ def main() -> None:
     problems = [LinearRegression()] if args.quick else [LinearRegression(), LogisticRegression()]
     chosen = list(clusters().items())[: 1 if args.quick else 3]
     replications = 4 if args.quick else 8
+    wanted = {int(x) for x in args.rows.split(",")} if args.rows else None
     results = []
-    for name, cluster in chosen:
-        for problem in problems:
-            r = check(name, cluster, problem, replications, seeds=4 if args.quick else 8)
-            results.append(r)
-            rec, best = r["recommended"], r["best_grid"]
-            verdict = "PASS" if r["ratio_to_best"] <= 1.10 else "MISS"
-            print(
-                f"\n{name} / {r['problem']}: advise {r['seconds']:.1f} s ({'PASS' if r['seconds'] < 60 else 'MISS'} "
-                f"< 60 s), {r['screened']} configurations screened, {r['replays']} replays; theory m* = "
-                f"{r['theory_workers']}\n"
-                f"  recommended {rec['workers']} workers K = {rec['K']} step {rec['step']:.4g}: predicted "
-                f"{r['predicted']:.4g}, fresh seeds {r['fresh']:.4g} [{r['fresh_interval'][0]:.4g}, "
-                f"{r['fresh_interval'][1]:.4g}] ({'inside' if r['inside'] else 'OUTSIDE'})\n"
-                f"  exhaustive grid ({r['grid_points']} points x {replications} fresh seeds, "
-                f"{r['grid_seconds']:.1f} s): best {best['workers']} workers K = {best['K']} step {best['step']:.4g}"
-                f" at {best['time']:.4g} on other fresh seeds; recommended / best = {r['ratio_to_best']:.3f} "
-                f"{verdict} (<= 1.10)\n"
-                f"  naive (16 workers, K = 1, step {r['naive']['step']:.4g}) {r['naive']['time']:.4g}: gain "
-                f"{r['gain_over_naive']:.2f}x"
-            )
+    for number, ((name, cluster), problem) in enumerate(((c, p) for c in chosen for p in problems), start=1):
+        if wanted is not None and number not in wanted:
+            continue
+        before = os.getloadavg()[0]
+        r = check(name, cluster, problem, replications, seeds=4 if args.quick else 8)
+        r["row"], r["load"] = number, [before, os.getloadavg()[0]]
+        results.append(r)
+        rec, best = r["recommended"], r["best_grid"]
+        verdict = "PASS" if r["ratio_to_best"] <= 1.10 else "MISS"
+        print(
+            f"\n{name} / {r['problem']}: advise {r['seconds']:.1f} s ({'PASS' if r['seconds'] < 60 else 'MISS'} "
+            f"< 60 s), {r['screened']} configurations screened, {r['replays']} replays; theory m* = "
+            f"{r['theory_workers']}\n"
+            f"  recommended {rec['workers']} workers K = {rec['K']} step {rec['step']:.4g}: predicted "
+            f"{r['predicted']:.4g}, fresh seeds {r['fresh']:.4g} [{r['fresh_interval'][0]:.4g}, "
+            f"{r['fresh_interval'][1]:.4g}] ({'inside' if r['inside'] else 'OUTSIDE'})\n"
+            f"  exhaustive grid ({r['grid_points']} points x {replications} fresh seeds, "
+            f"{r['grid_seconds']:.1f} s): best {best['workers']} workers K = {best['K']} step {best['step']:.4g}"
+            f" at {best['time']:.4g} on other fresh seeds; recommended / best = {r['ratio_to_best']:.3f} "
+            f"{verdict} (<= 1.10)\n"
+            f"  naive (16 workers, K = 1, step {r['naive']['step']:.4g}) {r['naive']['time']:.4g}: gain "
+            f"{r['gain_over_naive']:.2f}x{' (the recommendation)' if r['naive_recommended'] else ''}; load "
+            f"average {r['load'][0]:.1f} before, {r['load'][1]:.1f} after"
+        )
+    print("\n| # | cluster | problem | advise time | screened / replays | recommended | predicted -> fresh [interval] |"
+          " grid's best | ratio | gain over naive |")  # fmt: skip
+    for r in results:
+        rec, best = r["recommended"], r["best_grid"]
+        lo, hi = r["fresh_interval"]
+        print(
+            f"| {r['row']} | {r['cluster']} | {r['problem']} | {r['seconds']:.1f} s"
+            f"{'' if r['seconds'] < 60 else ' MISS'} | {r['screened']} / {r['replays']} | {rec['workers']}, "
+            f"K={rec['K']}{' (naive)' if r['naive_recommended'] else ''} | {r['predicted']:.4g} -> {r['fresh']:.4g} "
+            f"[{lo:.4g}, {hi:.4g}]{'' if r['inside'] else ' OUTSIDE'} | {best['workers']} K={best['K']}, "
+            f"{best['time']:.4g} | {r['ratio_to_best']:.3f} {'PASS' if r['ratio_to_best'] <= 1.10 else 'MISS'} | "
+            f"{r['gain_over_naive']:.2f}x |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

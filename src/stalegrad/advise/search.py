@@ -18,8 +18,13 @@ configuration, and the steps of one configuration are replayed along the *same* 
    (:func:`~stalegrad.advise.theory.theory_workers`) is among the subset sizes tried.
 3. **Successive halving.** Rung 0 replays every (configuration, step) twice (and the steps between the grid's
    around the best); each later rung keeps the best ``1/eta`` and replays them with ``eta`` times the
-   replications; the last rung's median time to target, with its 95% interval
-   (order statistics), is the prediction.
+   replications, up to ``seeds``.
+4. **Validation** (:mod:`.validation`). The best ``finalists`` configurations of the last rung (each at its best
+   step) and the naive choice (at the step the halving found best for it) are replayed on ``validation`` fresh
+   replications (``seeds``, ``seeds + 1``, ...: none the halving used) and compared with the naive choice by the
+   paired log ratio of their times to target; a finalist is recommended only when it beats the naive choice
+   convincingly. The fresh replications' median time to target, with its 95% interval (order statistics), is
+   the prediction.
 
 The compute time of a round with minibatch ``b`` is ``b`` times a draw of the worker's law (as ``train``'s
 default ``--scale-compute``), or the worker's law at ``b`` when the cluster has laws of ``b`` (a system file's
@@ -49,6 +54,7 @@ from ..train import replay
 from ..train.policies import POLICIES
 from .protocols import CUTOFF_QUANTILES, cutoffs_at, ringmaster_thresholds
 from .theory import WorkerChoice, step_grid, theory_workers
+from .validation import Paired, choose
 
 __all__ = ["SEARCHED", "Candidate", "Scored", "evaluate", "search"]
 
@@ -190,7 +196,10 @@ def timeline(system: System, horizon: float, seed: int, rate: float | None = Non
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The ranked survivors of the last rung, the naive choice, the theory's worker count and the work done."""
+    """The ranked configurations -- first the validated ones (the recommendation first, then by their paired log
+    ratio to the naive choice, ``paired``), scored on the validation replications; then the rest of the last
+    rung, scored on the halving's -- the naive choice (on the validation replications), the last rung as the
+    halving ranked it (``halving``), the theory's worker count and the work done."""
 
     ranked: list[Scored]
     naive: Scored
@@ -200,6 +209,13 @@ class SearchResult:
     replays: int
     root: int
     batch_laws: Sequence[BatchLaw] | None = None
+    paired: dict[Candidate, Paired] = field(default_factory=dict)
+    halving: list[Scored] = field(default_factory=list)
+    validation: range = range(0)
+
+    def validated(self, s: Scored) -> bool:
+        """Whether ``s`` was scored on the validation replications."""
+        return s.candidate in self.paired
 
 
 def search(
@@ -216,6 +232,8 @@ def search(
     noise_ratio: float | None = None,
     budget_workers: int | None = None,
     seeds: int = 8,
+    validation: int | None = None,
+    finalists: int = 4,
     eta: int = 3,
     horizon_factor: float = 2.0,
     max_updates: int = 1_000_000,
@@ -226,7 +244,9 @@ def search(
     """Search the configurations of ``cluster`` for the fastest to ``target`` on ``problem`` (module docstring).
 
     ``workers``: the subset sizes to try (default: powers of two, every worker, and the theory's ``m*`` when a
-    ``noise_ratio`` is known); ``budget_workers`` caps them. ``seeds``: replications of the last rung.
+    ``noise_ratio`` is known); ``budget_workers`` caps them. ``seeds``: replications of the last rung;
+    ``validation`` (default ``2 * seeds``): the fresh replications of the ``finalists`` best configurations and
+    the naive choice that make the final choice (:mod:`.validation`).
     ``protocols``: any of :data:`SEARCHED` (ringmaster with its thresholds ``R``, mindflayer with its cutoffs,
     screened by theory: :mod:`.protocols`). ``batch_laws``: one law of ``b`` per worker
     (:class:`~stalegrad.batch_law.BatchLaw`, a system file's ``compute_batch``): a candidate with minibatch ``b``
@@ -235,6 +255,11 @@ def search(
         raise invalid("target", target, "a finite error > 0")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
         raise invalid("seeds", seeds, "an integer >= 2 (the interval needs replications)")
+    validation = 2 * seeds if validation is None else validation
+    if isinstance(validation, bool) or not isinstance(validation, int) or validation < 2:
+        raise invalid("validation", validation, "an integer >= 2 (the paired comparison needs replications)")
+    if isinstance(finalists, bool) or not isinstance(finalists, int) or finalists < 1:
+        raise invalid("finalists", finalists, "an integer >= 1")
     if batch_laws is not None and len(batch_laws) != cluster.n:
         raise invalid("batch_laws", f"{len(batch_laws)} laws", f"one law of b per worker, n = {cluster.n}")
     for policy in policies:
@@ -285,12 +310,39 @@ def search(
         keep = max(3, math.ceil(len(pool) / eta))
         pool = pool[:keep]
         start, reps, rung = reps, min(seeds, reps * eta), rung + 1
-    # the naive choice at the last rung's replications, for a fair comparison
-    naive_scores: dict[Candidate, Scored] = {}
-    evaluate(cluster, problem, [naive.candidate], replications=range(seeds), scored=naive_scores, **kw)
-    replays += seeds
-    return SearchResult([scored[c] for c in pool], naive_scores[naive.candidate], horizon, choice, screened,
-                        replays, root, batch_laws)  # fmt: skip
+    halving = [scored[c] for c in pool]
+    # validation: the finalists and the naive choice on fresh replications, compared pairwise
+    plain = _naive_at_best_step(scored, naive.candidate)
+    best = _distinct(pool, finalists)
+    fresh = range(seeds, seeds + validation)
+    say(f"validation: {len(best)} finalists and the naive choice x {validation} fresh replications")
+    checked = evaluate(cluster, problem, list(dict.fromkeys([*best, plain])), replications=fresh, **kw)
+    replays += len(checked) * validation
+    ranking, paired = choose({c: s.times for c, s in checked.items()}, plain, horizon)
+    rest = [s for s in halving if s.candidate not in checked]
+    return SearchResult([checked[c] for c in ranking] + rest, checked[plain], horizon, choice, screened, replays,
+                        root, batch_laws, paired, halving, fresh)  # fmt: skip
+
+
+def _naive_at_best_step(scored: dict[Candidate, Scored], anchor: Candidate) -> Candidate:
+    """The naive configuration at the step the halving ranked best for it (among its steps with the most
+    replications), or at the anchors' step when the halving did not try it (``budget_workers`` below ``n``)."""
+    mine = [s for c, s in scored.items() if c.config == anchor.config and c.policy == anchor.policy]
+    if not mine:
+        return anchor
+    most = max(len(s.times) for s in mine)
+    return min((s for s in mine if len(s.times) == most), key=lambda s: s.key).candidate
+
+
+def _distinct(pool: list[Candidate], count: int) -> list[Candidate]:
+    """The first ``count`` configurations of the ranked ``pool`` (with their policy), each at its best step: the
+    steps of one configuration share its timelines, so they share their luck too."""
+    out: dict[Any, Candidate] = {}
+    for c in pool:
+        out.setdefault((c.config, c.policy), c)
+        if len(out) == count:
+            break
+    return list(out.values())
 
 
 def _configurations(
