@@ -54,7 +54,7 @@ def clusters() -> dict[str, Any]:
 
 def check(name: str, cluster: Any, problem: Any, replications: int, seeds: int) -> dict[str, Any]:
     from stalegrad.advise import Candidate, advise, step_grid
-    from stalegrad.advise.search import evaluate
+    from stalegrad.advise.candidates import evaluate
     from stalegrad.experiments.training import _median_interval
 
     target = 0.01 * problem.error(problem.init())

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from stalegrad import System
 from stalegrad.advise import Candidate, advise, noise_scale, step_grid, theory_workers
-from stalegrad.advise.search import evaluate
+from stalegrad.advise.candidates import evaluate
 from stalegrad.errors import SpecError
 from stalegrad.experiments.vocabulary import SHARED_KEYS
 from stalegrad.train import LinearRegression, LogisticRegression
@@ -246,7 +246,7 @@ def _fake_evaluate(faster: dict):
     ``faster[(m, K)]``."""
     import zlib
 
-    from stalegrad.advise.search import Scored
+    from stalegrad.advise.candidates import Scored
 
     def draw(c, r):
         common = np.random.default_rng([r, 7]).lognormal(0.0, 0.2)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from stalegrad import System
 from stalegrad.advise import Candidate, advise, theory_workers
+from stalegrad.advise.candidates import timeline
 from stalegrad.advise.protocols import CUTOFF_QUANTILES, cutoffs_at, ringmaster_thresholds, ringmaster_time
-from stalegrad.advise.search import timeline
 from stalegrad.batch_law import parse_batch_law
 from stalegrad.cli.run import run_command
 from stalegrad.distributions import scaled
