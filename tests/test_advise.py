@@ -110,7 +110,7 @@ def test_advise_ranks_by_time_to_target_and_is_reproducible():
     times = [math.inf if r["time_to_target"] is None else r["time_to_target"] for r in rows[len(checked) :]]
     assert times == sorted(times)  # the halving's other survivors, by their median
     for r in rows:
-        assert set(SHARED_KEYS) <= set(r) and r["seeds"] == (6 if r["validated"] else 3)
+        assert set(SHARED_KEYS) <= set(r) and r["seeds"] == (18 if r["validated"] else 3)
         lo, hi = r["time_to_target_ci95"]
         if r["time_to_target"] is not None:  # an upper end None: a replication did not reach the target
             assert lo <= r["time_to_target"] and (hi is None or r["time_to_target"] <= hi)
@@ -283,7 +283,7 @@ def test_validation_undoes_the_winners_curse(monkeypatch, faster):
     p = LinearRegression()
     advice = advise(CLUSTER, p, 0.05 * p.error(p.init()), steps=(0.2, 0.1, 0.05), seeds=8, seed=3)
     result = advice.result
-    assert result.validation == range(8, 24)  # replications the halving never used
+    assert result.validation == range(8, 56)  # replications the halving never used
     rec = advice.recommended
     assert rec.times == [draw(rec.candidate, r) for r in result.validation]  # the prediction: fresh replications
     if not faster:

@@ -113,7 +113,7 @@ def search(
 
     ``workers``: the subset sizes to try (default: powers of two, every worker, and the theory's ``m*`` when a
     ``noise_ratio`` is known); ``budget_workers`` caps them. ``seeds``: replications of the last rung;
-    ``validation`` (default ``2 * seeds``): the fresh replications of the ``finalists`` best configurations and
+    ``validation`` (default ``6 * seeds``): the fresh replications of the ``finalists`` best configurations and
     the naive choice that make the final choice (:mod:`.validation`).
     ``protocols``: any of :data:`SEARCHED` (ringmaster with its thresholds ``R``, mindflayer with its cutoffs,
     screened by theory: :mod:`.protocols`). ``batch_laws``: one law of ``b`` per worker
@@ -123,7 +123,7 @@ def search(
         raise invalid("target", target, "a finite error > 0")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
         raise invalid("seeds", seeds, "an integer >= 2 (the interval needs replications)")
-    validation = 2 * seeds if validation is None else validation
+    validation = 6 * seeds if validation is None else validation
     if isinstance(validation, bool) or not isinstance(validation, int) or validation < 2:
         raise invalid("validation", validation, "an integer >= 2 (the paired comparison needs replications)")
     if isinstance(finalists, bool) or not isinstance(finalists, int) or finalists < 1:
