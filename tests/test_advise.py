@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from stalegrad import System
 from stalegrad.advise import Candidate, advise, noise_scale, step_grid, theory_workers
-from stalegrad.advise.search import evaluate
+from stalegrad.advise.candidates import evaluate
 from stalegrad.errors import SpecError
 from stalegrad.experiments.vocabulary import SHARED_KEYS
 from stalegrad.train import LinearRegression, LogisticRegression
@@ -103,10 +103,14 @@ def test_advise_ranks_by_time_to_target_and_is_reproducible():
     again = advise(CLUSTER, p, 0.05 * p.error(p.init()), **kw)
     rows = first.rows()
     assert [r["time_to_target"] for r in rows] == [r["time_to_target"] for r in again.rows()]
-    times = [math.inf if r["time_to_target"] is None else r["time_to_target"] for r in rows]
-    assert times == sorted(times)
+    checked = [r for r in rows if r["validated"]]
+    assert rows[: len(checked)] == checked and 2 <= len(checked) <= 5  # the finalists and the naive choice first
+    ratios = [r["log_ratio_naive"] for r in checked[1:]]
+    assert ratios == sorted(ratios)  # after the recommendation, by the paired log ratio
+    times = [math.inf if r["time_to_target"] is None else r["time_to_target"] for r in rows[len(checked) :]]
+    assert times == sorted(times)  # the halving's other survivors, by their median
     for r in rows:
-        assert set(SHARED_KEYS) <= set(r) and r["seeds"] == 3
+        assert set(SHARED_KEYS) <= set(r) and r["seeds"] == (18 if r["validated"] else 3)
         lo, hi = r["time_to_target_ci95"]
         if r["time_to_target"] is not None:  # an upper end None: a replication did not reach the target
             assert lo <= r["time_to_target"] and (hi is None or r["time_to_target"] <= hi)
@@ -114,8 +118,9 @@ def test_advise_ranks_by_time_to_target_and_is_reproducible():
     assert d["recommended"]["workers"] == rows[0]["workers"] and d["recommended"]["K"] == rows[0]["K"]
     assert d["theory_workers"] in range(1, 5) and d["noise_ratio"] > 0
     assert d["naive"]["n"] == 4 and d["naive"]["K"] == 1
-    # the recommendation is never slower than the naive choice on the same replications
-    assert rows[0]["time_to_target"] <= d["naive"]["time_to_target"]
+    # the naive choice is validated with the finalists; the recommendation beats it convincingly, or is it
+    assert d["naive"]["validated"] and d["naive"]["log_ratio_naive"] == 0.0
+    assert d["naive_recommended"] or d["recommended"]["log_ratio_naive_ci95"][1] < 0
     assert "stalegrad train --n" in d["recommended"]["commands"]["train"]
 
 
@@ -165,13 +170,15 @@ def test_the_policies_are_candidates_too():
 
 
 def test_the_slow_workers_are_dropped_when_they_only_add_staleness():
-    """Two fast workers and two 30x slower ones, little noise: the advisor uses the two fast ones, and it is
-    faster than every worker at K = 1 with its best step (on the same replications)."""
+    """Two fast workers and six 30x slower ones, little noise: the advisor uses the two fast ones, because on the
+    fresh replications they beat every worker at K = 1 with its best step convincingly."""
     p = LinearRegression(noise=0.05)
-    advice = advise(CLUSTER, p, 0.01 * p.error(p.init()), Ks=(1, 2), seeds=4, seed=2)
+    cluster = System(n=8, K=1, compute=[scipy.stats.expon(scale=1.0)] * 2 + [scipy.stats.expon(scale=30.0)] * 6)
+    advice = advise(cluster, p, 0.01 * p.error(p.init()), Ks=(1, 2), seeds=4, seed=2)
     d = advice.to_dict("linreg")
-    assert len(d["recommended"]["workers"]) < 4 and set(d["recommended"]["workers"]) <= {0, 1}
-    assert d["gain_over_naive"] >= 1.0
+    assert len(d["recommended"]["workers"]) < 8 and set(d["recommended"]["workers"]) <= {0, 1}
+    assert not d["naive_recommended"] and d["recommended"]["log_ratio_naive_ci95"][1] < 0
+    assert d["gain_over_naive"] > 1.0
 
 
 # ----------------------------------------------------------------------------------------- command line
@@ -227,3 +234,106 @@ def test_cli_advise_theory_only(run_cli):
 def test_cli_advise_rejects_bad_input_with_one_line(run_cli, args, match):
     code, _, err = run_cli(["advise", *args])
     assert code == 2 and err.startswith("Error:") and match in err and err.count("\n") == 1, err
+
+
+# ----------------------------------------------------------------------------------------- validation
+
+
+def _fake_evaluate(faster: dict):
+    """An ``evaluate`` whose time to target is drawn, not replayed: ``base * common_r * own``, with ``common_r``
+    shared by every candidate on replication ``r`` (common random numbers) and ``own`` each candidate's luck
+    (lognormal, sigma 0.3); ``base`` is 100 for the naive configuration (every worker, K = 1), else 110 or
+    ``faster[(m, K)]``."""
+    import zlib
+
+    from stalegrad.advise.candidates import Scored
+
+    def draw(c, r):
+        common = np.random.default_rng([r, 7]).lognormal(0.0, 0.2)
+        own = np.random.default_rng([zlib.crc32(repr((c.config, c.step, c.policy)).encode()), r]).lognormal(0.0, 0.3)
+        base = 100.0 if (len(c.workers), c.K) == (4, 1) else faster.get((len(c.workers), c.K), 110.0)
+        return base * common * own
+
+    def evaluate(cluster, problem, candidates, *, replications, horizon, target, root, scored=None, batch_laws=None):
+        scored = {} if scored is None else scored
+        for c in candidates:
+            s = scored.setdefault(c, Scored(c))
+            for r in replications:
+                if len(s.times) <= r - replications.start:  # a fresh dict may start at a later replication
+                    s.times.append(draw(c, r))
+                    for name, value in (("errors", target), ("staleness", 1.0), ("staleness_p95", 1.0),
+                                        ("rates", 1.0), ("diverged", False), ("wasted", 0.0)):  # fmt: skip
+                        getattr(s, name).append(value)
+        return scored
+
+    return evaluate, draw
+
+
+@pytest.mark.parametrize("faster", [{}, {(2, 2): 60.0}])
+def test_validation_undoes_the_winners_curse(monkeypatch, faster):
+    """A constructed search (times drawn, not replayed): every configuration is 10% slower than the naive choice,
+    so the halving's winner among dozens is only lucky -- ahead of the naive choice on the halving's replications
+    -- and on the fresh replications the naive choice is recommended, its prediction their median. With one
+    configuration truly 40% faster, that one is recommended."""
+    import importlib
+
+    search_module = importlib.import_module("stalegrad.advise.search")  # the package exports a function search
+    evaluate_, draw = _fake_evaluate(faster)
+    monkeypatch.setattr(search_module, "evaluate", evaluate_)
+    p = LinearRegression()
+    advice = advise(CLUSTER, p, 0.05 * p.error(p.init()), steps=(0.2, 0.1, 0.05), seeds=8, seed=3)
+    result = advice.result
+    assert result.validation == range(8, 56)  # replications the halving never used
+    rec = advice.recommended
+    assert rec.times == [draw(rec.candidate, r) for r in result.validation]  # the prediction: fresh replications
+    if not faster:
+        lucky, naive_halving = (
+            result.halving[0],
+            next(s for s in result.halving if s.candidate == result.naive.candidate),
+        )
+        assert (len(lucky.candidate.workers), lucky.candidate.K) != (4, 1)
+        assert lucky.time_to_target < naive_halving.time_to_target  # the halving's winner was ahead...
+        assert advice.to_dict("linreg")["naive_recommended"]  # ...and is not on fresh replications
+        assert result.paired[lucky.candidate].mean > 0
+    else:
+        assert (len(rec.candidate.workers), rec.candidate.K) == (2, 2)
+        assert result.paired[rec.candidate].convincing
+
+
+def test_the_prediction_comes_from_replications_the_halving_did_not_see():
+    """Replayed for real: the recommendation's times are its replays on replications seeds..seeds+validation-1
+    (scored alone), not on the halving's 0..seeds-1; the naive choice's are on the same fresh replications."""
+    p = LinearRegression()
+    target = 0.05 * p.error(p.init())
+    advice = advise(CLUSTER, p, target, Ks=(1, 2), steps=(0.2, 0.1, 0.05), seeds=3, validation=5, seed=5)
+    result = advice.result
+    assert result.validation == range(3, 8)
+    rec = advice.recommended.candidate
+    kw = {"horizon": result.horizon, "target": target, "root": result.root}
+    both = list(dict.fromkeys([rec, result.naive.candidate]))
+    fresh = evaluate(CLUSTER, p, both, replications=result.validation, **kw)
+    assert advice.recommended.times == fresh[rec].times and result.naive.times == fresh[result.naive.candidate].times
+    seen = evaluate(CLUSTER, p, [rec], replications=range(3), **kw)[rec].times
+    assert seen != advice.recommended.times[:3]
+
+
+def test_the_naive_choice_wins_unless_beaten_convincingly():
+    """The rule on its own: a finalist faster on average but not on every replication (interval across 0) loses
+    to the naive choice; a finalist faster on each replication wins; a time not reached counts as the horizon."""
+    from stalegrad.advise.validation import choose, paired_log_ratio
+
+    naive = [10.0, 10.0, 10.0, 10.0]
+    order, paired = choose({"naive": naive, "noisy": [5.0, 14.0, 6.0, 12.0], "steady": [9.0, 9.5, 9.2, 9.4]},
+                           "naive", 100.0)  # fmt: skip
+    assert order == ["steady", "noisy", "naive"] and paired["steady"].convincing
+    order, _ = choose({"naive": naive, "noisy": [5.0, 14.0, 6.0, 12.0]}, "naive", 100.0)
+    assert order == ["naive", "noisy"] and paired["noisy"].mean < 0 and not paired["noisy"].convincing
+    censored = paired_log_ratio([math.inf, 8.0], [15.0, math.inf], horizon=20.0)
+    assert censored.mean == pytest.approx((math.log(20 / 15) + math.log(8 / 20)) / 2)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"validation": 1}, "validation"), ({"finalists": 0}, "finalists")])
+def test_validation_options_are_checked(kwargs, match):
+    p = LinearRegression()
+    with pytest.raises(SpecError, match=match):
+        advise(CLUSTER, p, 0.05, **kwargs)

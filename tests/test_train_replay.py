@@ -3,6 +3,8 @@ at the version the trace says, both engines the same, bounded memory, Figure 3's
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -220,9 +222,40 @@ def test_recorded_curve_and_time_to_target(linreg, stale_trace):
     assert result.to_dict()["final_error"] == result.final_error
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_stop_below_ends_the_curve_at_the_first_record_at_or_below_it(linreg, stale_trace, engine):
+    """The stopped curve is the full curve's prefix up to its first recorded error <= the value, with the same
+    parameter there and the gradients applied until then counted; a value never reached stops nothing."""
+    kw = {"b": 2, "step": 0.1, "seed": 1, "record": 40, "engine": engine}
+    full = replay(stale_trace, linreg, **kw)
+    target = full.errors[0] / 20
+    k = int(np.flatnonzero(full.errors <= target)[0])
+    assert 0 < k < full.errors.size - 1  # the target is reached before the end: the stop saves work
+    short = replay(stale_trace, linreg, stop_below=target, **kw)
+    assert np.array_equal(short.updates, full.updates[: k + 1]) and np.array_equal(short.errors, full.errors[: k + 1])
+    assert short.time_to(target) == full.time_to(target)
+    assert math.isclose(linreg.error(short.w), short.errors[-1], rel_tol=1e-12)
+    upd = stale_trace["update"]
+    assert short.gradients == np.count_nonzero((upd >= 1) & (upd <= short.updates[-1])) < full.gradients
+    assert short.meta["stopped_at_update"] == short.updates[-1] and full.meta["stopped_at_update"] is None
+    never = replay(stale_trace, linreg, stop_below=0.0, **kw)
+    assert np.array_equal(never.errors, full.errors) and never.gradients == full.gradients
+
+
+def test_stop_below_also_stops_a_diverging_run(linreg, stale_trace):
+    """A step far too large: the run stops at the first record past the divergence threshold (same as the full
+    run's diverged_at)."""
+    full = replay(stale_trace, linreg, b=1, step=50.0, seed=1, record=100)
+    assert full.diverged_at is not None
+    short = replay(stale_trace, linreg, b=1, step=50.0, seed=1, record=100, stop_below=0.0)
+    assert short.diverged_at == full.diverged_at == short.updates[-1] < stale_trace.updates
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
+        ({"stop_below": "low"}, "stop_below must be an error"),
+        ({"stop_below": math.nan}, "stop_below must be an error"),
         ({"b": 0}, "b must be an integer >= 1, got 0"),
         ({"step": -1.0}, "step must be a finite number > 0"),
         ({"policy": "fast"}, "policy must be one of constant, staleness-aware, delay-adaptive"),

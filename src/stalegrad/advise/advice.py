@@ -1,5 +1,9 @@
 """The advisor's answer: ranked configurations with predicted time to target, the recommendation with the command
-lines that run it, and the theory's worker count; rows in the shared vocabulary (``docs/vocabulary.md``)."""
+lines that run it, and the theory's worker count; rows in the shared vocabulary (``docs/vocabulary.md``).
+
+The validated rows (the finalists and the naive choice, :mod:`.validation`) come first, with their times on the
+validation replications and their paired log ratio to the naive choice; the other survivors of the halving
+follow with their times on the halving's replications (``validated`` false)."""
 
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ class Advice:
         pred = predict(system)
         finite = [t for t in s.times if math.isfinite(t)]
         lo, hi = _median_interval(s.times) if len(s.times) > 1 else [math.nan, math.nan]
+        paired = self.result.paired.get(c)
         return {
             "rank": rank,
             "protocol": c.protocol,
@@ -78,6 +83,9 @@ class Advice:
             "update_rate_exact": pred.update_rate_exact,
             "wasted_compute": float(np.mean(s.wasted)) if s.wasted else 0.0,
             "diverged": any(s.diverged),
+            "validated": self.result.validated(s),
+            "log_ratio_naive": _num(paired.mean) if paired else None,
+            "log_ratio_naive_ci95": [_num(x) for x in paired.ci95] if paired else None,
         }
 
     def rows(self) -> list[dict[str, Any]]:
@@ -144,8 +152,10 @@ class Advice:
         return {
             "rows": self.rows(),
             "recommended": {k: rec[k] for k in RECOMMENDED}
-            | {"time_to_target_ci95": rec["time_to_target_ci95"], "commands": self.commands(problem_option)},
+            | {k: rec[k] for k in ("time_to_target_ci95", "log_ratio_naive", "log_ratio_naive_ci95")}
+            | {"commands": self.commands(problem_option)},
             "naive": naive,
+            "naive_recommended": self.recommended.candidate == self.result.naive.candidate,
             "gain_over_naive": _num(naive["time_to_target"] / rec["time_to_target"])
             if naive["time_to_target"] and rec["time_to_target"]
             else None,
@@ -154,6 +164,7 @@ class Advice:
             "noise_ratio": self.noise_ratio,
             "target": self.target,
             "horizon": self.result.horizon,
+            "validation_seeds": len(self.result.validation),
             "configurations_screened": self.result.screened,
             "replays": self.result.replays,
             "seconds": self.seconds,

@@ -16,7 +16,8 @@ __all__ = ["advice_figure", "plot_advice"]
 
 def advice_figure(advice: Any) -> Any:
     """Every finalist (median time to target with its 95% interval) against the workers it uses, by protocol and
-    ``K``; the Pareto front (fewest workers for a time), the recommendation and the naive choice marked."""
+    ``K`` -- filled when validated (times on the fresh replications), hollow otherwise (the halving's replications,
+    optimistic); the Pareto front (fewest workers for a time), the recommendation and the naive choice marked."""
     rows = _best_step(advice.rows())
     naive = advice.row(advice.result.naive, None)
     fig, ax = figure(figsize=(7.2, 4.6))
@@ -31,8 +32,15 @@ def advice_figure(advice: Any) -> Any:
         y = np.array([r["time_to_target"] for r in mine])
         lo = np.array([r["time_to_target_ci95"][0] or math.nan for r in mine])
         hi = np.array([r["time_to_target_ci95"][1] or math.nan for r in mine])
-        ax.errorbar(x, y, yerr=[np.nan_to_num(y - lo), np.nan_to_num(hi - y)], fmt=markers[k % len(markers)],
-                    ms=5, capsize=3, alpha=0.8, label=f"{protocol} K = {K}" if several else f"K = {K}")  # fmt: skip
+        bars = ax.errorbar(
+            x, y, yerr=[np.nan_to_num(y - lo), np.nan_to_num(hi - y)], fmt=markers[k % len(markers)], ms=5,
+            capsize=3, alpha=0.8, label=f"{protocol} K = {K}" if several else f"K = {K}",
+        )  # fmt: skip
+        line = bars.lines[0]  # hollow: not validated, times on the halving's replications (optimistic)
+        line.set_markerfacecolor("none")
+        solid = [r["validated"] for r in mine]
+        if any(solid):
+            ax.plot(x[solid], y[solid], markers[k % len(markers)], ms=5, color=line.get_color(), alpha=0.8)
     front = _pareto([(r["n"], r["time_to_target"]) for r in rows if r["time_to_target"] is not None])
     if front:
         ax.step(*zip(*front, strict=True), where="post", color="gray", lw=1, ls="--", label="Pareto front")
@@ -44,7 +52,7 @@ def advice_figure(advice: Any) -> Any:
         ax.plot(naive["n"], naive["time_to_target"], "X", color="tab:red", ms=10, zorder=4,
                 label=f"naive: every worker, K = 1, step {naive['step']:.3g}")  # fmt: skip
     ax.set_xlabel("workers used (the fastest)")
-    ax.set_ylabel("time to target (median, 95% interval)")
+    ax.set_ylabel("time to target (median, 95% interval)\nfilled: validated; hollow: halving only")
     c = advice.cluster
     cluster = (
         describe_system(c) if c.identical

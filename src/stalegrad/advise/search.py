@@ -18,8 +18,13 @@ configuration, and the steps of one configuration are replayed along the *same* 
    (:func:`~stalegrad.advise.theory.theory_workers`) is among the subset sizes tried.
 3. **Successive halving.** Rung 0 replays every (configuration, step) twice (and the steps between the grid's
    around the best); each later rung keeps the best ``1/eta`` and replays them with ``eta`` times the
-   replications; the last rung's median time to target, with its 95% interval
-   (order statistics), is the prediction.
+   replications, up to ``seeds``.
+4. **Validation** (:mod:`.validation`). The best ``finalists`` configurations of the last rung (each at its best
+   step) and the naive choice (at the step the halving found best for it) are replayed on ``validation`` fresh
+   replications (``seeds``, ``seeds + 1``, ...: none the halving used) and compared with the naive choice by the
+   paired log ratio of their times to target; a finalist is recommended only when it beats the naive choice
+   convincingly. The fresh replications' median time to target, with its 95% interval (order statistics), is
+   the prediction.
 
 The compute time of a round with minibatch ``b`` is ``b`` times a draw of the worker's law (as ``train``'s
 default ``--scale-compute``), or the worker's law at ``b`` when the cluster has laws of ``b`` (a system file's
@@ -39,16 +44,16 @@ from typing import Any
 import numpy as np
 
 from ..batch_law import BatchLaw
-from ..distributions import scaled
 from ..errors import SpecError, invalid
 from ..sim import simulate
 from ..spec import System
 from ..streams import derive_seed, resolve_seed
 from ..theory import predict
-from ..train import replay
 from ..train.policies import POLICIES
-from .protocols import CUTOFF_QUANTILES, cutoffs_at, ringmaster_thresholds
+from .candidates import Candidate, Scored, evaluate
+from .protocols import CUTOFF_QUANTILES, ringmaster_thresholds
 from .theory import WorkerChoice, step_grid, theory_workers
+from .validation import Paired, choose
 
 __all__ = ["SEARCHED", "Candidate", "Scored", "evaluate", "search"]
 
@@ -58,139 +63,11 @@ SEARCHED = ("k-batch-async", "k-async", "k-sync", "k-batch-sync", "rennala", "ri
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One configuration to try: ``workers`` (indices into the cluster, fastest first), ``K``, ``b``, ``step``,
-    the protocol and policy, ringmaster's ``delay_threshold`` ``R`` and mindflayer's ``cutoff_quantile`` (each
-    worker's cutoff is that quantile of its compute-time law at ``b``, :func:`.protocols.cutoffs_at`)."""
-
-    workers: tuple[int, ...]
-    K: int
-    b: int
-    step: float
-    protocol: str = "k-batch-async"
-    policy: str = "constant"
-    delay_threshold: int | None = None
-    cutoff_quantile: float | None = None
-
-    def laws(self, cluster: System, batch_laws: Sequence[BatchLaw] | None = None) -> list[Any]:
-        """The compute-time law of each of the candidate's workers at its minibatch ``b``: the worker's law of
-        ``b`` when ``batch_laws`` (one per cluster worker) are given, else ``b`` times a draw of its law."""
-        if batch_laws is not None:
-            return [batch_laws[i].at(self.b) for i in self.workers]
-        return [scaled(cluster.compute[i], self.b) for i in self.workers]
-
-    def system(self, cluster: System, batch_laws: Sequence[BatchLaw] | None = None) -> System:
-        """The system the candidate runs: its workers' laws at ``b`` (:meth:`laws`), the cluster's delays."""
-        laws = self.laws(cluster, batch_laws)
-        return System(
-            n=len(self.workers),
-            K=self.K,
-            compute=laws,
-            uplink=[cluster.uplink_of(i) for i in self.workers],  # one repeated delay is that delay
-            downlink=[cluster.downlink_of(i) for i in self.workers],
-            protocol=self.protocol,
-            delay_threshold=self.delay_threshold,
-            cutoffs=None if self.cutoff_quantile is None else cutoffs_at(laws, self.cutoff_quantile),
-        )
-
-    @property
-    def config(self) -> tuple[Any, ...]:
-        """What the simulated timeline depends on (the step and policy do not)."""
-        return (self.workers, self.K, self.b, self.protocol, self.delay_threshold, self.cutoff_quantile)
-
-
-@dataclass
-class Scored:
-    """A candidate's replays: per replication the time to target (``inf``: not reached by the horizon), the error
-    at the horizon, the mean staleness, the measured update rate and 95th percentile of staleness."""
-
-    candidate: Candidate
-    times: list[float] = field(default_factory=list)
-    errors: list[float] = field(default_factory=list)
-    staleness: list[float] = field(default_factory=list)
-    staleness_p95: list[float] = field(default_factory=list)
-    rates: list[float] = field(default_factory=list)
-    diverged: list[bool] = field(default_factory=list)
-    wasted: list[float] = field(default_factory=list)
-
-    @property
-    def time_to_target(self) -> float:
-        return float(np.median(self.times)) if self.times else math.inf
-
-    @property
-    def key(self) -> tuple[float, float]:
-        """Rank: the median time to target, then the median error at the horizon."""
-        return (self.time_to_target, float(np.median(self.errors)) if self.errors else math.inf)
-
-
-def evaluate(
-    cluster: System,
-    problem: Any,
-    candidates: Sequence[Candidate],
-    *,
-    replications: range,
-    horizon: float,
-    target: float,
-    root: int,
-    scored: dict[Candidate, Scored] | None = None,
-    batch_laws: Sequence[BatchLaw] | None = None,
-) -> dict[Candidate, Scored]:
-    """Replay each candidate for the given replications up to ``horizon`` (seconds of the timeline); the steps of
-    one configuration share its simulated timelines. Results accumulate in ``scored`` (replications already
-    done are not redone)."""
-    scored = {} if scored is None else scored
-    by_config: dict[Any, list[Candidate]] = {}
-    for c in candidates:
-        by_config.setdefault(c.config, []).append(c)
-    for group in by_config.values():
-        system = group[0].system(cluster, batch_laws)
-        rate = predict(system).update_rate_exact
-        for r in replications:
-            todo = [c for c in group if len(scored.setdefault(c, Scored(c)).times) <= r]
-            if not todo:
-                continue
-            trace = timeline(system, horizon, derive_seed(root, r, 0), rate)
-            tau = trace["staleness"][trace["update"] > 0]
-            p95 = float(np.percentile(tau, 95)) if tau.size else math.nan
-            span = float(trace.update_times[-1]) if trace.updates else math.nan
-            for c in todo:
-                res = replay(trace, problem, b=c.b, step=c.step, policy=c.policy, seed=derive_seed(root, r, 1),
-                             record=500)  # fmt: skip
-                s = scored[c]
-                hit = res.time_to(target)
-                bad = res.diverged_at is not None
-                s.times.append(math.inf if hit is None or bad or hit > horizon else hit)
-                s.errors.append(float(res.error_at([horizon])[0]) if not bad else math.inf)
-                s.staleness.append(res.staleness_mean)
-                s.staleness_p95.append(p95)
-                s.rates.append(trace.updates / span if span > 0 else math.nan)
-                s.diverged.append(bad)
-                s.wasted.append(float(trace.meta.get("wasted_compute", 0.0)))
-    return scored
-
-
-#: The most updates a candidate's timeline may take to reach the horizon.
-MAX_TIMELINE = 2_000_000
-
-
-def timeline(system: System, horizon: float, seed: int, rate: float | None = None) -> Any:
-    """A simulated trace of ``system`` whose last update is at or past ``horizon`` (seconds): as many updates as
-    the exact ``rate`` gives with a margin, or -- without a rate (ringmaster, random delays) or when the draw
-    falls short -- more, from the rate measured on the last try; at most :data:`MAX_TIMELINE` updates."""
-    known = rate is not None and math.isfinite(rate) and rate > 0
-    updates = max(20, math.ceil(1.2 * horizon * rate) + 10) if known else 2000  # type: ignore[operator]
-    while True:
-        trace = simulate(system, updates, seed=seed)
-        span = float(trace.update_times[-1]) if trace.updates else 0.0
-        if span >= horizon or updates >= MAX_TIMELINE:
-            return trace
-        grow = 1.25 * horizon / span if span > 0 else 4.0
-        updates = min(MAX_TIMELINE, max(updates + 10, math.ceil(updates * min(grow, 8.0))))
-
-
-@dataclass(frozen=True)
 class SearchResult:
-    """The ranked survivors of the last rung, the naive choice, the theory's worker count and the work done."""
+    """The ranked configurations -- first the validated ones (the recommendation first, then by their paired log
+    ratio to the naive choice, ``paired``), scored on the validation replications; then the rest of the last
+    rung, scored on the halving's -- the naive choice (on the validation replications), the last rung as the
+    halving ranked it (``halving``), the theory's worker count and the work done."""
 
     ranked: list[Scored]
     naive: Scored
@@ -200,6 +77,13 @@ class SearchResult:
     replays: int
     root: int
     batch_laws: Sequence[BatchLaw] | None = None
+    paired: dict[Candidate, Paired] = field(default_factory=dict)
+    halving: list[Scored] = field(default_factory=list)
+    validation: range = range(0)
+
+    def validated(self, s: Scored) -> bool:
+        """Whether ``s`` was scored on the validation replications."""
+        return s.candidate in self.paired
 
 
 def search(
@@ -216,6 +100,8 @@ def search(
     noise_ratio: float | None = None,
     budget_workers: int | None = None,
     seeds: int = 8,
+    validation: int | None = None,
+    finalists: int = 4,
     eta: int = 3,
     horizon_factor: float = 2.0,
     max_updates: int = 1_000_000,
@@ -226,7 +112,9 @@ def search(
     """Search the configurations of ``cluster`` for the fastest to ``target`` on ``problem`` (module docstring).
 
     ``workers``: the subset sizes to try (default: powers of two, every worker, and the theory's ``m*`` when a
-    ``noise_ratio`` is known); ``budget_workers`` caps them. ``seeds``: replications of the last rung.
+    ``noise_ratio`` is known); ``budget_workers`` caps them. ``seeds``: replications of the last rung;
+    ``validation`` (default ``6 * seeds``): the fresh replications of the ``finalists`` best configurations and
+    the naive choice that make the final choice (:mod:`.validation`).
     ``protocols``: any of :data:`SEARCHED` (ringmaster with its thresholds ``R``, mindflayer with its cutoffs,
     screened by theory: :mod:`.protocols`). ``batch_laws``: one law of ``b`` per worker
     (:class:`~stalegrad.batch_law.BatchLaw`, a system file's ``compute_batch``): a candidate with minibatch ``b``
@@ -235,6 +123,11 @@ def search(
         raise invalid("target", target, "a finite error > 0")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
         raise invalid("seeds", seeds, "an integer >= 2 (the interval needs replications)")
+    validation = 6 * seeds if validation is None else validation
+    if isinstance(validation, bool) or not isinstance(validation, int) or validation < 2:
+        raise invalid("validation", validation, "an integer >= 2 (the paired comparison needs replications)")
+    if isinstance(finalists, bool) or not isinstance(finalists, int) or finalists < 1:
+        raise invalid("finalists", finalists, "an integer >= 1")
     if batch_laws is not None and len(batch_laws) != cluster.n:
         raise invalid("batch_laws", f"{len(batch_laws)} laws", f"one law of b per worker, n = {cluster.n}")
     for policy in policies:
@@ -285,12 +178,39 @@ def search(
         keep = max(3, math.ceil(len(pool) / eta))
         pool = pool[:keep]
         start, reps, rung = reps, min(seeds, reps * eta), rung + 1
-    # the naive choice at the last rung's replications, for a fair comparison
-    naive_scores: dict[Candidate, Scored] = {}
-    evaluate(cluster, problem, [naive.candidate], replications=range(seeds), scored=naive_scores, **kw)
-    replays += seeds
-    return SearchResult([scored[c] for c in pool], naive_scores[naive.candidate], horizon, choice, screened,
-                        replays, root, batch_laws)  # fmt: skip
+    halving = [scored[c] for c in pool]
+    # validation: the finalists and the naive choice on fresh replications, compared pairwise
+    plain = _naive_at_best_step(scored, naive.candidate)
+    best = _distinct(pool, finalists)
+    fresh = range(seeds, seeds + validation)
+    say(f"validation: {len(best)} finalists and the naive choice x {validation} fresh replications")
+    checked = evaluate(cluster, problem, list(dict.fromkeys([*best, plain])), replications=fresh, **kw)
+    replays += len(checked) * validation
+    ranking, paired = choose({c: s.times for c, s in checked.items()}, plain, horizon)
+    rest = [s for s in halving if s.candidate not in checked]
+    return SearchResult([checked[c] for c in ranking] + rest, checked[plain], horizon, choice, screened, replays,
+                        root, batch_laws, paired, halving, fresh)  # fmt: skip
+
+
+def _naive_at_best_step(scored: dict[Candidate, Scored], anchor: Candidate) -> Candidate:
+    """The naive configuration at the step the halving ranked best for it (among its steps with the most
+    replications), or at the anchors' step when the halving did not try it (``budget_workers`` below ``n``)."""
+    mine = [s for c, s in scored.items() if c.config == anchor.config and c.policy == anchor.policy]
+    if not mine:
+        return anchor
+    most = max(len(s.times) for s in mine)
+    return min((s for s in mine if len(s.times) == most), key=lambda s: s.key).candidate
+
+
+def _distinct(pool: list[Candidate], count: int) -> list[Candidate]:
+    """The first ``count`` configurations of the ranked ``pool`` (with their policy), each at its best step: the
+    steps of one configuration share its timelines, so they share their luck too."""
+    out: dict[Any, Candidate] = {}
+    for c in pool:
+        out.setdefault((c.config, c.policy), c)
+        if len(out) == count:
+            break
+    return list(out.values())
 
 
 def _configurations(

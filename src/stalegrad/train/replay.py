@@ -15,6 +15,9 @@ written in the paper's introduction). Dropped rows (``update == -1``) are skippe
 Only the versions a later gradient can still need are kept: a ring of ``max staleness + 1`` vectors, so memory
 is bounded by the largest staleness in the trace, not by its length. The trace is read in blocks of rows.
 
+``stop_below`` ends the replay early: at the first recorded update whose error is at or below it, or that has
+diverged (the curve then ends there; a search for the time to a target needs no more).
+
 Minibatches come from one ``numpy.random.Generator`` seeded by ``SeedSequence(seed)``: same trace, same seed,
 same curve. Two engines give the same algorithm: ``"python"`` calls ``problem.gradient`` (any problem, any
 correction); ``"numba"`` runs compiled code for problems that describe themselves as a
@@ -151,13 +154,16 @@ def replay(
     record: int = 500,
     engine: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    stop_below: float | None = None,
 ) -> ReplayResult:
     """Replay SGD on ``problem`` along ``trace`` and record the error against time (see the module docstring).
 
     ``b`` is the minibatch of each gradient, ``step`` the base step and ``policy`` the step-size policy (a
     name in :data:`~stalegrad.train.policies.POLICIES` or a function), ``correction`` e.g.
     :func:`~stalegrad.train.policies.delay_compensation`. About ``record`` points are recorded, evenly spaced
-    in updates, plus ``w_0`` and the last update.
+    in updates, plus ``w_0`` and the last update. ``stop_below``: stop after the first recorded update whose error
+    is ``<= stop_below`` or has diverged (:attr:`ReplayResult.diverged_at`); ``gradients`` then counts those
+    applied until there, ``staleness_*`` stay the whole trace's.
 
     >>> from stalegrad import System, simulate
     >>> from stalegrad.train import LinearRegression
@@ -185,6 +191,10 @@ def replay(
         raise invalid("record", record, "an integer >= 1")
     if engine not in ENGINES:
         raise invalid("engine", engine, f"one of {', '.join(ENGINES)}")
+    if stop_below is not None and (
+        isinstance(stop_below, bool) or not isinstance(stop_below, (int, float)) or math.isnan(stop_below)
+    ):
+        raise invalid("stop_below", stop_below, "an error (a number) or None")
     linear = getattr(problem, "linear_model", None)
     if engine == "auto":
         engine = "numba" if callable(linear) and correction is None else "python"
@@ -227,11 +237,14 @@ def replay(
 
     note(w0)
 
-    def keep(u: int) -> None:
+    def keep(u: int) -> bool:
+        """Record update ``u``; True when the replay should stop there (``stop_below``)."""
         rec_u.append(u)
         rec_t.append(float(trace.update_times[u - 1]))
-        rec_e.append(float(problem.error(ring[u % S])))
+        e = float(problem.error(ring[u % S]))
+        rec_e.append(e)
         note(ring[u % S])
+        return stop_below is not None and (e <= stop_below or not e <= DIVERGED * rec_e[0])
 
     if engine == "numba":
         from ._kernel import span
@@ -260,17 +273,23 @@ def replay(
         def run(upd: np.ndarray, ver: np.ndarray, steps: np.ndarray, idx: Any, pos: int) -> int:
             return _span_python(problem, b, rng, correction, ring, acc, ist, upd, ver, steps, pos, every, U, aggregate)
 
+    end = U  # the last update replayed
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported by its error, inf or NaN
-        _drive(trace, block, policy, policy_fn, step, n, draw, run, keep, ist, applied, progress)
-        last = int(ist[LAST])
-        if ist[COUNT] > 0:  # the last update of the trace
-            _finalize(ring, acc, int(ist[PEND]), int(ist[COUNT]), aggregate)
-            last = int(ist[PEND])
-        while last < U:  # updates at the end that applied no gradient
-            ring[(last + 1) % S] = ring[last % S]
-            last += 1
-        if U > 0 and rec_u[-1] != U:
-            keep(U)
+        stopped = _drive(trace, block, policy, policy_fn, step, n, draw, run, keep, ist, applied, progress)
+        if stopped:
+            end = rec_u[-1]
+            upd_all = trace["update"]
+            applied = int(np.count_nonzero((upd_all >= 1) & (upd_all <= end)))
+        else:
+            last = int(ist[LAST])
+            if ist[COUNT] > 0:  # the last update of the trace
+                _finalize(ring, acc, int(ist[PEND]), int(ist[COUNT]), aggregate)
+                last = int(ist[PEND])
+            while last < U:  # updates at the end that applied no gradient
+                ring[(last + 1) % S] = ring[last % S]
+                last += 1
+            if U > 0 and rec_u[-1] != U:
+                keep(U)
     meta = {
         "problem": repr(problem),
         "b": int(b),
@@ -282,12 +301,13 @@ def replay(
         "engine": engine,
         "system": trace.system.to_dict(),
         "trace_seed": trace.seed,
+        "stopped_at_update": end if end < U else None,
     }
     return ReplayResult(
         updates=np.array(rec_u, dtype=np.int64),
         times=np.array(rec_t),
         errors=np.array(rec_e),
-        w=ring[U % S].copy() if U else w0,
+        w=ring[end % S].copy() if end else w0,
         gradients=applied,
         dropped=dropped,
         staleness_max=max_tau,
@@ -362,12 +382,13 @@ def _drive(
     n: int,
     draw: Callable[[int], np.ndarray],
     run: Callable[..., int],
-    keep: Callable[[int], None],
+    keep: Callable[[int], bool],
     ist: np.ndarray,
     applied: int,
     progress: Callable[[int, int], None] | None,
-) -> None:
-    """Feed the trace block by block to the engine's ``run``, recording where it stops."""
+) -> bool:
+    """Feed the trace block by block to the engine's ``run``, recording where it stops; True when ``keep`` asked
+    to stop (the rest of the trace is not replayed)."""
     done = 0
     for upd, ver, tau, _ in _blocks(trace, block):
         if upd.size == 0:
@@ -381,8 +402,9 @@ def _drive(
         pos = 0
         while pos < upd.size:
             pos = run(upd, ver, steps, idx, pos)
-            if ist[RECORDED] > 0:
-                keep(int(ist[RECORDED]))
+            if ist[RECORDED] > 0 and keep(int(ist[RECORDED])):
+                return True
         done += upd.size
         if progress is not None:
             progress(done, applied)
+    return False
