@@ -214,7 +214,8 @@ def advise_command(
     click.echo(
         f"rows 1-{len(rows)}: the finalists and the naive choice, replayed again on {result['validation_seeds']} fresh "
         "replications ('vs naive': time / the naive choice's, geometric mean over them and 95% interval); the naive "
-        "choice is recommended unless one beats it convincingly (the whole interval below 1)"
+        "choice is recommended unless one beats it convincingly (the whole interval below 1); an interval up to "
+        "'unreached': too many replications missed the target by the horizon for an upper bound"
         + (f"; --json also lists the halving's {more} other survivors" if more else "")
     )
     rec = result["recommended"]
@@ -284,7 +285,7 @@ def _cells(r: dict[str, Any], rank: str | None = None) -> list[str]:
         f"{r['step']:.4g}",
         r["policy"],
         fmt(r["time_to_target"], 2),
-        f"{fmt(lo, 2)} - {fmt(hi, 2)}",
+        f"{fmt(lo, 2)} - {fmt(hi, 2) if hi is not None or lo is None else 'unreached'}",
         _vs_naive(r),
         fmt(r["staleness_mean"], 2),
         fmt(r["staleness_p95"], 1),
