@@ -16,12 +16,10 @@ from .options import (
     build_systems,
     check_output_file,
     cluster_options,
-    emit_json,
-    fmt,
     load_problem,
     parse_sweep,
-    print_table,
 )
+from .output import emit_json, fmt, print_table
 
 
 @click.command("advise")

@@ -7,18 +7,8 @@ from typing import Any
 import click
 
 from ..errors import SpecError
-from .options import (
-    IMAGE_SUFFIXES,
-    build_systems,
-    check_output_file,
-    emit_json,
-    fmt,
-    print_caveats,
-    print_table,
-    progress_bar,
-    protocol_options,
-    system_options,
-)
+from .options import IMAGE_SUFFIXES, build_systems, check_output_file, protocol_options, system_options
+from .output import emit_json, fmt, print_caveats, print_table, progress_bar
 from .simulate import check_run_options, run_options
 
 

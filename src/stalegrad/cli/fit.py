@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .link_options import link_delay, link_options
-from .options import emit_json, fmt, print_table
+from .output import emit_json, fmt, print_table
 
 
 @click.command("fit")

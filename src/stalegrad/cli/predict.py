@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from ..errors import invalid
-from .options import build_systems, emit_json, fmt, print_caveats, print_table, protocol_options, system_options
+from .options import build_systems, protocol_options, system_options
+from .output import emit_json, fmt, print_caveats, print_table
 
 
 @click.command("predict")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import check_output_dir, emit_json, fmt, print_table, progress_bar
+from .options import check_output_dir
+from .output import emit_json, fmt, print_table, progress_bar
 
 _CHOICES = ["fig1", "fig2", "section4", "fig3", "all", "fig3-mlp"]
 

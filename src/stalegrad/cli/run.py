@@ -21,13 +21,11 @@ from .options import (
     check_output_dir,
     check_output_file,
     cluster_options,
-    emit_json,
-    fmt,
     load_problem,
-    print_table,
     protocol_options,
     protocols_option,
 )
+from .output import emit_json, fmt, print_table
 from .resume import RunOptions, resumed
 
 

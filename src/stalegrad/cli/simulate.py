@@ -8,18 +8,8 @@ from typing import Any
 import click
 
 from ..errors import SpecError, invalid
-from .options import (
-    IMAGE_SUFFIXES,
-    build_systems,
-    check_output_file,
-    emit_json,
-    fmt,
-    print_caveats,
-    print_table,
-    progress_bar,
-    protocol_options,
-    system_options,
-)
+from .options import IMAGE_SUFFIXES, build_systems, check_output_file, protocol_options, system_options
+from .output import emit_json, fmt, print_caveats, print_table, progress_bar
 
 
 def run_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -19,13 +19,11 @@ from .options import (
     build_systems,
     check_output_dir,
     check_output_file,
-    emit_json,
-    fmt,
     load_problem,
     parse_sweep,
-    print_table,
     system_options,
 )
+from .output import emit_json, fmt, print_table
 
 #: The options a sweep can vary (row keys), in the order its table and figure use them.
 AXES = ("protocol", "n", "active_workers", "K", "delay_threshold", "cutoffs", "tc", "b", "policy", "step")

@@ -14,15 +14,12 @@ from .options import (
     build_systems,
     check_output_dir,
     check_problem_options,
-    emit_json,
-    fmt,
     load_problem,
     parse_sweep,
-    print_table,
-    progress_bar,
     protocol_options,
     system_options,
 )
+from .output import emit_json, fmt, print_table, progress_bar
 
 
 @click.command("train")
