@@ -119,7 +119,6 @@ class Master:
         # a small w travels inside the reply (as Ray sends small task returns); a large one is put once per version
         self.inline = self.core.w.nbytes <= INLINE_BYTES
         self.refs: dict[int, Any] = {v0: self._publish(self.core.w)}
-        self.made: dict[int, float] = {v0: self.t0}  # real time each version was made
         self.downlink: list[Any] = [None] * self.n  # per worker: its downlink draws (None: no delay)
         self.pending: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]  # (reach, version) sent
         self.current = [v0] * self.n  # the version each worker uses
@@ -146,7 +145,6 @@ class Master:
 
     def _start(self, t0: float) -> None:
         self.t0 = t0
-        self.made[self.core.version] = t0
         self.core.t0 = t0
         if self.error_every and not self.resumed:  # a resumed run's first version was recorded before
             self.errors.append((self.core.version, t0, float(self.problem.error(self.core.w))))
@@ -246,7 +244,6 @@ class Master:
             return
         self.refs[core.version] = self._publish(core.w)
         self._dispatch(arrive)
-        self.made[core.version] = arrive
         if self.error_every and core.version % self.error_every == 0:
             self.errors.append((core.version, arrive, float(self.problem.error(core.w))))
         if self.every and (core.version % self.every == 0 or core.done):
@@ -297,11 +294,11 @@ class Master:
             self._snapshot["received"] = self.arrived
 
     def _publish(self, w: np.ndarray) -> Any:
-        """What a worker is given for a version: ``w`` itself (never changed in place: each update makes a new
-        array) or its object reference."""
+        """What a worker is given for a version: a copy of ``w`` (the master updates ``w`` in place), or the
+        reference of the one copy put in the object store (workers read it zero-copy, read-only)."""
         import ray
 
-        return w if self.inline else ray.put(w)
+        return w.copy() if self.inline else ray.put(w)
 
     def checkpoint(self, written: int, final: bool = False) -> dict[str, Any] | None:
         """The newest snapshot, if newer than version ``written`` (the last checkpoint the driver *wrote*: the run's

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..rules import RULES, Rules
+from .batch import Batch
 from .rounds import AppliedRounds, Rows
 
 __all__ = ["DROP_REASONS", "RULES", "MasterCore", "Rules"]
@@ -90,7 +91,7 @@ class MasterCore:
         self._drop_tau: dict[int, int] = {}  # row dropped by the protocol -> its staleness when it arrived
         self._applied = 0
         self._mark = 0  # rows taken up to the last update (those after it: the partial batch, later drops)
-        self._batch = np.zeros_like(self.w)
+        self._batch = Batch(self.w.size)  # the gradients of the current batch (held, added at the update)
         self._pending: list[int] = []  # rows of the gradients in the current batch
 
     @property
@@ -133,11 +134,10 @@ class MasterCore:
                 self._send(worker)  # a dropped worker must not wait forever
             return False
         self._pending.append(row)
-        self._batch += grad
+        self._batch.add(grad)
         if len(self._pending) < self.K:
             return False
-        self.w = self.w - (self.lr / self.K) * self._batch
-        self._batch[:] = 0.0
+        self._batch.apply(self.w, self.lr / self.K)  # in place: w -= (lr / K) * (g_1 + ... + g_K)
         self.version += 1
         self._applied += len(self._pending)
         rows = self.rows
