@@ -352,7 +352,7 @@ class Master:
 
     def status(self) -> dict[str, Any]:
         """Progress: updates made, gradients applied, their staleness sum, drops, the rounds taken from each worker,
-        whether the run is done."""
+        the versions of ``w`` the master keeps for its workers (``kept``), whether the run is done."""
         with self._lock:
             return self._status()
 
@@ -365,6 +365,7 @@ class Master:
             "staleness_sum": core.staleness_sum,
             "dropped": dict(core.dropped),
             "rounds": [core.rounds.watermark(i) for i in range(core.n)],  # every round up to it taken, per worker
+            "kept": len(self.refs),  # versions a live worker may still be given (the others are released)
             "done": core.done,
             "time": time.time(),
         }
