@@ -289,6 +289,7 @@ class Master:
             "watermarks": rounds,
             "above": above,
             "dropped": dropped,
+            "work": self._work(),
         }
         if final:  # the run stops at this state: every gradient received is one of its rows or drops
             self._snapshot["received"] = self.arrived
@@ -319,7 +320,7 @@ class Master:
                 if final:  # no update since the checkpoint written: its counts at the stop
                     dropped = dict(core.dropped)
                     dropped["interrupted"] += core.leftover() + len(self._mail)
-                    return {"version": core.version, "dropped": dropped, "received": self.arrived}
+                    return {"version": core.version, "dropped": dropped, "received": self.arrived, "work": self._work()}
                 return None
             out = {
                 **snap,
@@ -330,6 +331,10 @@ class Master:
             }
             self._marks = {written: done, snap["version"]: {k: snap[k] for k in done}}
             return out
+
+    def _work(self) -> dict[str, float]:
+        """Real seconds of this session's rounds whose gradients reached the master, and of the rounds abandoned."""
+        return {"compute": self.compute_time, "cancelled": self.cancelled_time}
 
     def _newest(self, worker: int, before: float) -> int:
         """The newest version that reached ``worker`` strictly before real time ``before``."""
@@ -407,7 +412,7 @@ class Master:
             "errors": np.array(self.errors, dtype=np.float64).reshape(-1, 3),
             "downlink": np.array(self.delays),
             "t0": self.t0,
-            "work": {"compute": self.compute_time, "cancelled": self.cancelled_time},  # real seconds
+            "work": self._work(),
             "clocks": {i: self.clocks[i] for i in sorted(self.clocks)},
             "node": self._node,
         }
