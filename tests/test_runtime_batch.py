@@ -73,3 +73,9 @@ def test_gradients_of_another_type_or_shape_are_converted_and_a_wrong_size_refus
         batch.add(np.ones(3))
     with pytest.raises(ValueError, match="empty batch"):
         batch.apply(w, 0.5)
+
+
+@pytest.mark.parametrize("K", [1, 2, HOLD + 2])
+def test_prepare_runs_the_loops_of_a_batch_of_K(K):
+    """What the master calls before its run starts (then its first update compiles nothing)."""
+    Batch.prepare(K)

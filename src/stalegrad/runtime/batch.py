@@ -83,6 +83,15 @@ class Batch:
         step(w.reshape(-1), acc, self._folded, tuple(self._held), float(c))
         self.clear()
 
+    @staticmethod
+    def prepare(K: int) -> None:
+        """Compile (or load from numba's cache) the loops a batch of ``K`` gradients runs, on a tiny batch: the
+        master does it before its run starts, so that its first update does not pay for it."""
+        batch, w = Batch(1), np.zeros(1)
+        for _ in range(K):
+            batch.add(np.zeros(1))
+        batch.apply(w, 1.0)
+
     def clear(self) -> None:
         """Forget the gradients held (they are released)."""
         self._held.clear()

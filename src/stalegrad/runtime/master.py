@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .batch import Batch
 from .protocol import MasterCore
 from .rounds import AppliedRounds
 
@@ -97,6 +98,7 @@ class Master:
             self.core = MasterCore(
                 system.n, system.K, resume["w"], lr, updates, version=int(resume["version"]), rounds=rounds, **rules
             )
+        Batch.prepare(system.K)  # the update's compiled loop, before the run's clock starts
         r = self.core.rules
         self.tell = r.waits or r.cancels or r.stops  # workers are told of every version sent to them
         self.handles: dict[int, Any] = {}  # the live workers' actors (to tell them)
