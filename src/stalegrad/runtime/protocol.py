@@ -49,7 +49,8 @@ class MasterCore:
     (asynchronous protocols); ``delay_threshold`` is ringmaster's ``R`` (a gradient of delay ``>= R`` dropped,
     a round whose delay reaches ``R`` stopped); ``active`` the workers that compute (``None``: all ``n``).
     After each :meth:`receive`, :attr:`outbox` holds the workers to send the current version to (in order, each
-    once); the caller sends it and clears the list.
+    once); the caller sends it and clears the list. ``w`` is updated in place (:class:`~stalegrad.runtime.batch.Batch`:
+    the gradients of a batch are held until it is complete): a caller that keeps a version keeps a copy.
     """
 
     def __init__(
