@@ -29,6 +29,7 @@ __all__ = ["ACTOR_OPTIONS", "INLINE_BYTES", "Master"]
 
 #: A version of ``w`` up to this size is sent inside the master's replies; a larger one is put in the object store
 #: once and its reference sent (Ray's own threshold for returning task results inline, ``max_direct_call_object_size``).
+#: A worker's gradient above it travels by reference too.
 INLINE_BYTES = 100 * 1024
 
 #: How :class:`Master` is made a Ray actor: never restarted, its calls never retried; :meth:`Master.wait_done` runs
@@ -192,23 +193,30 @@ class Master:
         start: float,
         sent: float,
         version: int,
-        grad: np.ndarray,
+        grad: np.ndarray | list[Any],
         deliver_at: float,
         abandoned: float = 0.0,
     ) -> tuple[int, list[Any] | None]:
         """A gradient from ``worker``, taken once its uplink delay has passed (real time ``deliver_at``);
-        ``abandoned``: the seconds of the rounds the worker abandoned since its last gradient (wasted).
+        ``abandoned``: the seconds of the rounds the worker abandoned since its last gradient (wasted). A large
+        gradient comes as its object reference in a list: read zero-copy (read-only) before the lock is taken.
 
         Returns the newest version that reached the worker strictly before ``sent`` (the one its next round uses,
         unless it waits for a new one), and its object reference in a list if it is not the one the worker has.
         """
+        if isinstance(grad, list):
+            import ray
+
+            g: np.ndarray = ray.get(grad[0])
+        else:
+            g = grad
         with self._lock:
             self.arrived += 1
             self.received[worker] = max(self.received[worker], rnd)
             self.compute_time += sent - start
             self.cancelled_time += abandoned
             self.core.finished(worker, rnd)
-            args = (worker, rnd, start, sent, version, grad)
+            args = (worker, rnd, start, sent, version, g)
             if deliver_at > time.time():
                 self._seq += 1
                 heapq.heappush(self._mail, (deliver_at, self._seq, args))
