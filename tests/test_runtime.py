@@ -531,7 +531,8 @@ def sgd_with_the_workers_streams(trace, problem, lr, b, seed):
 @pytest.mark.slow
 def test_a_large_model_travels_by_reference_and_trains_exactly(local_ray, check_trace, big_quadratic, sgd_along):
     """``w`` of 160 kB (above ``INLINE_BYTES``): each version is put in the object store once and workers fetch it
-    by reference. SGD along the run's Trace with the workers' own streams gives the run's errors and ``w``: every
+    by reference; each gradient travels by reference too (the master reads it zero-copy and holds it until its
+    batch is complete). SGD along the run's Trace with the workers' own streams gives the run's errors and ``w``: every
     gradient was computed on the version its row names."""
     from stalegrad.runtime import run
     from stalegrad.runtime.master import INLINE_BYTES

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from stalegrad.distributions import shifted_exponential
+from stalegrad.runtime.checkpoint import load_checkpoint
 from stalegrad.runtime.protocol import RULES, MasterCore
 from stalegrad.spec import System
 from stalegrad.trace import APPLIED, LATE, STALE
@@ -245,7 +246,8 @@ def test_the_command_line_runs_a_protocol_and_says_what_it_wasted(run_cli):
 @pytest.mark.slow
 def test_a_stopped_protocol_run_resumes_with_no_gap_and_no_duplicate(local_ray, tmp_path):
     """k-sync, checkpointing every 10 updates, stopped at 20 or more, resumed to 60: the Trace is consistent over
-    both sessions (its dropped rows included) and the count identity holds for the whole run."""
+    both sessions (its dropped rows included) and the count identity holds for the whole run; the compute time
+    (and the wasted compute) covers both sessions: the checkpoint records the first's."""
     from stalegrad.runtime import run
 
     class Stop(Exception):
@@ -259,6 +261,16 @@ def test_a_stopped_protocol_run_resumes_with_no_gap_and_no_duplicate(local_ray, 
     with pytest.raises(Stop):
         run(system, LinearRegression(), 60, time_unit=0.005, seed=5, checkpoint_dir=tmp_path, checkpoint_every=10,
             progress=stop_at)  # fmt: skip
+    first = load_checkpoint(tmp_path).counts["work"]
+    assert first["compute"] > 0 and first["cancelled"] > 0, first
     result = run(system, LinearRegression(), 60, time_unit=0.005, resume=tmp_path)
     check_consistent(result, system, 60)
     assert 20 <= result.meta["resumed_from"] < 60
+    t = result.trace
+    # every row is a round finished (applied or dropped), in either session: at least their time was computed
+    assert result.meta["compute_time"] >= float(np.sum(t["sent"] - t["start"])) * (1 - 1e-9)
+    assert result.meta["compute_time"] > first["compute"] and result.meta["cancelled_time"] >= first["cancelled"]
+    assert load_checkpoint(tmp_path).counts["work"] == {
+        "compute": pytest.approx(result.meta["compute_time"]),
+        "cancelled": pytest.approx(result.meta["cancelled_time"]),
+    }, "the final counts: the whole run's, as reported"

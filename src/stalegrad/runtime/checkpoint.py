@@ -36,6 +36,9 @@ import numpy as np
 from ..errors import SpecError
 from .manifest import FORMAT, MANIFEST, Damaged, check_manifest, drops
 
+#: What the rounds' compute time went to, in time units, as a manifest's counts record it (the whole run's).
+WORK = ("compute", "cancelled")
+
 __all__ = ["FORMAT", "MANIFEST", "Checkpoint", "load_checkpoint", "run_args", "write_checkpoint", "write_counts"]
 
 _ARRAYS = ("w", "update_times", "errors", "downlink")
@@ -188,7 +191,9 @@ def write_counts(folder: str | Path, manifest: dict[str, Any], counts: dict[str,
 
 
 def _counts(counts: dict[str, Any] | None) -> dict[str, Any]:
-    """The counts as a manifest records them; ``received`` (gradients that reached the master, the whole run's) only
+    """The counts as a manifest records them (``work``: the time units of the rounds whose gradients reached the
+    master, ``compute``, and of the rounds abandoned, ``cancelled``; 0 in a checkpoint written before they were
+    recorded); ``received`` (gradients that reached the master, the whole run's) only
     where the count identity holds -- a checkpoint written when the run stopped (at the end, a failure, Ctrl-C):
     its rows plus its drops. A periodic one is written while gradients travel, and has none."""
     counts = counts or {}
@@ -199,6 +204,8 @@ def _counts(counts: dict[str, Any] | None) -> dict[str, Any]:
     }
     if counts.get("received") is not None:
         out["received"] = int(counts["received"])
+    work = counts.get("work")
+    out["work"] = {k: float(work.get(k, 0.0)) if work else 0.0 for k in WORK}
     return out
 
 

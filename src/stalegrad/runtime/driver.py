@@ -153,6 +153,7 @@ class Driver:
         dropped = _add(p.counts["dropped"], out["dropped"])
         if p.checkpoint_every and self.written is not None:  # the drops after the last update count too
             final: dict[str, Any] = {"dropped": dropped, "lost": self.lost, "restarted": self.restarted}
+            final["work"] = self._work(out["work"])  # the whole session's, as received
             final["received"] = self._received_before() + int(out["received"])
             self.written = self._write(write_counts, p.checkpoint_dir, self.written, final)
         return self._result(out, dropped)
@@ -201,7 +202,7 @@ class Driver:
         if snap is None:
             return
         counts: dict[str, Any] = {"dropped": _add(p.counts["dropped"], snap["dropped"])}
-        counts |= {"lost": self.lost, "restarted": self.restarted}
+        counts |= {"lost": self.lost, "restarted": self.restarted, "work": self._work(snap["work"])}
         if "received" in snap:  # a final one: the count identity holds for what it holds
             counts["received"] = self._received_before() + int(snap["received"])
         if "w" not in snap:  # nothing newer than the checkpoint written: its counts at the stop
@@ -277,9 +278,8 @@ class Driver:
             update_times = np.concatenate([ckpt.update_times, update_times])
             errors = np.concatenate([ckpt.errors, errors])
             downlink = np.concatenate([ckpt.downlink, downlink])
-        work = {k: float(v) / p.unit for k, v in out["work"].items()}  # time units
-        mine = new["columns"]  # this session's rows
-        dropped_time = float(np.sum((mine["sent"] - mine["start"])[mine["dropped"] != 0]))
+        work = self._work(out["work"])  # the whole run's (a resumed one: up to its checkpoint, then this session)
+        dropped_time = float(np.sum((cols["sent"] - cols["start"])[cols["dropped"] != 0]))
         meta = {
             "engine": "ray",
             **_work_meta(work["compute"], work["cancelled"], dropped_time),
@@ -315,6 +315,12 @@ class Driver:
             received=self._received_before() + int(out["received"]),
         )
 
+    def _work(self, mine: Mapping[str, float]) -> dict[str, float]:
+        """The whole run's compute and abandoned time (time units): the checkpoint's, then this session's
+        (``mine``, the master's real seconds)."""
+        before = self.plan.counts.get("work") or {}
+        return {k: float(before.get(k, 0.0)) + float(mine[k]) / self.plan.unit for k in mine}
+
     def _received_before(self) -> int:
         """Gradients a resumed run's earlier sessions received, as their checkpoint accounts for them: its rows
         and its drops (what the stopped run received after its last checkpoint is forgotten with it)."""
@@ -326,7 +332,7 @@ class Driver:
 
 def _work_meta(compute: float, cancelled: float, dropped: float) -> dict[str, float]:
     """What the run's compute time went to, as the event engine reports it (``wasted_compute``: the fraction of
-    it spent on rounds abandoned and on gradients dropped). This session's only, for a resumed run."""
+    it spent on rounds abandoned and on gradients dropped). The whole run's, for a resumed one too."""
     from ..sim.events import work_meta
 
     return work_meta(compute, cancelled, dropped)

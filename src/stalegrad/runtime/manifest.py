@@ -198,6 +198,12 @@ def check_manifest(m: dict[str, Any]) -> tuple[Any, int, list[tuple[str, int]]]:
         _int(count, f"counts.dropped.{reason}")
     if "received" in counts:
         _int(counts["received"], "counts.received")
+    work = counts.get("work", {})
+    if not isinstance(work, dict):
+        raise Damaged(f"{MANIFEST} field counts.work must be a JSON object with compute and cancelled, got {work!r}")
+    for key, value in work.items():
+        if _number(value, f"counts.work.{key}") < 0:
+            raise Damaged(f"{MANIFEST} field counts.work.{key} must be a number >= 0, got {value!r}")
     for key in ("lost", "restarted"):
         pairs = counts.get(key, [])
         if not isinstance(pairs, list):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .batch import Batch
 from .protocol import MasterCore
 from .rounds import AppliedRounds
 
@@ -28,6 +29,7 @@ __all__ = ["ACTOR_OPTIONS", "INLINE_BYTES", "Master"]
 
 #: A version of ``w`` up to this size is sent inside the master's replies; a larger one is put in the object store
 #: once and its reference sent (Ray's own threshold for returning task results inline, ``max_direct_call_object_size``).
+#: A worker's gradient above it travels by reference too.
 INLINE_BYTES = 100 * 1024
 
 #: How :class:`Master` is made a Ray actor: never restarted, its calls never retried; :meth:`Master.wait_done` runs
@@ -97,6 +99,7 @@ class Master:
             self.core = MasterCore(
                 system.n, system.K, resume["w"], lr, updates, version=int(resume["version"]), rounds=rounds, **rules
             )
+        Batch.prepare(system.K)  # the update's compiled loop, before the run's clock starts
         r = self.core.rules
         self.tell = r.waits or r.cancels or r.stops  # workers are told of every version sent to them
         self.handles: dict[int, Any] = {}  # the live workers' actors (to tell them)
@@ -119,7 +122,6 @@ class Master:
         # a small w travels inside the reply (as Ray sends small task returns); a large one is put once per version
         self.inline = self.core.w.nbytes <= INLINE_BYTES
         self.refs: dict[int, Any] = {v0: self._publish(self.core.w)}
-        self.made: dict[int, float] = {v0: self.t0}  # real time each version was made
         self.downlink: list[Any] = [None] * self.n  # per worker: its downlink draws (None: no delay)
         self.pending: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]  # (reach, version) sent
         self.current = [v0] * self.n  # the version each worker uses
@@ -146,7 +148,6 @@ class Master:
 
     def _start(self, t0: float) -> None:
         self.t0 = t0
-        self.made[self.core.version] = t0
         self.core.t0 = t0
         if self.error_every and not self.resumed:  # a resumed run's first version was recorded before
             self.errors.append((self.core.version, t0, float(self.problem.error(self.core.w))))
@@ -192,23 +193,30 @@ class Master:
         start: float,
         sent: float,
         version: int,
-        grad: np.ndarray,
+        grad: np.ndarray | list[Any],
         deliver_at: float,
         abandoned: float = 0.0,
     ) -> tuple[int, list[Any] | None]:
         """A gradient from ``worker``, taken once its uplink delay has passed (real time ``deliver_at``);
-        ``abandoned``: the seconds of the rounds the worker abandoned since its last gradient (wasted).
+        ``abandoned``: the seconds of the rounds the worker abandoned since its last gradient (wasted). A large
+        gradient comes as its object reference in a list: read zero-copy (read-only) before the lock is taken.
 
         Returns the newest version that reached the worker strictly before ``sent`` (the one its next round uses,
         unless it waits for a new one), and its object reference in a list if it is not the one the worker has.
         """
+        if isinstance(grad, list):
+            import ray
+
+            g: np.ndarray = ray.get(grad[0])
+        else:
+            g = grad
         with self._lock:
             self.arrived += 1
             self.received[worker] = max(self.received[worker], rnd)
             self.compute_time += sent - start
             self.cancelled_time += abandoned
             self.core.finished(worker, rnd)
-            args = (worker, rnd, start, sent, version, grad)
+            args = (worker, rnd, start, sent, version, g)
             if deliver_at > time.time():
                 self._seq += 1
                 heapq.heappush(self._mail, (deliver_at, self._seq, args))
@@ -246,7 +254,6 @@ class Master:
             return
         self.refs[core.version] = self._publish(core.w)
         self._dispatch(arrive)
-        self.made[core.version] = arrive
         if self.error_every and core.version % self.error_every == 0:
             self.errors.append((core.version, arrive, float(self.problem.error(core.w))))
         if self.every and (core.version % self.every == 0 or core.done):
@@ -292,16 +299,17 @@ class Master:
             "watermarks": rounds,
             "above": above,
             "dropped": dropped,
+            "work": self._work(),
         }
         if final:  # the run stops at this state: every gradient received is one of its rows or drops
             self._snapshot["received"] = self.arrived
 
     def _publish(self, w: np.ndarray) -> Any:
-        """What a worker is given for a version: ``w`` itself (never changed in place: each update makes a new
-        array) or its object reference."""
+        """What a worker is given for a version: a copy of ``w`` (the master updates ``w`` in place), or the
+        reference of the one copy put in the object store (workers read it zero-copy, read-only)."""
         import ray
 
-        return w if self.inline else ray.put(w)
+        return w.copy() if self.inline else ray.put(w)
 
     def checkpoint(self, written: int, final: bool = False) -> dict[str, Any] | None:
         """The newest snapshot, if newer than version ``written`` (the last checkpoint the driver *wrote*: the run's
@@ -322,7 +330,7 @@ class Master:
                 if final:  # no update since the checkpoint written: its counts at the stop
                     dropped = dict(core.dropped)
                     dropped["interrupted"] += core.leftover() + len(self._mail)
-                    return {"version": core.version, "dropped": dropped, "received": self.arrived}
+                    return {"version": core.version, "dropped": dropped, "received": self.arrived, "work": self._work()}
                 return None
             out = {
                 **snap,
@@ -333,6 +341,10 @@ class Master:
             }
             self._marks = {written: done, snap["version"]: {k: snap[k] for k in done}}
             return out
+
+    def _work(self) -> dict[str, float]:
+        """Real seconds of this session's rounds whose gradients reached the master, and of the rounds abandoned."""
+        return {"compute": self.compute_time, "cancelled": self.cancelled_time}
 
     def _newest(self, worker: int, before: float) -> int:
         """The newest version that reached ``worker`` strictly before real time ``before``."""
@@ -355,7 +367,7 @@ class Master:
 
     def status(self) -> dict[str, Any]:
         """Progress: updates made, gradients applied, their staleness sum, drops, the rounds taken from each worker,
-        whether the run is done."""
+        the versions of ``w`` the master keeps for its workers (``kept``), whether the run is done."""
         with self._lock:
             return self._status()
 
@@ -368,6 +380,7 @@ class Master:
             "staleness_sum": core.staleness_sum,
             "dropped": dict(core.dropped),
             "rounds": [core.rounds.watermark(i) for i in range(core.n)],  # every round up to it taken, per worker
+            "kept": len(self.refs),  # versions a live worker may still be given (the others are released)
             "done": core.done,
             "time": time.time(),
         }
@@ -409,7 +422,7 @@ class Master:
             "errors": np.array(self.errors, dtype=np.float64).reshape(-1, 3),
             "downlink": np.array(self.delays),
             "t0": self.t0,
-            "work": {"compute": self.compute_time, "cancelled": self.cancelled_time},  # real seconds
+            "work": self._work(),
             "clocks": {i: self.clocks[i] for i in sorted(self.clocks)},
             "node": self._node,
         }

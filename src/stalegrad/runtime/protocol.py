@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..rules import RULES, Rules
+from .batch import Batch
 from .rounds import AppliedRounds, Rows
 
 __all__ = ["DROP_REASONS", "RULES", "MasterCore", "Rules"]
@@ -48,7 +49,8 @@ class MasterCore:
     (asynchronous protocols); ``delay_threshold`` is ringmaster's ``R`` (a gradient of delay ``>= R`` dropped,
     a round whose delay reaches ``R`` stopped); ``active`` the workers that compute (``None``: all ``n``).
     After each :meth:`receive`, :attr:`outbox` holds the workers to send the current version to (in order, each
-    once); the caller sends it and clears the list.
+    once); the caller sends it and clears the list. ``w`` is updated in place (:class:`~stalegrad.runtime.batch.Batch`:
+    the gradients of a batch are held until it is complete): a caller that keeps a version keeps a copy.
     """
 
     def __init__(
@@ -90,7 +92,7 @@ class MasterCore:
         self._drop_tau: dict[int, int] = {}  # row dropped by the protocol -> its staleness when it arrived
         self._applied = 0
         self._mark = 0  # rows taken up to the last update (those after it: the partial batch, later drops)
-        self._batch = np.zeros_like(self.w)
+        self._batch = Batch(self.w.size)  # the gradients of the current batch (held, added at the update)
         self._pending: list[int] = []  # rows of the gradients in the current batch
 
     @property
@@ -133,11 +135,10 @@ class MasterCore:
                 self._send(worker)  # a dropped worker must not wait forever
             return False
         self._pending.append(row)
-        self._batch += grad
+        self._batch.add(grad)
         if len(self._pending) < self.K:
             return False
-        self.w = self.w - (self.lr / self.K) * self._batch
-        self._batch[:] = 0.0
+        self._batch.apply(self.w, self.lr / self.K)  # in place: w -= (lr / K) * (g_1 + ... + g_K)
         self.version += 1
         self._applied += len(self._pending)
         rows = self.rows

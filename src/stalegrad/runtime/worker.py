@@ -10,7 +10,9 @@ Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
 2. it computes a real gradient of the problem on that version (a minibatch drawn from the worker's own stream);
 3. with injected times, it then sleeps until ``start + X * time_unit`` (``X`` drawn from its compute-time model:
    the round takes ``X`` time units unless the real work takes longer), and sends the gradient with
-   ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later).
+   ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later); a gradient
+   over :data:`~stalegrad.runtime.master.INLINE_BYTES` is put in the object store (one copy) and its reference
+   sent, in a list (so that Ray does not resolve it before the call), and the master reads it zero-copy.
 
 Under every protocol but k-batch-async the master tells the worker of each version it sends it
 (:meth:`Worker.notify`: the version, the instant it reaches the worker, ``w``), and the worker keeps them in a
@@ -39,6 +41,7 @@ import numpy as np
 
 from ..spec import System
 from ..streams import COMPUTE, MINIBATCH, UPLINK, Draws, worker_seeds
+from .master import INLINE_BYTES
 from .protocol import RULES
 
 __all__ = ["ACTOR_OPTIONS", "Worker"]
@@ -185,6 +188,8 @@ class Worker:
                         break
             sent = now()
             up = self.uplink.next() * unit if self.uplink is not None else 0.0
+            if isinstance(grad, np.ndarray) and grad.nbytes > INLINE_BYTES:  # by reference (the master reads it)
+                grad = [ray.put(grad)]
             args = (self.index, rnd, start, sent, version, grad, sent + up, abandoned)
             new, refs = ray.get(submit.remote(*args))
             abandoned = 0.0
