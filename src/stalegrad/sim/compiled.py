@@ -23,10 +23,12 @@ import numpy as np
 
 from ..spec import System
 from ..trace import Summary, Trace
-from .epochs import EpochRun, epochs_summary, runs_in_epochs
+from .epochs import epochs_summary, runs_in_epochs
+from .epochs import ready as epochs_ready
 from .events import RULES
 from .kernel_run import KernelRun, Progress
-from .waiting import WaitingRun, runs_waiting, waiting_summary
+from .waiting import ready as waiting_ready
+from .waiting import runs_waiting, waiting_summary
 
 __all__ = ["compiled_refusal", "simulate_compiled", "simulate_compiled_summary", "warm"]
 
@@ -61,11 +63,10 @@ def warm() -> float:
             tiny = System(n=2, K=1, compute=deterministic(1.0), protocol=protocol)
             _Engine(tiny, 2, 0, mode=0).run(None)
             _Engine(tiny, 2, 0, mode=1, warm=0, batches=2, transient=0).run(None)
-        tiny = System(n=2, K=1, compute=deterministic(1.0), protocol="k-sync")  # the epochs' loop (one kernel)
-        EpochRun(tiny, 2, 0, warm=0, batches=2, transient=0).run(None)
-        WaitingRun(tiny.replace(protocol="k-async"), 2, 0, warm=0, batches=2, transient=0).run(None)
     finally:
         llvm.set_option("", KEEP_CMOV.replace("false", "true"))
+    epochs_ready()  # the streamed loops without events
+    waiting_ready()
     _COMPILE_SECONDS.append(time.perf_counter() - t0)
     return _COMPILE_SECONDS[0]
 

@@ -16,9 +16,9 @@ import numpy as np
 from ..rules import RULES
 from ..spec import System
 from ..trace import Summary
-from .kernel_run import KernelRun, Progress
+from .kernel_run import KernelRun, Progress, keeping_cmov
 
-__all__ = ["EpochRun", "epochs_summary", "runs_in_epochs"]
+__all__ = ["EpochRun", "epochs_summary", "ready", "runs_in_epochs"]
 
 
 def runs_in_epochs(system: System) -> bool:
@@ -110,9 +110,22 @@ def epochs_summary(
     progress: Progress | None = None,
 ) -> Summary:  # fmt: skip
     """The Summary of the compiled event engine's run of ``system`` (which :func:`runs_in_epochs`), epoch by epoch."""
-    from .compiled import warm
-
-    warm()  # the loop compiled (or loaded from numba's cache) as the others, with their LLVM options
+    ready()
     run = EpochRun(system, updates, seed, warmup, batches, transient)
     run.run(progress)
     return run.summary(warmup)
+
+
+_READY: list[bool] = []
+
+
+def ready() -> None:
+    """Compile the loop (or load it from numba's cache) once per process, with a tiny run, as the event loops are
+    (:func:`~.kernel_run.keeping_cmov`): a build without that option would stay in the cache."""
+    if _READY:
+        return
+    from ..distributions import deterministic
+
+    with keeping_cmov():
+        EpochRun(System(n=2, K=1, compute=deterministic(1.0), protocol="k-sync"), 2, 0, 0, 2, 0).run(None)
+    _READY.append(True)

@@ -12,7 +12,8 @@ out of the kernel, which runs the active ones (:meth:`~stalegrad.spec.System.act
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -24,7 +25,7 @@ from ..trace import COLUMNS, Summary, Trace
 from .events import work_meta
 from .feeds import Feed, Feeds
 
-__all__ = ["KERNEL_COLUMNS", "PROGRESS_EVENTS", "KernelRun", "Progress"]
+__all__ = ["KERNEL_COLUMNS", "PROGRESS_EVENTS", "KernelRun", "Progress", "keeping_cmov"]
 
 Progress = Callable[[int, int], None]
 
@@ -32,6 +33,21 @@ Progress = Callable[[int, int], None]
 KERNEL_COLUMNS = ("worker", "round", "start", "sent", "arrive", "version", "update", "staleness", "dropped")
 #: events between two progress reports (as the reference engine)
 PROGRESS_EVENTS = 1 << 16
+
+
+@contextmanager
+def keeping_cmov() -> Iterator[None]:
+    """Compile (or load from numba's cache) inside this block: with LLVM's conversion of conditional moves into
+    branches off (:data:`~._events_kernel.KEEP_CMOV`), as every compiled loop is, and restored after."""
+    import llvmlite.binding as llvm
+
+    from ._events_kernel import KEEP_CMOV
+
+    llvm.set_option("", KEEP_CMOV)
+    try:
+        yield
+    finally:
+        llvm.set_option("", KEEP_CMOV.replace("false", "true"))
 
 
 class KernelRun:

@@ -16,9 +16,9 @@ import numpy as np
 from ..rules import RULES
 from ..spec import System
 from ..trace import Summary
-from .kernel_run import KernelRun, Progress
+from .kernel_run import KernelRun, Progress, keeping_cmov
 
-__all__ = ["WaitingRun", "runs_waiting", "waiting_summary"]
+__all__ = ["WaitingRun", "ready", "runs_waiting", "waiting_summary"]
 
 
 def runs_waiting(system: System) -> bool:
@@ -81,12 +81,25 @@ def waiting_summary(
 ) -> Summary | None:  # fmt: skip
     """The Summary of the compiled event engine's run of ``system`` (which :func:`runs_waiting`), arrival by
     arrival; ``None`` when the run needs the event loop's order (see the module docstring)."""
-    from .compiled import warm
-
-    warm()  # the loop compiled (or loaded from numba's cache) as the others, with their LLVM options
+    ready()
     run = WaitingRun(system, updates, seed, warmup, batches, transient)
     try:
         run.run(progress)
     except _Degenerate:
         return None
     return run.summary(warmup)
+
+
+_READY: list[bool] = []
+
+
+def ready() -> None:
+    """Compile the loop (or load it from numba's cache) once per process, with a tiny run, as the event loops are
+    (:func:`~.kernel_run.keeping_cmov`): a build without that option would stay in the cache."""
+    if _READY:
+        return
+    from ..distributions import deterministic
+
+    with keeping_cmov():
+        WaitingRun(System(n=2, K=1, compute=deterministic(1.0), protocol="k-async"), 2, 0, 0, 2, 0).run(None)
+    _READY.append(True)
