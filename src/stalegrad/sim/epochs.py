@@ -16,7 +16,7 @@ import numpy as np
 from ..rules import RULES
 from ..spec import System
 from ..trace import Summary
-from .kernel_run import KernelRun, Progress, keeping_cmov
+from .kernel_run import KernelRun, Progress, compile_once
 
 __all__ = ["EpochRun", "epochs_summary", "ready", "runs_in_epochs"]
 
@@ -116,16 +116,6 @@ def epochs_summary(
     return run.summary(warmup)
 
 
-_READY: list[bool] = []
-
-
 def ready() -> None:
-    """Compile the loop (or load it from numba's cache) once per process, with a tiny run, as the event loops are
-    (:func:`~.kernel_run.keeping_cmov`): a build without that option would stay in the cache."""
-    if _READY:
-        return
-    from ..distributions import deterministic
-
-    with keeping_cmov():
-        EpochRun(System(n=2, K=1, compute=deterministic(1.0), protocol="k-sync"), 2, 0, 0, 2, 0).run(None)
-    _READY.append(True)
+    """Compile the loop (or load it from numba's cache) once per process, as the event loops are."""
+    compile_once(lambda system: EpochRun(system, 2, 0, 0, 2, 0), "k-sync")

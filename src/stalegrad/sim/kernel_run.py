@@ -25,7 +25,7 @@ from ..trace import COLUMNS, Summary, Trace
 from .events import work_meta
 from .feeds import Feed, Feeds
 
-__all__ = ["KERNEL_COLUMNS", "PROGRESS_EVENTS", "KernelRun", "Progress", "keeping_cmov"]
+__all__ = ["KERNEL_COLUMNS", "PROGRESS_EVENTS", "KernelRun", "Progress", "compile_once", "keeping_cmov"]
 
 Progress = Callable[[int, int], None]
 
@@ -48,6 +48,21 @@ def keeping_cmov() -> Iterator[None]:
         yield
     finally:
         llvm.set_option("", KEEP_CMOV.replace("false", "true"))
+
+
+_COMPILED: set[str] = set()
+
+
+def compile_once(make: Callable[[System], KernelRun], protocol: str) -> None:
+    """Compile a loop (or load it from numba's cache) once per process with ``make``'s run of a tiny system of
+    ``protocol``, inside :func:`keeping_cmov`: a build without that option would stay in numba's cache."""
+    if protocol in _COMPILED:
+        return
+    from ..distributions import deterministic
+
+    with keeping_cmov():
+        make(System(n=2, K=1, compute=deterministic(1.0), protocol=protocol)).run(None)
+    _COMPILED.add(protocol)
 
 
 class KernelRun:

@@ -16,7 +16,7 @@ import numpy as np
 from ..rules import RULES
 from ..spec import System
 from ..trace import Summary
-from .kernel_run import KernelRun, Progress, keeping_cmov
+from .kernel_run import KernelRun, Progress, compile_once
 
 __all__ = ["WaitingRun", "ready", "runs_waiting", "waiting_summary"]
 
@@ -90,16 +90,6 @@ def waiting_summary(
     return run.summary(warmup)
 
 
-_READY: list[bool] = []
-
-
 def ready() -> None:
-    """Compile the loop (or load it from numba's cache) once per process, with a tiny run, as the event loops are
-    (:func:`~.kernel_run.keeping_cmov`): a build without that option would stay in the cache."""
-    if _READY:
-        return
-    from ..distributions import deterministic
-
-    with keeping_cmov():
-        WaitingRun(System(n=2, K=1, compute=deterministic(1.0), protocol="k-async"), 2, 0, 0, 2, 0).run(None)
-    _READY.append(True)
+    """Compile the loop (or load it from numba's cache) once per process, as the event loops are."""
+    compile_once(lambda system: WaitingRun(system, 2, 0, 0, 2, 0), "k-async")
