@@ -15,7 +15,8 @@ and on the uplink only). In one run, on the same machine:
 The protocols of 2023-2025 run too: rennala on the fastest 8 workers, ringmaster (K = 1, R = 16) and mindflayer
 (cutoff 3 s). The streamed run takes the loop ``simulate_compiled_summary`` picks (the ``loop`` column): the
 synchronous family with fixed delays epoch by epoch (``stalegrad.sim.epochs``), k-async with fixed delays arrival by
-arrival (``stalegrad.sim.waiting``), everything else event by event; the Trace always comes from the event loop.
+arrival (``stalegrad.sim.waiting``), k-batch-async without a staleness bound in chunks (``stalegrad.sim.chunks``),
+everything else event by event; the Trace always comes from the event loop.
 
 Targets: every protocol streamed at >= 1e7 gradients/s, >= 50x the reference engine and within 5x of the fast
 path's streamed run (time ratio <= 5); the paper's protocol with random delays within 3x; memory of the 1e8
@@ -42,6 +43,7 @@ from _common import best_of, cpu_model, versions
 from stalegrad.artefacts import write_json
 from stalegrad.distributions import shifted_exponential
 from stalegrad.sim import simulate, simulate_summary
+from stalegrad.sim.chunks import runs_in_chunks
 from stalegrad.sim.compiled import simulate_compiled, simulate_compiled_summary, warm
 from stalegrad.sim.epochs import runs_in_epochs
 from stalegrad.sim.events import simulate_events
@@ -129,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         over_fast = t_sum / t_fast_sum * (G / g)  # time per gradient, compiled over fast
         limit = FAST_TARGET_RANDOM if "random" in name else FAST_TARGET
         ok = rate >= RATE_TARGET and rate / rate_py >= PYTHON_TARGET and over_fast <= limit
-        loop = "epochs" if runs_in_epochs(system) else "waiting" if runs_waiting(system) else "events"
+        loops = {"epochs": runs_in_epochs, "waiting": runs_waiting, "chunks": runs_in_chunks}
+        loop = next((label for label, runs in loops.items() if runs(system)), "events")
         rows[name] = {
             "system": system.to_dict(),
             "loop": loop,

@@ -23,6 +23,8 @@ import numpy as np
 
 from ..spec import System
 from ..trace import Summary, Trace
+from .chunks import chunks_summary, runs_in_chunks
+from .chunks import ready as chunks_ready
 from .epochs import epochs_summary, runs_in_epochs
 from .epochs import ready as epochs_ready
 from .events import RULES
@@ -67,6 +69,7 @@ def warm() -> float:
         llvm.set_option("", KEEP_CMOV.replace("false", "true"))
     epochs_ready()  # the streamed loops without events
     waiting_ready()
+    chunks_ready()
     _COMPILE_SECONDS.append(time.perf_counter() - t0)
     return _COMPILE_SECONDS[0]
 
@@ -308,6 +311,10 @@ def simulate_compiled_summary(
     warm()
     if runs_in_epochs(system):  # the synchronous family with fixed delays: epoch by epoch, the same Summary
         return epochs_summary(
+            system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
+        )
+    if runs_in_chunks(system):  # k-batch-async without a bound, any delays: in chunks, the same Summary
+        return chunks_summary(
             system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
         )
     if runs_waiting(system):  # k-async with fixed delays: arrival by arrival, the same Summary

@@ -160,15 +160,16 @@ class KernelRun:
     def _run(self, progress: Progress | None) -> None:
         k = self.k
         total = self.updates * self.system.K
+        if progress is not None:  # a report every PROGRESS_EVENTS events (not reset by the other requests)
+            self.ist[k.LIMIT] = self.ist[k.EVENTS] + PROGRESS_EVENTS
         while True:
-            if progress is not None:
-                self.ist[k.LIMIT] = self.ist[k.EVENTS] + PROGRESS_EVENTS
             status = self.call()
             if status == k.DONE:
                 break
             if status == k.PAUSE:
                 assert progress is not None
                 progress(int(self.ist[k.V]) * self.system.K, total)
+                self.ist[k.LIMIT] = self.ist[k.EVENTS] + PROGRESS_EVENTS
             elif status == k.REFILL_COMPUTE:
                 i = int(self.ist[k.WHO])
                 self._refill(self.feeds.compute[i], self.C, int(self.coff[i]), i, k.CPOS, k.CEND)
