@@ -70,7 +70,9 @@ WIN, DMIN, RFULL = 25, 26, 27  # (k-batch-async) the worker whose first arrival 
 BH, BN, BP, PT = range(17, 21)  # sends: head and length of their ring; next (worker, version) pair, end of pairs
 QH, QN = range(21, 23)  # gradients in flight with a fixed uplink delay: head and length of their queue
 BT, BK = range(23, 25)  # the first send's next event: time (int64 bits) and key
-NIST = 28
+SLB = 28  # (ringmaster) at most the version of any round in progress not stopped yet: no stop to send while
+# the update is fewer than R versions ahead of it (so most updates look at no worker)
+NIST = 29
 # float state (fst): time of update `warm`, of the last update, of the last event taken; compute time of the
 # gradients dropped (sent - start, summed in arrival order)
 T_WARM, T_END, NOW, DROPT = range(4)
@@ -371,6 +373,7 @@ def advance(
     grad = ist[GRAD]
     dropped = ist[DROPPED]
     limit = ist[LIMIT]
+    slb = ist[SLB]
     now = fst[NOW]
     status = DONE
     bidx = (ver - warm) * nb // span if ver >= warm else 0  # the batch of update ver + 1 (once per update)
@@ -469,6 +472,7 @@ def advance(
                     wf[w, X] = x
                     _ends(w, now, x, cuts, ft, wi, wf)
                     wi[w, USED] = reached
+                    slb = min(slb, reached)
                     wi[w, BUSY] = 1
                     if ft[w] == now:  # a finish at this instant comes before the next pair
                         break
@@ -514,6 +518,7 @@ def advance(
             wf[i, X] = x
             _ends(i, now, x, cuts, ft, wi, wf)
             wi[i, USED] = wi[i, REACHED]
+            slb = min(slb, wi[i, REACHED])
             t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
             _replay(wt, wk, m, i, t, k)
 
@@ -587,6 +592,7 @@ def advance(
                 wf[i, X] = x
                 _ends(i, now, x, cuts, ft, wi, wf)
                 wi[i, USED] = reached
+                slb = min(slb, reached)
                 wi[i, BUSY] = 1
             t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
             _replay(wt, wk, m, i, t, k)
@@ -623,7 +629,7 @@ def advance(
                         if downrand and wi[k, DPOS] == wi[k, DEND]:
                             missing = k
                             break
-                    if stops and status != GROW_REACH and missing < 0:  # the rounds the update stops
+                    if stops and status != GROW_REACH and missing < 0 and ver + 1 - slb >= R:  # rounds it stops
                         for k in range(n):
                             if _stop(k, ver + 1, R, wi):
                                 if wi[k, RN] == rcap:
@@ -736,16 +742,21 @@ def advance(
                                 e -= 1
                             bp[(pt + e) & pmask, 0] = w
                         nsend = K
-                        if stops:  # and the rounds it stops (workers not among the contributors: they wait)
+                        if stops and ver - slb >= R:  # and the rounds it stops (not contributors: they wait)
+                            low = np.iinfo(np.int64).max
                             for w in range(n):
-                                if _stop(w, ver, R, wi):
-                                    wi[w, STOPPED] = wi[w, RND]
-                                    e = nsend
-                                    while e > 0 and bp[(pt + e - 1) & pmask, 0] > w:
-                                        bp[(pt + e) & pmask, 0] = bp[(pt + e - 1) & pmask, 0]
-                                        e -= 1
-                                    bp[(pt + e) & pmask, 0] = w
-                                    nsend += 1
+                                if not _stop(w, ver, R, wi):
+                                    if wi[w, BUSY] != 0 and wi[w, STOPPED] != wi[w, RND]:
+                                        low = min(low, wi[w, USED])
+                                    continue
+                                wi[w, STOPPED] = wi[w, RND]
+                                e = nsend
+                                while e > 0 and bp[(pt + e - 1) & pmask, 0] > w:
+                                    bp[(pt + e) & pmask, 0] = bp[(pt + e - 1) & pmask, 0]
+                                    e -= 1
+                                bp[(pt + e) & pmask, 0] = w
+                                nsend += 1
+                            slb = low
                     else:
                         for w in range(n):
                             bp[(pt + w) & pmask, 0] = w
@@ -790,13 +801,18 @@ def advance(
             for j in range(K if tocontrib else n):  # the update, sent with random delays
                 k = batch[j] if tocontrib else j
                 _send(k, ver, now, downrand, downfix, wi, DB, rht, rhk, rhs, rcap, kreach, rbits)
-            if stops:  # the rounds the update stops, in worker order (as the reference sends them)
+            if stops and ver - slb >= R:  # the rounds the update stops, in worker order (as the reference sends them)
+                low = np.iinfo(np.int64).max
                 for k in range(n):
-                    if _stop(k, ver, R, wi):
-                        wi[k, STOPPED] = wi[k, RND]
-                        _send(k, ver, now, downrand, downfix, wi, DB, rht, rhk, rhs, rcap, kreach, rbits)
-                        t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
-                        _replay(wt, wk, m, k, t, kk)
+                    if not _stop(k, ver, R, wi):
+                        if wi[k, BUSY] != 0 and wi[k, STOPPED] != wi[k, RND]:
+                            low = min(low, wi[k, USED])
+                        continue
+                    wi[k, STOPPED] = wi[k, RND]
+                    _send(k, ver, now, downrand, downfix, wi, DB, rht, rhk, rhs, rcap, kreach, rbits)
+                    t, kk = _first(k, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
+                    _replay(wt, wk, m, k, t, kk)
+                slb = low
             if tocontrib:
                 for j in range(K):  # (worker i is the last of them)
                     k = batch[j]
@@ -850,6 +866,7 @@ def advance(
                 wf[i, X] = x
                 _ends(i, now, x, cuts, ft, wi, wf)
                 wi[i, USED] = reached
+                slb = min(slb, reached)
                 wi[i, BUSY] = 1
             t, k = _first(i, wi, fti, ahti, ahk, rhti, rhk, acap, rcap, kfin, rbits, own)
             _replay(wt, wk, m, i, t, k)
@@ -863,6 +880,7 @@ def advance(
     ist[MAXTAU] = maxtau
     ist[GRAD] = grad
     ist[DROPPED] = dropped
+    ist[SLB] = slb
     fst[NOW] = now
     return status
 
