@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from stalegrad.distributions import Empirical, deterministic, scaled, shifted_exponential
 from stalegrad.sim import simulate_summary
 from stalegrad.sim.chunks import ChunkRun, chunks_summary, runs_in_chunks
-from stalegrad.sim.compiled import _Engine
+from stalegrad.sim.compiled import event_loop_summary
 from stalegrad.sim.events import simulate_events
 from stalegrad.spec import System
 from stalegrad.trace import Summary
@@ -56,12 +56,6 @@ def batch_async_systems(draw):
     )  # fmt: skip
 
 
-def event_loop_summary(system, updates, seed, warmup, batches, transient):
-    engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
-    engine.run(None)
-    return engine.summary(warmup)
-
-
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(system=batch_async_systems(), updates=st.integers(1, 80), seed=st.integers(0, 2**32), data=st.data())
 def test_the_chunked_loop_gives_the_event_loops_summary(system, updates, seed, data):
@@ -73,7 +67,7 @@ def test_the_chunked_loop_gives_the_event_loops_summary(system, updates, seed, d
     expected = Summary.from_trace(simulate_events(system, updates, seed=seed), warmup, batches, transient)
     assert got.same_numbers(expected)
     assert got.wasted_compute == expected.wasted_compute == 0.0
-    events = event_loop_summary(system, updates, seed, warmup, batches, transient)
+    events = event_loop_summary(system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient)
     assert got.same_numbers(events)
 
 
@@ -96,7 +90,7 @@ def test_rows_grow_when_rounds_arrive_far_out_of_order(paper_model):
     from stalegrad.sim._chunks_kernel import GROW_ROW
 
     assert GROW_ROW in statuses
-    assert got.same_numbers(event_loop_summary(system, 20_000, 3, 2000, 16, 40))
+    assert got.same_numbers(event_loop_summary(system, 20_000, seed=3, warmup=2000, batches=16, transient=40))
 
 
 def test_update_times_are_dropped_and_grown_and_the_histogram_grows(paper_model):
@@ -110,7 +104,7 @@ def test_update_times_are_dropped_and_grown_and_the_histogram_grows(paper_model)
 
     assert {GROW_T, GROW_HIST} <= statuses
     assert got.max_staleness > 1000
-    assert got.same_numbers(event_loop_summary(system, 30_000, 11, 3000, 16, 40))
+    assert got.same_numbers(event_loop_summary(system, 30_000, seed=11, warmup=3000, batches=16, transient=40))
 
 
 def test_a_long_paper_run_with_random_delays(paper_model):
@@ -118,7 +112,7 @@ def test_a_long_paper_run_with_random_delays(paper_model):
         uplink=scipy.stats.expon(scale=0.5), downlink=scipy.stats.expon(scale=0.5)
     )
     got = chunks_summary(system, 30_000, seed=2, warmup=3000, batches=32, transient=50)
-    assert got.same_numbers(event_loop_summary(system, 30_000, 2, 3000, 32, 50))
+    assert got.same_numbers(event_loop_summary(system, 30_000, seed=2, warmup=3000, batches=32, transient=50))
 
 
 def test_routing_and_progress(paper_model):
@@ -132,6 +126,6 @@ def test_routing_and_progress(paper_model):
     calls: list[tuple[int, int]] = []
     streamed = simulate_summary(system, 50_000, seed=4, warmup=100, batches=4, transient=5,
                                 progress=lambda done, total: calls.append((done, total)))  # fmt: skip
-    assert streamed.same_numbers(event_loop_summary(system, 50_000, 4, 100, 4, 5))
+    assert streamed.same_numbers(event_loop_summary(system, 50_000, seed=4, warmup=100, batches=4, transient=5))
     assert len(calls) > 1 and calls[-1] == (100_000, 100_000)
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)

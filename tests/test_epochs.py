@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from stalegrad.distributions import Empirical, deterministic, scaled, shifted_exponential
 from stalegrad.errors import SpecError
 from stalegrad.sim import simulate_summary
-from stalegrad.sim.compiled import _Engine, simulate_compiled_summary
+from stalegrad.sim.compiled import event_loop_summary, simulate_compiled_summary
 from stalegrad.sim.epochs import epochs_summary, runs_in_epochs
 from stalegrad.sim.events import simulate_events
 from stalegrad.spec import PROTOCOLS, System
@@ -55,15 +55,9 @@ def epoch_systems(draw):
         assume(False)
 
 
-def event_loop_summary(system, updates, seed, warmup, batches, transient):
-    engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
-    engine.run(None)
-    return engine.summary(warmup)
-
-
 def agree(system, updates, seed, warmup, batches, transient):
     epochs = epochs_summary(system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient)
-    events = event_loop_summary(system, updates, seed, warmup, batches, transient)
+    events = event_loop_summary(system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient)
     assert epochs.same_numbers(events)
     assert epochs.wasted_compute == events.wasted_compute
     return epochs
@@ -117,5 +111,6 @@ def test_simulate_summary_uses_the_epochs_with_progress(paper_model):
     direct = simulate_compiled_summary(system, 100_000, seed=2, warmup=streamed.warmup, batches=len(
         streamed.batch_sum), transient=len(streamed.transient_sum))  # fmt: skip
     assert streamed.same_numbers(direct)
-    assert streamed.same_numbers(event_loop_summary(system, 100_000, 2, streamed.warmup, len(streamed.batch_sum),
-                                                    len(streamed.transient_sum)))  # fmt: skip
+    assert streamed.same_numbers(event_loop_summary(system, 100_000, seed=2, warmup=streamed.warmup,
+                                                    batches=len(streamed.batch_sum),
+                                                    transient=len(streamed.transient_sum)))  # fmt: skip

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from stalegrad.distributions import Empirical, deterministic, scaled, shifted_exponential
 from stalegrad.sim import simulate_summary
-from stalegrad.sim.compiled import _Engine
+from stalegrad.sim.compiled import event_loop_summary
 from stalegrad.sim.events import simulate_events
 from stalegrad.sim.waiting import runs_waiting, waiting_summary
 from stalegrad.spec import System
@@ -42,12 +42,6 @@ def kasync_systems(draw):
     )  # fmt: skip
 
 
-def event_loop_summary(system, updates, seed, warmup, batches, transient):
-    engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
-    engine.run(None)
-    return engine.summary(warmup)
-
-
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(system=kasync_systems(), updates=st.integers(1, 80), seed=st.integers(0, 2**32), data=st.data())
 def test_the_waiting_loop_gives_the_event_loops_summary(system, updates, seed, data):
@@ -62,7 +56,7 @@ def test_the_waiting_loop_gives_the_event_loops_summary(system, updates, seed, d
         return
     assert got.same_numbers(expected)
     assert got.wasted_compute == expected.wasted_compute
-    events = event_loop_summary(system, updates, seed, warmup, batches, transient)
+    events = event_loop_summary(system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient)
     assert got.same_numbers(events) and got.wasted_compute == events.wasted_compute
 
 
@@ -72,7 +66,9 @@ def test_long_runs_with_a_bound_refill_and_grow(paper_model):
         system = System(n=6, K=2, compute=compute, uplink=0.25, downlink=0.5, protocol="k-async",
                         staleness_bound=bound)  # fmt: skip
         got = waiting_summary(system, 20_000, seed=5, warmup=2000, batches=16, transient=40)
-        assert got is not None and got.same_numbers(event_loop_summary(system, 20_000, 5, 2000, 16, 40))
+        assert got is not None and got.same_numbers(
+            event_loop_summary(system, 20_000, seed=5, warmup=2000, batches=16, transient=40)
+        )
         assert (got.dropped > 0) == (bound is not None)
 
 

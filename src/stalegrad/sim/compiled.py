@@ -32,7 +32,7 @@ from .kernel_run import KernelRun, Progress
 from .waiting import ready as waiting_ready
 from .waiting import runs_waiting, waiting_summary
 
-__all__ = ["compiled_refusal", "simulate_compiled", "simulate_compiled_summary", "warm"]
+__all__ = ["compiled_refusal", "event_loop_summary", "simulate_compiled", "simulate_compiled_summary", "warm"]
 
 #: workers above this do not fit the event key (``worker`` and ``round`` share 61 bits)
 MAX_WORKERS = 1 << 20
@@ -323,6 +323,18 @@ def simulate_compiled_summary(
         )
         if summary is not None:
             return summary
+    return event_loop_summary(
+        system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
+    )
+
+
+def event_loop_summary(
+    system: System, updates: int, *, seed: int, warmup: int, batches: int, transient: int,
+    progress: Progress | None = None,
+) -> Summary:  # fmt: skip
+    """The Summary of the event loop itself, never of the streamed loops that give the same numbers faster (what
+    they are checked against)."""
+    warm()
     engine = _Engine(system, updates, seed, mode=1, warm=warmup, batches=batches, transient=transient)
     engine.run(progress)
     return engine.summary(warmup)
