@@ -16,7 +16,8 @@ The protocols of 2023-2025 run too: rennala on the fastest 8 workers, ringmaster
 (cutoff 3 s). The streamed run takes the loop ``simulate_compiled_summary`` picks (the ``loop`` column): the
 synchronous family with fixed delays epoch by epoch (``stalegrad.sim.epochs``), k-async with fixed delays arrival by
 arrival (``stalegrad.sim.waiting``), k-batch-async without a staleness bound in chunks (``stalegrad.sim.chunks``),
-everything else event by event; the Trace always comes from the event loop.
+ringmaster with fixed delays with fewer events (``stalegrad.sim.ring``), everything else event by event; the Trace
+always comes from the event loop.
 
 Targets: every protocol streamed at >= 1e7 gradients/s, >= 50x the reference engine and within 5x of the fast
 path's streamed run (time ratio <= 5); the paper's protocol with random delays within 3x; memory of the 1e8
@@ -47,6 +48,7 @@ from stalegrad.sim.chunks import runs_in_chunks
 from stalegrad.sim.compiled import simulate_compiled, simulate_compiled_summary, warm
 from stalegrad.sim.epochs import runs_in_epochs
 from stalegrad.sim.events import simulate_events
+from stalegrad.sim.ring import runs_ring
 from stalegrad.sim.waiting import runs_waiting
 from stalegrad.spec import System
 
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         over_fast = t_sum / t_fast_sum * (G / g)  # time per gradient, compiled over fast
         limit = FAST_TARGET_RANDOM if "random" in name else FAST_TARGET
         ok = rate >= RATE_TARGET and rate / rate_py >= PYTHON_TARGET and over_fast <= limit
-        loops = {"epochs": runs_in_epochs, "waiting": runs_waiting, "chunks": runs_in_chunks}
+        loops = {"epochs": runs_in_epochs, "waiting": runs_waiting, "chunks": runs_in_chunks, "ring": runs_ring}
         loop = next((label for label, runs in loops.items() if runs(system)), "events")
         rows[name] = {
             "system": system.to_dict(),

@@ -29,6 +29,8 @@ from .epochs import epochs_summary, runs_in_epochs
 from .epochs import ready as epochs_ready
 from .events import RULES
 from .kernel_run import KernelRun, Progress
+from .ring import ready as ring_ready
+from .ring import ring_summary, runs_ring
 from .waiting import ready as waiting_ready
 from .waiting import runs_waiting, waiting_summary
 
@@ -70,6 +72,7 @@ def warm() -> float:
     epochs_ready()  # the streamed loops without events
     waiting_ready()
     chunks_ready()
+    ring_ready()
     _COMPILE_SECONDS.append(time.perf_counter() - t0)
     return _COMPILE_SECONDS[0]
 
@@ -317,6 +320,12 @@ def simulate_compiled_summary(
         return chunks_summary(
             system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
         )
+    if runs_ring(system):  # ringmaster with fixed delays: fewer events, the same Summary
+        summary = ring_summary(
+            system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress
+        )
+        if summary is not None:
+            return summary
     if runs_waiting(system):  # k-async with fixed delays: arrival by arrival, the same Summary
         summary = waiting_summary(
             system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient, progress=progress

@@ -53,15 +53,16 @@ def keeping_cmov() -> Iterator[None]:
 _COMPILED: set[str] = set()
 
 
-def compile_once(make: Callable[[System], KernelRun], protocol: str) -> None:
+def compile_once(make: Callable[[System], KernelRun], protocol: str, **options: Any) -> None:
     """Compile a loop (or load it from numba's cache) once per process with ``make``'s run of a tiny system of
-    ``protocol``, inside :func:`keeping_cmov`: a build without that option would stay in numba's cache."""
+    ``protocol`` (and ``options``), inside :func:`keeping_cmov`: a build without that option would stay in numba's
+    cache."""
     if protocol in _COMPILED:
         return
     from ..distributions import deterministic
 
     with keeping_cmov():
-        make(System(n=2, K=1, compute=deterministic(1.0), protocol=protocol)).run(None)
+        make(System(n=2, K=1, compute=deterministic(1.0), protocol=protocol, **options)).run(None)
     _COMPILED.add(protocol)
 
 
