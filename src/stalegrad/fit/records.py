@@ -16,11 +16,10 @@ record per ``ProfilerStep#N`` event (:mod:`.profiler`).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 from ..errors import SpecError, invalid
 from . import profiler
 from .laws import Sample
+from .tables import check_delays, check_positive, flags, floats, read_table
 
 __all__ = ["FIELDS", "Records", "Source", "parse_columns", "read_records"]
 
@@ -53,8 +53,6 @@ SUFFIXES = (*TABLE_SUFFIXES, *profiler.SUFFIXES)
 #: Protocols that cancel work: their Traces hold only the rounds that finished.
 CANCELLING = ("k-sync", "k-batch-sync", "sync")
 _SOURCE = 2**32  # order of a record: its file's index * _SOURCE + its rank in the file
-_TRUE = {"1", "true", "t", "yes", "y", "1.0"}
-_FALSE = {"0", "false", "f", "no", "n", "0.0", "", "none", "null"}
 
 
 def parse_columns(text: str | None) -> dict[str, str]:
@@ -137,9 +135,9 @@ class Records:
                 f"worker, duration, censored, uplink, downlink and batch must have one entry per record, got "
                 f"{w.size}, {n}, {c.size}, {u.size}, {dn.size}, {b.size}"
             )
-        _check_positive(d, "duration", Path(source))
+        check_positive(d, "duration", Path(source))
         for name, delay in (("uplink", u), ("downlink", dn)):
-            _check_delays(delay, name, Path(source))
+            check_delays(delay, name, Path(source))
         mapping = {"worker": "worker", "duration": "duration"}
         return cls(w, d, c, u, dn, b, np.arange(n, dtype=np.int64), (Source(source, "arrays", n, mapping),))
 
@@ -224,7 +222,7 @@ def _read_one(path: Path, columns: dict[str, str], index: int) -> tuple[dict[str
         raise invalid("LOGS", str(path), f"files ending in {', '.join(SUFFIXES)}")
     if _is_trace(path):
         return _from_trace(path, index)
-    header, table = _read_table(path)
+    header, table = read_table(path)
     return _from_table(path, header, table, columns, index)
 
 
@@ -259,7 +257,7 @@ def _from_trace(path: Path, index: int) -> tuple[dict[str, np.ndarray], Source]:
     trace = read_trace(path)
     n = len(trace)
     duration = trace["sent"] - trace["start"]
-    _check_positive(duration, "sent - start", path)
+    check_positive(duration, "sent - start", path)
     order = index * _SOURCE + np.lexsort((trace["round"], trace["start"])).argsort()
     notes = []
     if trace.system.protocol in CANCELLING:
@@ -310,38 +308,6 @@ def _trace_downlink(path: Path, trace: Any) -> tuple[float | tuple[float, ...], 
     return math.nan, None
 
 
-def _read_table(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
-    """The column names and the values of a CSV (``#`` lines skipped), Parquet or JSON-lines file."""
-    try:
-        if path.suffix == ".parquet":
-            from ..trace_io import pyarrow_modules
-
-            _, pq = pyarrow_modules()
-            t = pq.read_table(path)
-            return list(t.column_names), {k: t.column(k).to_pylist() for k in t.column_names}
-        if path.suffix == ".csv":
-            with path.open(newline="") as fh:
-                rows = list(csv.reader(line for line in fh if not line.startswith("#")))
-            if not rows:
-                raise SpecError(f"{path} holds no header and no records")
-            header = [h.strip() for h in rows[0]]
-            body = [r for r in rows[1:] if any(c.strip() for c in r)]
-            return header, {h: [r[j] if j < len(r) else "" for r in body] for j, h in enumerate(header)}
-        objs = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if line.strip():
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise SpecError(f"{path} line {number} must be a JSON object, got {line[:60]!r}")
-                objs.append(obj)
-        header = list(dict.fromkeys(k for o in objs for k in o))
-        return header, {h: [o.get(h) for o in objs] for h in header}
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, SpecError):
-            raise
-        raise SpecError(f"{path} cannot be read as a table: {exc}") from None
-
-
 def _from_table(
     path: Path, header: list[str], table: dict[str, list[Any]], columns: dict[str, str], index: int
 ) -> tuple[dict[str, np.ndarray], Source]:
@@ -358,38 +324,38 @@ def _from_table(
     used = {name: c for name in FIELDS if (c := column(name)) is not None}
     n = len(next(iter(table.values()), []))
     if "duration" in used:
-        duration = _floats(table[used["duration"]], "duration", path)
+        duration = floats(table[used["duration"]], "duration", path)
     elif "start" in used and "end" in used:
-        duration = _floats(table[used["end"]], "end", path) - _floats(table[used["start"]], "start", path)
+        duration = floats(table[used["end"]], "end", path) - floats(table[used["start"]], "start", path)
     else:
         raise SpecError(
             f"{path}: no compute time; map duration=COLUMN, or start=COLUMN,end=COLUMN, with --columns "
             f"(its columns: {', '.join(header)})"
         )
-    _check_positive(duration, "duration" if "duration" in used else "end - start", path)
+    check_positive(duration, "duration" if "duration" in used else "end - start", path)
     notes = []
     if "worker" in used:
         worker = np.array([_label(v) for v in table[used["worker"]]], dtype=object)
     else:
         worker = np.full(n, path.stem, dtype=object)
         notes.append(f"{path}: no worker column, so its records are one worker, {path.stem!r}")
-    censored = _flags(table[used["censored"]], path) if "censored" in used else np.zeros(n, dtype=bool)
+    censored = flags(table[used["censored"]], path) if "censored" in used else np.zeros(n, dtype=bool)
     delays = {}
     for direction, (begin, end) in {"uplink": ("sent", "arrive"), "downlink": ("published", "received")}.items():
         delays[direction] = np.full(n, np.nan)
         if begin in used and end in used:
-            delays[direction] = _floats(table[used[end]], end, path) - _floats(table[used[begin]], begin, path)
-            _check_delays(delays[direction], f"{end} - {begin}", path)
+            delays[direction] = floats(table[used[end]], end, path) - floats(table[used[begin]], begin, path)
+            check_delays(delays[direction], f"{end} - {begin}", path)
     batch = np.full(n, np.nan)
     if "batch" in used:
-        batch = _floats(table[used["batch"]], "batch", path)
+        batch = floats(table[used["batch"]], "batch", path)
         bad = np.flatnonzero(~((batch >= 1) & (batch == np.round(batch))))
         if bad.size:
             raise invalid(f"batch ({path}, record {bad[0] + 1})", table[used["batch"]][bad[0]], "an integer >= 1")
     key = np.arange(n, dtype=np.int64)
     for name in ("start", "round"):  # the later sort key wins; the row order breaks ties
         if name in used:
-            key = np.lexsort((key, _floats(table[used[name]], name, path))).argsort()
+            key = np.lexsort((key, floats(table[used[name]], name, path))).argsort()
     cols = {
         "worker": worker,
         "duration": duration,
@@ -400,42 +366,3 @@ def _from_table(
         "order": index * _SOURCE + key,
     }
     return cols, Source(str(path), "table", n, used, None, tuple(notes))
-
-
-def _floats(values: Iterable[Any], name: str, path: Path) -> np.ndarray:
-    out = []
-    for row, v in enumerate(values, start=1):
-        try:
-            out.append(float(v))
-        except (TypeError, ValueError):
-            raise invalid(f"{name} ({path}, record {row})", v, "a number") from None
-    return np.asarray(out, dtype=float)
-
-
-def _flags(values: Iterable[Any], path: Path) -> np.ndarray:
-    out = []
-    for row, v in enumerate(values, start=1):
-        if isinstance(v, (bool, np.bool_)):
-            out.append(bool(v))
-            continue
-        text = str(v).strip().lower() if v is not None else ""
-        if text in _TRUE:
-            out.append(True)
-        elif text in _FALSE:
-            out.append(False)
-        else:
-            raise invalid(f"censored ({path}, record {row})", v, "a flag: 1/0, true/false or yes/no")
-    return np.asarray(out, dtype=bool)
-
-
-def _check_delays(delay: np.ndarray, name: str, path: Path) -> None:
-    """Delays are NaN (not measured) or finite and >= 0."""
-    bad = np.flatnonzero(~(np.isnan(delay) | (np.isfinite(delay) & (delay >= 0))))
-    if bad.size:
-        raise invalid(f"{name} ({path}, record {bad[0] + 1})", float(delay[bad[0]]), "a finite delay >= 0 seconds")
-
-
-def _check_positive(duration: np.ndarray, name: str, path: Path) -> None:
-    bad = np.flatnonzero(~(np.isfinite(duration) & (duration > 0)))
-    if bad.size:
-        raise invalid(f"{name} ({path}, record {bad[0] + 1})", float(duration[bad[0]]), "a finite time > 0 seconds")
