@@ -33,14 +33,16 @@ import numpy as np
 from numba import njit
 
 # statuses returned to the caller (DONE, PAUSE, REFILL_* and GROW_HIST as in _events_kernel)
-DONE, PAUSE, REFILL_COMPUTE, REFILL_UP, REFILL_DOWN, GROW_ROWS = range(6)  # (GROW_ROWS: never, no rows kept)
+DONE, PAUSE, REFILL_COMPUTE, REFILL_UP, REFILL_DOWN, GROW_ROWS = range(6)  # (REFILL_DOWN, GROW_ROWS: never)
 GROW_HIST = 10
 GROW_ROW, GROW_T = 23, 24  # a worker's row is full; the update times need room (NEED more updates)
+REFILL_DOWNS = 26  # the downlink delays of every worker are used up (they are used in step: one each an update)
 
 # integer state (ist); P: gradients taken; HELD: gradients of a merged chunk whose statistics wait (room in the
 # histogram); GEN: the worker whose row must draw more rounds (-1: none); STARTED: 0 until every row is ready
 V, P, EVENTS, LIMIT, WHO, NEED, MAXTAU, GRAD, DROPPED, TBASE, WIN, KEY, STARTED, GEN, HELD = range(15)
-NIST = 15
+DP, DE = 15, 16  # the downlink delays: DB[d * n + w] is worker w's d-th of the chunk; the next d, the chunk's end
+NIST = 17
 # float state (fst): time of update `warm`, of the last update, the last arrival; compute time of the dropped (none)
 T_WARM, T_END, NOW, DROPT = range(4)
 NFST = 4
@@ -48,7 +50,7 @@ NFST = 4
 N, KK, U, WARM, NB, SPAN, UPRAND, DOWNRAND, G = range(9)
 NPAR = 9
 UPFIX, DOWNFIX = range(2)  # float parameters (fpar)
-# per-worker integer state (wi): where its draws are (C, UB, DB)
+# per-worker integer state (wi): where its draws are (C, UB; DPOS, DEND unused)
 CPOS, CEND, UPOS, UEND, DPOS, DEND = range(6)
 NWI = 6
 # per-worker float state (wf): compute time of its rounds drawn, cancelled (none), send time of its last round drawn
@@ -300,7 +302,7 @@ def advance_chunks(
     wf: np.ndarray,
     C: np.ndarray,
     UB: np.ndarray,
-    DB: np.ndarray,
+    DB: np.ndarray,  # downlink delays, the workers' side by side (a row an update: they are used in step)
     ra: np.ndarray,  # rows (worker w: ra[w * rcap ...]): arrival time of each round drawn, sorted
     rk: np.ndarray,  # ... the same as int64 bits (the keys)
     rs: np.ndarray,  # ... its start
@@ -388,15 +390,9 @@ def advance_chunks(
                 break
             cmax = min(wb.shape[0], total - p)
             if downrand:  # each update of the chunk needs a downlink delay of every worker
-                dmin = DB.shape[0]
-                for w in range(n):
-                    left = wi[w, DEND] - wi[w, DPOS]
-                    if left == 0:
-                        ist[WHO] = w
-                        status = REFILL_DOWN
-                        break
-                    dmin = min(dmin, left)
-                if status != DONE:
+                dmin = ist[DE] - ist[DP]
+                if dmin == 0:
+                    status = REFILL_DOWNS
                     break
                 cmax = min(cmax, (nupd + dmin + 1) * K - 1 - p)
             need = (p + cmax) // K - nupd  # updates this chunk may complete
@@ -420,11 +416,12 @@ def advance_chunks(
                 nupd += 1
                 t = abf[g - p]
                 row = (nupd - tbase) * ncol
+                d0 = ist[DP] * n
+                if downrand:
+                    ist[DP] += 1
                 for col in range(ncol):
                     if downrand:
-                        q = wi[col, DPOS]
-                        r = t + DB[q]
-                        wi[col, DPOS] = q + 1
+                        r = t + DB[d0 + col]
                         M[row + col] = r
                         e = row + col - ncol
                         while e >= 0 and M[e] > r:

@@ -16,6 +16,7 @@ import numpy as np
 from ..rules import RULES
 from ..spec import System
 from ..trace import Summary
+from .feeds import Feed
 from .kernel_run import KernelRun, Progress, compile_once
 
 __all__ = ["ChunkRun", "chunks_summary", "ready", "runs_in_chunks"]
@@ -66,6 +67,12 @@ class ChunkRun(KernelRun):
         # room for the update times of a few thousand updates (up to 16 MB): the kernel asks for more rarely
         self.M = np.full((min(4096, max(64, (1 << 21) // self.ncol)) + k.PAD) * self.ncol, np.inf)
         self.ist[k.TBASE], self.ist[k.GEN] = 1, 0
+        # every worker takes a downlink delay at each update: their chunks (of one size) side by side, a row an
+        # update, put together where they are drawn (in the background once drawing ahead)
+        draws = [feed.draw for feed in self.feeds.down]
+        submit = self.feeds.down[0].submit if draws else None
+        self.down_rows = Feed(lambda: np.stack([draw() for draw in draws], axis=1).ravel(), submit, 3)
+        self.DB = np.zeros(1)  # (the per-worker buffers are not used)
         m = 1 << max(n - 1, 1).bit_length()  # a loser tree over the workers (padded: +inf, never first)
         self.tree = tuple(np.zeros(s, dtype=np.int64) for s in (m, m, 2 * m, 2 * m))
         self.chunk = (np.zeros(k.CHUNK, dtype=np.int64), np.zeros(k.CHUNK, dtype=np.int64), np.zeros(k.CHUNK),
@@ -94,6 +101,9 @@ class ChunkRun(KernelRun):
             self.rcap = new
         elif status == k.GROW_T:
             self._grow_t()
+        elif status == k.REFILL_DOWNS:  # every worker's next downlink delays, a row an update
+            self.DB = self.down_rows.take()
+            self.ist[k.DP], self.ist[k.DE] = 0, self.DB.size // self.system.n
         else:  # pragma: no cover - the kernel returns only the codes above
             super().other(status)
 
