@@ -200,6 +200,21 @@ def test_cli_advise_json_has_the_recommendation_and_the_shared_keys(run_cli, tmp
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_cli_advise_text_names_the_recommended_workers(run_cli):
+    args = ["advise", *HET, "--problem", "linreg", "--K", "1,2", "--steps", "0.1,0.05", "--target", "0.5",
+            "--seeds", "2", "--seed", "1"]  # fmt: skip
+    code, out, err = run_cli([*args, "--json"])
+    assert code == 0, err
+    workers = json.loads(out)["recommended"]["workers"]
+    code, out, err = run_cli(args)
+    assert code == 0, err
+    (line,) = [x for x in out.splitlines() if x.startswith("recommended:")]
+    if len(workers) == 4:
+        assert "on all 4 workers," in line and "fastest" not in line
+    else:
+        assert f"on the {len(workers)} fastest workers {workers}," in line
+
+
 def test_cli_advise_theory_only(run_cli):
     code, out, err = run_cli(["advise", *HET, "--noise-ratio", "2", "--json"])
     assert code == 0, err

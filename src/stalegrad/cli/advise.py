@@ -224,7 +224,7 @@ def advise_command(
     if result["naive_recommended"]:
         click.echo("no configuration beat the naive choice convincingly on the fresh replications:")
     click.echo(
-        f"recommended: {rec['protocol']} on the {len(rec['workers'])} fastest workers {rec['workers']}, "
+        f"recommended: {rec['protocol']} on {_who(rec['workers'], system.n)}, "
         f"K = {rec['K']}{own}, b = {rec['b']}, "
         f"step {rec['step']:.4g} ({rec['policy']}): time to target {fmt(rec['time_to_target'], 2)}"
         + (
@@ -330,3 +330,8 @@ def _theory_only(system: Any, noise_ratio: float, budget_workers: int | None, as
         ],
     )
     click.echo(f"use the {m} fastest workers {list(choice.order[:m])} (give --problem to confirm by replay)")
+
+
+def _who(workers: list[int], n: int) -> str:
+    """The workers a recommendation uses, in words: all of them, or the fastest few (listed)."""
+    return f"all {n} workers" if len(workers) == n else f"the {len(workers)} fastest workers {workers}"
