@@ -129,3 +129,11 @@ def test_routing_and_progress(paper_model):
     assert streamed.same_numbers(event_loop_summary(system, 50_000, seed=4, warmup=100, batches=4, transient=5))
     assert len(calls) > 1 and calls[-1] == (100_000, 100_000)
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+def test_many_workers_take_the_generic_tree(paper_model):
+    # 300 workers: a loser tree of 512 leaves (the merge's generic loop, not an unrolled one)
+    system = System(n=300, K=7, compute=paper_model, uplink=scipy.stats.expon(scale=0.5),
+                    downlink=scipy.stats.expon(scale=0.5))  # fmt: skip
+    got = chunks_summary(system, 3000, seed=8, warmup=300, batches=8, transient=10)
+    assert got.same_numbers(event_loop_summary(system, 3000, seed=8, warmup=300, batches=8, transient=10))

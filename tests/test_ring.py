@@ -93,3 +93,10 @@ def test_routing_and_the_zero_time_fallback(paper_model):
     expected = event_loop_summary(system, 200_000, seed=4, warmup=100, batches=4, transient=5)
     assert streamed.same_numbers(expected) and streamed.wasted_compute == expected.wasted_compute
     assert len(calls) > 1 and calls[-1] == (200_000, 200_000)
+
+
+def test_many_workers(paper_model):
+    system = System(n=300, K=1, tc=1, compute=paper_model, protocol="ringmaster", delay_threshold=40)
+    got = ring_summary(system, 20_000, seed=8, warmup=2000, batches=8, transient=10)
+    expected = event_loop_summary(system, 20_000, seed=8, warmup=2000, batches=8, transient=10)
+    assert got is not None and got.same_numbers(expected) and got.wasted_compute == expected.wasted_compute
