@@ -41,7 +41,7 @@ def runs_in_chunks(system: System) -> bool:
 
 class ChunkRun(KernelRun):
     """One streamed run of :func:`~._chunks_kernel.advance_chunks`: its arrays, and the answers to its requests
-    (a longer row for a worker; room for the update times, dropping those no round can still need)."""
+    (a longer row for a worker; room for the update times; every worker's next downlink delays)."""
 
     def __init__(self, system: System, updates: int, seed: int, warm: int, batches: int, transient: int) -> None:
         from . import _chunks_kernel as k
@@ -108,28 +108,16 @@ class ChunkRun(KernelRun):
             super().other(status)
 
     def _grow_t(self) -> None:
-        """Drop the versions no round still to come can use (each worker's rounds start no earlier than the
-        earliest start in its row, or its last send time); make room for ``NEED`` more updates."""
+        """Room for ``NEED`` more updates: ``M`` twice as long (or more), its rows kept (the kernel asks only after
+        dropping the versions no round still to come can use)."""
         k = self.k
-        ncol = self.ncol
-        base, nupd, need = int(self.ist[k.TBASE]), int(self.ist[k.V]), int(self.ist[k.NEED])
-        rows = self.M[: (nupd - base + 1) * ncol].reshape(-1, ncol)
-        low = []
-        for w in range(self.system.n):
-            first = min(float(self.rs[self.hd[w] : self.tl[w]].min()), float(self.wf[w, k.LAST]))
-            col = rows[:, w if ncol > 1 else 0]
-            low.append(base - 1 + int(np.count_nonzero(col < first)))  # no round to come uses an older version
-        new_base = max(base, min(low))
-        np.maximum(self.vp, low, out=self.vp)
-        keep = rows[new_base - base :]
-        size = self.M.size // ncol
-        if len(keep) > size // 4:
+        rows = (int(self.ist[k.V]) - int(self.ist[k.TBASE]) + 1) * self.ncol
+        size = self.M.size
+        while rows + (int(self.ist[k.NEED]) + k.PAD + 1) * self.ncol > size:
             size *= 2
-        while len(keep) + need + k.PAD + 1 > size:
-            size *= 2
-        self.M = np.full(size * ncol, np.inf)
-        self.M[: keep.size] = keep.ravel()
-        self.ist[k.TBASE] = new_base
+        grown = np.full(max(size, 2 * self.M.size), np.inf)
+        grown[:rows] = self.M[:rows]
+        self.M = grown
 
 
 def chunks_summary(
