@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 
+import click
 import pytest
 
 from stalegrad.cli import cli, main
@@ -293,3 +295,32 @@ def test_tables_fit_the_terminal_and_never_cut_a_cell(run_cli):
     assert "…" not in out and max(len(line.rstrip()) for line in table) <= 70
     code, wide, _ = run_cli(args)  # a pipe: each row on one line, whole
     assert "k-batch-async" in wide and "k-batch-sync" in wide and "…" not in wide
+
+
+def _help_examples(command: click.Command) -> list[str]:
+    """The example command lines of a command's help (its ``\\b`` block), continuation lines joined."""
+    lines, out = (command.help or "").splitlines(), []
+    for line in (x.strip() for x in lines):
+        if out and out[-1].endswith("\\"):
+            out[-1] = out[-1][:-1] + " " + line
+        elif line.startswith("stalegrad "):
+            out.append(line)
+    return out
+
+
+def test_every_help_example_is_valid_shell_and_parses():
+    ctx = click.Context(cli)
+    examples = 0
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        for line in _help_examples(command):
+            assert not line.endswith("\\"), line
+            check = subprocess.run(["bash", "-n", "-c", line], capture_output=True, text=True)
+            assert check.returncode == 0, f"{line}: {check.stderr}"
+            words = shlex.split(line, comments=True)
+            target = cli.get_command(ctx, words[1])  # (a command's help may show the next step, another command)
+            assert words[0] == "stalegrad" and target is not None, line
+            target.make_context(words[1], words[2:])  # options known, values well formed
+            examples += 1
+    assert examples >= 10

@@ -35,7 +35,7 @@ def compare_command(
     \b
     stalegrad compare --n 8 --K 4 --tc 1 --updates 50000 --seed 1 --plot compare.png
     stalegrad compare --n 8 --K 4 --protocol k-batch-async,k-async --staleness-bound 4
-    stalegrad compare --n 8 --K 4 --compute 4*expon(scale=1) --compute 4*expon(scale=10) --workers fastest:4 \
+    stalegrad compare --n 8 --K 4 --compute "4*expon(scale=1)" --compute "4*expon(scale=10)" --workers fastest:4 \\
         --protocol k-batch-async,rennala,ringmaster,mindflayer --delay-threshold 4 --cutoff 3
     """
     from ..errors import invalid

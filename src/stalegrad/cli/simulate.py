@@ -137,7 +137,7 @@ def simulate_command(
     stalegrad simulate --n 16 --K 10 --tc 1 --updates 200000 --seed 1 --json
     stalegrad simulate --n 6 --K 3 --compute "3*expon(scale=1)" --compute "3*expon(scale=3)"
     stalegrad simulate --n 8 --K 4 --uplink 0.5 --downlink "expon(scale=0.5)" --plot hist.png
-    stalegrad simulate --n 8 --K 4 --compute "4*expon(scale=1)" --compute "4*expon(scale=10)" \
+    stalegrad simulate --n 8 --K 4 --compute "4*expon(scale=1)" --compute "4*expon(scale=10)" \\
         --protocol rennala --workers fastest:4
     stalegrad simulate --n 8 --K 1 --protocol ringmaster --delay-threshold 4
     """

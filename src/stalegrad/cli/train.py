@@ -134,7 +134,7 @@ def train_command(
     \b
     stalegrad train --problem linreg --n 10 --K 10 --b 1 --compute "expon(scale=2)" --out results/train
     stalegrad train --n 10 --K 1,10 --b 1 --policy constant,staleness-aware --updates 5000 --out DIR
-    stalegrad train --n 8 --K 1,4 --step 0.02,0.05 --seeds 5 --out DIR
+    stalegrad train --n 8 --K 1,4 --step 0.05 --seeds 5 --out DIR
     """
     updates_given = click.get_current_context().get_parameter_source("updates") != click.core.ParameterSource.DEFAULT
     from ..experiments import configurations, train_sweep, write_train
