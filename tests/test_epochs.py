@@ -114,3 +114,14 @@ def test_simulate_summary_uses_the_epochs_with_progress(paper_model):
     assert streamed.same_numbers(event_loop_summary(system, 100_000, seed=2, warmup=streamed.warmup,
                                                     batches=len(streamed.batch_sum),
                                                     transient=len(streamed.transient_sum)))  # fmt: skip
+
+
+def test_a_worker_that_never_meets_its_cutoff(paper_model):
+    # worker 0 computes 1 s a round against a cutoff of 0.6 s: it abandons every round, forever (events of their own
+    # after every 16 abandons); worker 1 abandons often (its cutoff below its mean)
+    system = System(n=4, K=2, tc=0.5, compute=[deterministic(1.0), paper_model, paper_model, paper_model],
+                    protocol="mindflayer", cutoffs=[0.6, 2.0, 4.0, 4.0])  # fmt: skip
+    got = epochs_summary(system, 3000, seed=3, warmup=300, batches=8, transient=10)
+    expected = event_loop_summary(system, 3000, seed=3, warmup=300, batches=8, transient=10)
+    assert got.same_numbers(expected) and got.wasted_compute == expected.wasted_compute
+    assert got.worker_count[0] == 0 and got.wasted_compute > 0.25
