@@ -104,11 +104,14 @@ def _replay(result: dict, sent: dict[tuple[int, int], np.ndarray], K: int) -> np
 
 
 @pytest.fixture(autouse=True)
-def stored(monkeypatch):
-    """No Ray: a version the ring has no row for is "put in the object store" as a read-only copy (counted)."""
+def stored(monkeypatch, request):
+    """No Ray: a version the ring has no row for is "put in the object store" as a read-only copy (counted). (Not
+    in the tests of real runs.)"""
     import ray
 
     puts: list[int] = []
+    if "local_ray" in request.fixturenames:
+        return puts
 
     def put(w):
         puts.append(1)
@@ -235,3 +238,101 @@ def test_unlink_all_removes_a_killed_runs_segments():
     assert shm.unlink_all(tok) == 2 and shm.leftover(tok) == []
     for s in segs:
         s.close()
+
+
+def test_reap_removes_the_segments_of_a_process_that_is_gone():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # its pid is now free (not reused this soon)
+    dead, mine = f"stalegrad-{proc.pid}-0000", shm.token()
+    segs = [shm.Segment(f"{dead}-w", 1, 4, create=True), shm.Segment(f"{mine}-w", 1, 4, create=True)]
+    try:
+        assert shm.reap() >= 1
+        assert shm.leftover(dead) == [] and shm.leftover(mine) == [f"{mine}-w"]  # a live process's are kept
+    finally:
+        shm.unlink_all(mine)
+        for s in segs:
+            s.close()
+
+
+# ------------------------------------------------------------------------------------------- real runs (Ray)
+
+
+def _mine() -> list[str]:
+    """The segments runs of this process made that still exist."""
+    import os
+
+    return shm.leftover(f"stalegrad-{os.getpid()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_run_on_one_node_exchanges_w_and_gradients_in_shared_memory_and_trains_exactly(
+    local_ray, check_trace, big_quadratic, sgd_along, shared
+):
+    """``w`` of 160 kB, n = 4, K = 2, downlink and uplink delays: with the shared-memory path every worker (all on
+    the master's node) takes it, and without it none; either way SGD along the run's Trace with the workers' own
+    streams gives the run's ``w`` to the bit (every gradient computed on the version its row names, none mixed up
+    or overwritten), and no segment is left."""
+    from stalegrad.runtime import run
+
+    dim, lr, b, updates, seed = 20_000, 0.1, 4, 150, 8
+    problem = big_quadratic(dim)
+    system = System(n=4, K=2, tc=1, compute=PAPER)
+    result = run(system, problem, updates, time_unit=0.005, seed=seed, lr=lr, batch=b, shared_memory=shared)
+    check_trace(result, updates, 2)
+    datapath = result.trace.meta["datapath"]
+    assert datapath["shared_memory"] == ([0, 1, 2, 3] if shared else [])
+    errors, w = sgd_along(result, problem, lr, b, seed)
+    assert np.array_equal(w, result.w)  # to the bit (the errors: a dot product, rounding may differ)
+    np.testing.assert_allclose(errors, result.errors[:, 2], rtol=1e-9)
+    assert _mine() == []
+
+
+@pytest.mark.slow
+def test_no_segment_outlives_a_run_whose_worker_was_killed_and_restarted(local_ray, check_trace, big_quadratic):
+    """Worker 1 killed at update 40 and restarted (a new incarnation: new gradient slots, the dead one's never
+    overwritten): the run completes, at most once, and every segment is removed at its end."""
+    from stalegrad.runtime import run
+
+    updates = 200
+    result = run(
+        System(n=3, K=2, compute=PAPER),
+        big_quadratic(20_000),
+        updates,
+        time_unit=0.003,
+        seed=2,
+        lr=0.1,
+        batch=4,
+        kill={1: 40},
+        restart_workers=True,
+    )
+    check_trace(result, updates, 2)
+    assert [w for w, _ in result.restarted] == [1]
+    assert 1 in result.trace.meta["datapath"]["shared_memory"]
+    assert np.any(result.trace["worker"][result.trace["update"] > 100] == 1), "the new incarnation's gradients"
+    assert _mine() == []
+
+
+@pytest.mark.slow
+def test_a_killed_masters_segments_are_removed_by_the_driver(local_ray, big_quadratic):
+    """The master actor killed mid-run (it cannot remove its segments): the driver's close removes them by name."""
+    import ray
+
+    from stalegrad.runtime.driver import Driver
+    from stalegrad.runtime.plan import RunPlan
+
+    plan = RunPlan.build(System(n=2, K=1, compute=PAPER), big_quadratic(20_000), 10**6, seed=1, error_every=0)
+    driver = Driver(plan)
+    driver.start()
+    try:
+        assert driver.token is not None and len(shm.leftover(driver.token)) == 3  # the ring, two workers' slots
+        for _ in range(3):
+            driver.poll()
+        ray.kill(driver.master, no_restart=True)
+        time.sleep(0.5)
+    finally:
+        driver.close()
+    assert shm.leftover(driver.token) == [] and _mine() == []

@@ -314,6 +314,9 @@ class Driver:
             "address": self.address,
             "configured": p.system.to_dict() if p.time_unit is not None else None,
             "resumed_from": ckpt.version if ckpt is not None else None,
+            # the workers that exchanged w and gradients through shared memory; versions that went through the
+            # object store because the ring was full; gradients copied out of busy slots (stalegrad.runtime.shm)
+            "datapath": out["datapath"],
             "checkpoint": str(p.checkpoint_dir) if p.checkpoint_every else None,
             "clocks": {str(i): c for i, c in out["clocks"].items()},  # per worker: offset to the master's, rtt, node
             "master_node": out["node"],
