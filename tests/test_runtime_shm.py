@@ -336,3 +336,36 @@ def test_a_killed_masters_segments_are_removed_by_the_driver(local_ray, big_quad
     finally:
         driver.close()
     assert shm.leftover(driver.token) == [] and _mine() == []
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_stopped_run_leaves_no_segment_and_resumes_on_shared_memory(local_ray, tmp_path, check_trace, big_quadratic):
+    """A run with a 160 kB ``w`` stopped at update 50 or later (an error in its progress callback, as Ctrl-C: the
+    final checkpoint is written, the actors killed) leaves no segment; resumed from its checkpoint, it completes
+    on the shared-memory path with updates 1..100 exactly once."""
+    from stalegrad.runtime import run
+    from stalegrad.runtime.checkpoint import load_checkpoint
+
+    system, problem = System(n=3, K=2, compute=PAPER), big_quadratic(20_000)
+
+    def stop_at(v):
+        def progress(status):
+            if status["version"] >= v:
+                raise _Stop
+
+        return progress
+
+    with pytest.raises(_Stop):
+        run(system, problem, 100, time_unit=0.004, seed=5, checkpoint_dir=tmp_path, checkpoint_every=20,
+            progress=stop_at(50))  # fmt: skip
+    assert _mine() == []
+    first = load_checkpoint(tmp_path).version
+    assert 50 <= first < 100
+    result = run(system, problem, 100, time_unit=0.004, resume=tmp_path)
+    check_trace(result, 100, 2)
+    assert result.meta["resumed_from"] == first and result.meta["datapath"]["shared_memory"] == [0, 1, 2]
+    assert _mine() == []

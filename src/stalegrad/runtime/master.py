@@ -49,10 +49,13 @@ class Master:
     has passed run one at a time on it. Create it with a concurrency group ``"control"`` for :meth:`wait_done`
     (:data:`ACTOR_OPTIONS`), which blocks until the run is done.
 
-    The broadcast: a small ``w`` (up to :data:`INLINE_BYTES`) travels inside the replies; a larger one is put once
-    per version in the object store and its reference travels instead. A worker learns of the versions in the reply
-    to its gradient (:meth:`submit`), which it awaits before its next round: the reply names the newest version
-    that *reached* it strictly before that round started, the instant the gradient was sent. Version ``v``, made
+    The broadcast: a small ``w`` (up to :data:`INLINE_BYTES`) travels inside the replies; a larger one is copied once
+    per version into a row of the version ring that workers on the master's node read in place (``shared``: the
+    run's segment name, :mod:`stalegrad.runtime.shm`; their gradients come in slots too, :meth:`submit`), or put
+    once in the object store for the others (and for all without ``shared``), and its reference travels instead.
+    A worker learns of the versions in the reply to its gradient (:meth:`submit`), which it awaits before its next
+    round: the reply names the newest version that *reached* it strictly before that round started, the instant
+    the gradient was sent. Version ``v``, made
     at real time ``T_v``, reaches worker ``i`` at ``T_v + d_{i,v} * time_unit``, ``d`` drawn from the worker's
     downlink stream (:func:`~stalegrad.streams.worker_seeds`) -- every version made before that instant is
     known to the master when the reply is made, so the rule is applied exactly, with no extra message per version.
@@ -505,8 +508,9 @@ class Master:
         }
 
     def release(self) -> None:
-        """Unmap and remove the run's shared-memory segments (at the end of the run; the driver also removes them
-        by name if the master is gone, :func:`~stalegrad.runtime.shm.unlink_all`)."""
+        """Remove the run's shared-memory segments (at the end of the run: their memory is freed when the last
+        process that maps them unmaps them or ends; the driver also removes them by name if the master is gone,
+        :func:`~stalegrad.runtime.shm.unlink_all`)."""
         with self._lock:
             for seg in [*self.grad_segments.values(), *([self.ring] if self.ring is not None else [])]:
                 seg.unlink()
