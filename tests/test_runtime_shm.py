@@ -369,3 +369,28 @@ def test_a_stopped_run_leaves_no_segment_and_resumes_on_shared_memory(local_ray,
     check_trace(result, 100, 2)
     assert result.meta["resumed_from"] == first and result.meta["datapath"]["shared_memory"] == [0, 1, 2]
     assert _mine() == []
+
+
+@pytest.mark.slow
+def test_the_data_path_bench_quick_runs_both_paths(tmp_path):
+    """``bench/bench_datapath.py --quick``: the shared-memory path and the object store's beside Ray's pattern,
+    with the load, at two small sizes (a smoke test: its ratios mean nothing)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_datapath.py"
+    out = tmp_path / "datapath.json"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--quick", "--json", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "store/PS" in proc.stdout and "bound / stalegrad at d = " in proc.stdout, proc.stdout
+    data = json.loads(out.read_text())
+    assert data["quick"] is True and len(data["rows"]) == 2
+    for row in data["rows"]:
+        assert row["stalegrad_updates_per_s"] > 0 and row["store_updates_per_s"] > 0 and len(row["load"]) == 2
+        shared = row["stalegrad"][0]["datapath"]["shared_memory"]
+        assert shared == ([0, 1, 2, 3] if 8 * row["d"] > INLINE_BYTES else [])
+        assert row["stalegrad_store"][0]["datapath"]["shared_memory"] == []
