@@ -50,7 +50,7 @@ BOUND_TARGET = 4.0  # bound / stalegrad at the largest size, at most
 LR, BATCH = 0.1, 1
 N, K = 4, 2
 #: (d, updates) per size
-FULL = {"sizes": ((10**4, 600), (10**6, 150), (10**7, 40)), "reps": 2}
+FULL = {"sizes": ((10**4, 600), (10**6, 150), (10**7, 40)), "reps": 3}
 QUICK = {"sizes": ((10**3, 30), (10**5, 10)), "reps": 1}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from stalegrad.distributions import shifted_exponential
 from stalegrad.runtime import shm
-from stalegrad.runtime.master import GRAD_SLOTS, INLINE_BYTES, Master
+from stalegrad.runtime.master import GRAD_SLOTS, INLINE_BYTES, SHARED_BYTES, Master
 from stalegrad.spec import System
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="no /dev/shm")
@@ -293,26 +293,27 @@ def test_a_run_on_one_node_exchanges_w_and_gradients_in_shared_memory_and_trains
 
 @pytest.mark.slow
 def test_no_segment_outlives_a_run_whose_worker_was_killed_and_restarted(local_ray, check_trace, big_quadratic):
-    """Worker 1 killed at update 40 and restarted (a new incarnation: new gradient slots, the dead one's never
+    """Worker 1 killed at update 30 and restarted (a new incarnation: new gradient slots, the dead one's never
     overwritten): the run completes, at most once, and every segment is removed at its end."""
     from stalegrad.runtime import run
 
-    updates = 200
+    updates = 300  # about 5 s: a new actor process starts in 1-2 s on this loaded machine
     result = run(
         System(n=3, K=2, compute=PAPER),
         big_quadratic(20_000),
         updates,
-        time_unit=0.003,
+        time_unit=0.01,
         seed=2,
         lr=0.1,
         batch=4,
-        kill={1: 40},
+        kill={1: 30},
         restart_workers=True,
     )
     check_trace(result, updates, 2)
-    assert [w for w, _ in result.restarted] == [1]
-    assert 1 in result.trace.meta["datapath"]["shared_memory"]
-    assert np.any(result.trace["worker"][result.trace["update"] > 100] == 1), "the new incarnation's gradients"
+    [(worker, seen)] = result.restarted
+    assert worker == 1 and 1 in result.trace.meta["datapath"]["shared_memory"]
+    late = result.trace["update"] > seen + 20
+    assert np.any(result.trace["worker"][late] == 1), "the new incarnation's gradients"
     assert _mine() == []
 
 
@@ -392,5 +393,5 @@ def test_the_data_path_bench_quick_runs_both_paths(tmp_path):
     for row in data["rows"]:
         assert row["stalegrad_updates_per_s"] > 0 and row["store_updates_per_s"] > 0 and len(row["load"]) == 2
         shared = row["stalegrad"][0]["datapath"]["shared_memory"]
-        assert shared == ([0, 1, 2, 3] if 8 * row["d"] > INLINE_BYTES else [])
+        assert shared == ([0, 1, 2, 3] if 8 * row["d"] > SHARED_BYTES else [])
         assert row["stalegrad_store"][0]["datapath"]["shared_memory"] == []

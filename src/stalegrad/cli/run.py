@@ -58,7 +58,7 @@ from .resume import RunOptions, resumed
     "--shared-memory/--object-store",
     default=True,
     show_default=True,
-    help="How a large w (over 100 kB) and its gradients travel to and from workers on the master's node: fixed "
+    help="How a w over 16 kB and its gradients travel to and from workers on the master's node: fixed "
     "shared-memory buffers, or Ray's object store (always the path for workers on other nodes).",
 )
 @click.option(

@@ -26,12 +26,16 @@ from .batch import Batch
 from .protocol import MasterCore
 from .rounds import AppliedRounds
 
-__all__ = ["ACTOR_OPTIONS", "GRAD_SLOTS", "INLINE_BYTES", "Master"]
+__all__ = ["ACTOR_OPTIONS", "GRAD_SLOTS", "INLINE_BYTES", "SHARED_BYTES", "Master"]
 
 #: A version of ``w`` up to this size is sent inside the master's replies; a larger one is put in the object store
 #: once and its reference sent (Ray's own threshold for returning task results inline, ``max_direct_call_object_size``).
 #: A worker's gradient above it travels by reference too.
 INLINE_BYTES = 100 * 1024
+
+#: A ``w`` over this size takes the shared-memory path (:mod:`stalegrad.runtime.shm`) to workers on the master's
+#: node, and their gradients too: below it, a call's own copy costs less than a slot's bookkeeping.
+SHARED_BYTES = 16 * 1024
 
 #: Gradient slots per worker on the shared-memory path (:mod:`stalegrad.runtime.shm`): one the master may hold while
 #: the worker writes the next into the other.
@@ -131,7 +135,8 @@ class Master:
         # a small w travels inside the reply (as Ray sends small task returns); a large one is put once per version
         self.inline = self.core.w.nbytes <= INLINE_BYTES
         # the same-node data path (shm.py): the version ring, made here; each worker incarnation's gradient slots
-        self.token = shared if shared is not None and not self.inline and shm.available() else None
+        big = self.core.w.nbytes > SHARED_BYTES
+        self.token = shared if shared is not None and big and shm.available() else None
         self.ring: shm.Segment | None = None
         self.grad_segments: dict[tuple[int, int], shm.Segment] = {}
         if self.token is not None:
@@ -299,7 +304,8 @@ class Master:
             import ray
 
             assert self.ring is not None
-            self._stored[v] = ray.put(self.ring.rows[ref.slot])
+            row = self.ring.rows[ref.slot]
+            self._stored[v] = row.copy() if self.inline else ray.put(row)
         return self._stored[v]
 
     def _slot(self, tag: tuple[int, int, int], rnd: int) -> np.ndarray:
@@ -418,8 +424,6 @@ class Master:
         holds a version a worker may still be given, the version goes through the object store."""
         import ray
 
-        if self.inline:
-            return w.copy()
         if self.ring is not None:
             slot = self.ring_free.take()
             if slot is not None:
@@ -428,7 +432,7 @@ class Master:
                 self.ring.tags[slot] = version
                 return shm.VersionRef(slot, version)
             self.through_store += 1
-        return ray.put(w)
+        return w.copy() if self.inline else ray.put(w)
 
     def checkpoint(self, written: int, final: bool = False) -> dict[str, Any] | None:
         """The newest snapshot, if newer than version ``written`` (the last checkpoint the driver *wrote*: the run's

@@ -78,7 +78,7 @@ def run(
     streams, and the returned Trace is the whole run's -- updates ``1..updates`` exactly once. Whatever the stopped
     run did after its last checkpoint is lost, not duplicated.
 
-    ``shared_memory``: a large ``w`` (over 100 kB) and its gradients travel between the master and the workers on
+    ``shared_memory``: a ``w`` over 16 kB and its gradients travel between the master and the workers on
     its node through fixed shared-memory buffers (:mod:`stalegrad.runtime.shm`), and through Ray's object store
     for workers on other nodes; ``False``: through the object store for every worker.
 

@@ -42,7 +42,7 @@ import numpy as np
 from ..spec import System
 from ..streams import COMPUTE, MINIBATCH, UPLINK, Draws, worker_seeds
 from . import shm
-from .master import INLINE_BYTES
+from .master import INLINE_BYTES, SHARED_BYTES
 from .protocol import RULES
 
 __all__ = ["ACTOR_OPTIONS", "Worker"]
@@ -259,13 +259,15 @@ class Worker:
         the shared-memory path, the free slot it is copied into (tagged with its round after the copy)."""
         import ray
 
-        if not isinstance(grad, np.ndarray) or grad.nbytes <= INLINE_BYTES:
+        if not isinstance(grad, np.ndarray) or grad.nbytes <= SHARED_BYTES:
             return grad
         if self.slots is not None and self.free and grad.size == self.slots.dim:
             slot = self.free.pop(0)
             np.copyto(self.slots.rows[slot], grad.reshape(-1))
             self.slots.tags[slot] = rnd
             return shm.GradRef(self.incarnation, slot, rnd)
+        if grad.nbytes <= INLINE_BYTES:
+            return grad
         return [ray.put(grad)]  # by reference (the master reads it)
 
     def notify(self, version: int, reach: float, refs: list[Any]) -> None:
