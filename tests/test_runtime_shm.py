@@ -231,6 +231,21 @@ def test_release_removes_every_segment():
         wk.close()
 
 
+def test_without_room_in_dev_shm_the_master_uses_the_object_store(monkeypatch):
+    """A tmpfs without room would not refuse a segment (a write to it would kill the process): the master checks
+    first, and without room (here: a /dev/shm with 40 kB free) takes the object store's path."""
+    import types
+
+    assert shm.available() and not shm.available(10**18)
+    monkeypatch.setattr(shm.os, "statvfs", lambda path: types.SimpleNamespace(f_bavail=10, f_frsize=4096))
+    system = System(n=2, K=1, compute=PAPER)
+    master = Master(Flat(10**6), system, LR, 5, seed=1, time_unit=None, error_every=0, shared=shm.token())
+    assert master.ring is None and master.token is None
+    master.start(time.time())
+    info = master.register(0)
+    assert "shm" not in info and isinstance(info["refs"][0], np.ndarray)  # ("put in the object store": a copy)
+
+
 def test_unlink_all_removes_a_killed_runs_segments():
     tok = shm.token()
     segs = [shm.Segment(f"{tok}-w", 3, 10, create=True), shm.Segment(f"{tok}-g0.0", 2, 10, create=True)]

@@ -136,11 +136,12 @@ class Master:
         self.inline = self.core.w.nbytes <= INLINE_BYTES
         # the same-node data path (shm.py): the version ring, made here; each worker incarnation's gradient slots
         big = self.core.w.nbytes > SHARED_BYTES
-        self.token = shared if shared is not None and big and shm.available() else None
+        rows = shm.ring_rows(self.n, system.K)
+        room = self.core.w.nbytes * (rows + len(system.active) * GRAD_SLOTS)  # (a restarted worker's slots: more)
+        self.token = shared if shared is not None and big and shm.available(room) else None
         self.ring: shm.Segment | None = None
         self.grad_segments: dict[tuple[int, int], shm.Segment] = {}
         if self.token is not None:
-            rows = shm.ring_rows(self.n, system.K)
             self.ring = shm.Segment(f"{self.token}-w", rows, self.core.w.size, create=True)
             self.ring_free = shm.Slots(rows)
         self.through_store = 0  # versions put in the object store because the ring was full

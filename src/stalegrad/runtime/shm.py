@@ -57,9 +57,14 @@ _PREFIX = "stalegrad-"
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
-def available() -> bool:
-    """Whether this machine has ``/dev/shm`` (Linux): the same-node data path can be used."""
-    return ROOT.is_dir() and os.access(ROOT, os.W_OK)
+def available(nbytes: int = 0) -> bool:
+    """Whether this machine has ``/dev/shm`` (Linux) with room for ``nbytes`` more (and a tenth to spare): the
+    same-node data path can be used. (A full tmpfs would not refuse a segment: a write to it would kill the
+    process, SIGBUS.)"""
+    if not (ROOT.is_dir() and os.access(ROOT, os.W_OK)):
+        return False
+    st = os.statvfs(ROOT)
+    return st.f_bavail * st.f_frsize >= 1.1 * nbytes
 
 
 def token() -> str:

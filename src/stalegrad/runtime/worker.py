@@ -10,9 +10,13 @@ Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
 2. it computes a real gradient of the problem on that version (a minibatch drawn from the worker's own stream);
 3. with injected times, it then sleeps until ``start + X * time_unit`` (``X`` drawn from its compute-time model:
    the round takes ``X`` time units unless the real work takes longer), and sends the gradient with
-   ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later); a gradient
-   over :data:`~stalegrad.runtime.master.INLINE_BYTES` is put in the object store (one copy) and its reference
-   sent, in a list (so that Ray does not resolve it before the call), and the master reads it zero-copy.
+   ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later). On the
+   master's node a gradient over :data:`~stalegrad.runtime.master.SHARED_BYTES` is copied into one of this
+   worker's gradient slots the master said is free (:mod:`stalegrad.runtime.shm`) and only the slot's number
+   sent, and ``w`` is read in place from the master's version ring (mapped by :meth:`Worker.prepare`); elsewhere
+   a gradient over :data:`~stalegrad.runtime.master.INLINE_BYTES` is put in the object store (one copy) and its
+   reference sent, in a list (so that Ray does not resolve it before the call), and the master reads it
+   zero-copy.
 
 Under every protocol but k-batch-async the master tells the worker of each version it sends it
 (:meth:`Worker.notify`: the version, the instant it reaches the worker, ``w``), and the worker keeps them in a
