@@ -7,7 +7,10 @@ per gradient (two passes over ``w``), so that what is measured is how ``w`` and 
 serialisation, the object store, copies, the master's lock. Same Ray instance (local, ``num_cpus=2``), ``n = 4``
 worker actors, ``K = 2`` gradients per update, no injected times; both are warmed up, and runs interleave.
 
-* stalegrad: ``stalegrad.runtime.run`` (``time_unit=None``, ``error_every=0``), updates per second over the run;
+* stalegrad: ``stalegrad.runtime.run`` (``time_unit=None``, ``error_every=0``), updates per second over the run,
+  with its same-node shared-memory data path (the default: ``w`` and the gradients in fixed buffers mapped once,
+  :mod:`stalegrad.runtime.shm`) and, beside it, through Ray's object store (``shared_memory=False``, the path
+  for workers on other nodes);
 * Ray's parameter-server pattern (as in ``bench_runtime.py``: ``ray.wait`` for ``K`` gradients, the parameter
   server's ``apply_gradients``, new weights' reference to those ``K`` workers);
 * the bound: the memory traffic one update needs on this machine, measured with numpy in the same run: adding
@@ -47,7 +50,7 @@ BOUND_TARGET = 4.0  # bound / stalegrad at the largest size, at most
 LR, BATCH = 0.1, 1
 N, K = 4, 2
 #: (d, updates) per size
-FULL = {"sizes": ((10**4, 600), (10**6, 150), (10**7, 40)), "reps": 2}
+FULL = {"sizes": ((10**4, 600), (10**6, 150), (10**7, 40)), "reps": 3}
 QUICK = {"sizes": ((10**3, 30), (10**5, 10)), "reps": 1}
 
 
@@ -125,12 +128,24 @@ def parts(d: int, reps: int = 5) -> dict[str, float]:
     return {k: 1e3 * statistics.median(v) for k, v in (("put_ms", put), ("get_ms", get), ("call_ms", call))}
 
 
-def stalegrad_run(problem: Quadratic, updates: int, seed: int) -> dict[str, Any]:
+def stalegrad_run(problem: Quadratic, updates: int, seed: int, shared: bool = True) -> dict[str, Any]:
     from stalegrad.runtime import run
 
     system = System(n=N, K=K, compute=shifted_exponential(alpha=1, rate=2 / 3))  # not injected: time_unit=None
-    result = run(system, problem, updates, time_unit=None, error_every=0, seed=seed, lr=LR, batch=BATCH)
-    return {"seconds": result.seconds, "updates_per_s": updates / result.seconds, "error": problem.error(result.w)}
+    result = run(
+        system, problem, updates, time_unit=None, error_every=0, seed=seed, lr=LR, batch=BATCH, shared_memory=shared
+    )
+    return {
+        "seconds": result.seconds,
+        "updates_per_s": updates / result.seconds,
+        "error": problem.error(result.w),
+        "datapath": result.trace.meta["datapath"],
+    }
+
+
+def load() -> float:
+    """The machine's load average over the last minute (other work on this shared machine)."""
+    return os.getloadavg()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,25 +167,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for d, updates in cfg["sizes"]:
             problem = Quadratic(d)
+            load_before = load()
             stalegrad_run(problem, 3, seed=0)  # warm-up: Ray's worker processes, the first large puts
+            stalegrad_run(problem, 3, seed=0, shared=False)
             ray_parameter_server(problem, N, K, 3)
-            ours, theirs = [], []
-            for rep in range(cfg["reps"]):  # interleaved, so that both see the same machine
+            ours, store, theirs = [], [], []
+            for rep in range(cfg["reps"]):  # interleaved, so that all see the same machine
                 ours.append(stalegrad_run(problem, updates, seed=rep + 1))
+                store.append(stalegrad_run(problem, updates, seed=rep + 1, shared=False))
                 theirs.append(ray_parameter_server(problem, N, K, updates))
             row = {
                 "d": d,
                 "megabytes": 8 * d / 1e6,
                 "updates": updates,
                 "stalegrad": ours,
+                "stalegrad_store": store,
                 "ray_parameter_server": theirs,
                 "bound_seconds": bound(d),
                 **parts(d),
             }
+            row["load"] = [load_before, load()]
             row["stalegrad_updates_per_s"] = max(r["updates_per_s"] for r in ours)
+            row["store_updates_per_s"] = max(r["updates_per_s"] for r in store)
             row["ray_updates_per_s"] = max(r["updates_per_s"] for r in theirs)
             row["bound_updates_per_s"] = 1.0 / row["bound_seconds"]
             row["ratio"] = row["stalegrad_updates_per_s"] / row["ray_updates_per_s"]
+            row["store_ratio"] = row["store_updates_per_s"] / row["ray_updates_per_s"]
             row["bound_ratio"] = row["bound_updates_per_s"] / row["stalegrad_updates_per_s"]
             rows.append(row)
             print(f"d = {d:.0e} done: stalegrad {row['stalegrad_updates_per_s']:.1f} updates/s", flush=True)
@@ -178,14 +200,20 @@ def main(argv: list[str] | None = None) -> int:
         stop_local(local)
 
     print()
-    head = f"{'d':>8s}{'MB':>7s}{'stalegrad u/s':>15s}{'Ray PS u/s':>12s}{'ratio':>8s}{'bound u/s':>11s}"
-    print(head + f"{'bound/ours':>12s}{'put ms':>9s}{'get ms':>9s}{'call ms':>9s}")
+    head = f"{'d':>8s}{'MB':>7s}{'stalegrad u/s':>15s}{'store u/s':>11s}{'Ray PS u/s':>12s}{'ratio':>8s}"
+    head += f"{'store/PS':>10s}{'bound u/s':>11s}{'bound/ours':>12s}"
+    print(head + f"{'put ms':>9s}{'get ms':>9s}{'call ms':>9s}{'load':>11s}")
     for r in rows:
         print(
-            f"{r['d']:8.0e}{r['megabytes']:7.2f}{r['stalegrad_updates_per_s']:15.1f}{r['ray_updates_per_s']:12.1f}"
-            f"{r['ratio']:7.2f}x{r['bound_updates_per_s']:11.0f}{r['bound_ratio']:11.1f}x{r['put_ms']:9.2f}"
-            f"{r['get_ms']:9.2f}{r['call_ms']:9.2f}"
+            f"{r['d']:8.0e}{r['megabytes']:7.2f}{r['stalegrad_updates_per_s']:15.1f}{r['store_updates_per_s']:11.1f}"
+            f"{r['ray_updates_per_s']:12.1f}{r['ratio']:7.2f}x{r['store_ratio']:9.2f}x{r['bound_updates_per_s']:11.0f}"
+            f"{r['bound_ratio']:11.1f}x{r['put_ms']:9.2f}{r['get_ms']:9.2f}{r['call_ms']:9.2f}"
+            f"{r['load'][0]:6.1f}-{r['load'][1]:.1f}"
         )
+    print("(stalegrad: the shared-memory data path; store: the same runs through Ray's object store; load: the")
+    print(" machine's 1-minute load average before and after the size)")
+    spilled = {f"{r['d']:.0e}": [x["datapath"]["through_store"] for x in r["stalegrad"]] for r in rows}
+    print(f"versions through the object store on the shared-memory path (ring full), per run: {spilled}")
     print()
     ok_ratio = all(r["ratio"] >= RATIO_TARGET for r in rows)
     ok_bound = rows[-1]["bound_ratio"] <= BOUND_TARGET

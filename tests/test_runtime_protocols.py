@@ -274,3 +274,18 @@ def test_a_stopped_protocol_run_resumes_with_no_gap_and_no_duplicate(local_ray, 
         "compute": pytest.approx(result.meta["compute_time"]),
         "cancelled": pytest.approx(result.meta["cancelled_time"]),
     }, "the final counts: the whole run's, as reported"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_protocol_runs_on_the_shared_memory_path(local_ray, case, big_quadratic):
+    """A 160 kB ``w``: the versions each protocol sends (in replies, and told to waiting or abandoning workers) are
+    rows of the master's version ring, the gradients come in slots; the Trace is as consistent as on the object
+    store's path, and no worker died (a ring row reused under a worker's feet raises in it)."""
+    from stalegrad.runtime import run
+
+    system = system_of(case)
+    result = run(system, big_quadratic(20_000), 60, time_unit=0.005, seed=2, lr=0.1, batch=4)
+    check_consistent(result, system, 60)
+    assert result.lost == ()
+    assert result.trace.meta["datapath"]["shared_memory"] == sorted(system.active)

@@ -55,6 +55,13 @@ from .resume import RunOptions, resumed
 )
 @click.option("--restart-workers", is_flag=True, help="Restart a worker that dies (it resumes above its last round).")
 @click.option(
+    "--shared-memory/--object-store",
+    default=True,
+    show_default=True,
+    help="How a w over 16 kB and its gradients travel to and from workers on the master's node: fixed "
+    "shared-memory buffers, or Ray's object store (always the path for workers on other nodes).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False),
     default=None,
@@ -108,6 +115,7 @@ def run_command(
     seed: int | None,
     address: str | None,
     restart_workers: bool,
+    shared_memory: bool,
     out: str | None,
     checkpoint_every: int | None,
     resume: str | None,
@@ -178,6 +186,7 @@ def run_command(
         seed=opts.seed,
         address=address,
         restart_workers=restart_workers,
+        shared_memory=shared_memory,
         checkpoint_dir=out if (checkpoint_every or resume) else None,
         checkpoint_every=checkpoint_every,
         resume=resume,

@@ -53,6 +53,7 @@ class Batch:
     def __init__(self, dim: int) -> None:
         self.dim = int(dim)
         self._held: list[np.ndarray] = []
+        self._tags: list[Any] = []  # the caller's tag of each gradient held (None: untagged)
         self._count = 0
         self._acc: np.ndarray | None = None  # allocated when first needed (K > HOLD)
         self._folded = False  # whether the accumulator holds the first gradients of this batch
@@ -60,18 +61,34 @@ class Batch:
     def __len__(self) -> int:
         return self._count
 
-    def add(self, grad: Any) -> None:
-        """Hold one more gradient (a reference, not a copy, when it is read-only: from the object store)."""
+    def add(self, grad: Any, tag: Any = None) -> None:
+        """Hold one more gradient (a reference, not a copy, when it is read-only: from the object store or a
+        shared-memory slot); ``tag`` names it (:meth:`holding`: the tags of the gradients still held)."""
         self._held.append(_frozen(grad, self.dim))
+        self._tags.append(tag)
         self._count += 1
         if len(self._held) > HOLD:
-            from ._batch_kernel import fold
+            self._fold(len(self._held) - 1)
 
-            if self._acc is None:
-                self._acc = np.empty(self.dim)
-            fold(self._acc, self._folded, tuple(self._held[:-1]))
-            self._folded = True
-            del self._held[:-1]
+    def holding(self) -> list[Any]:
+        """The tags of the gradients held (not yet added to ``w`` or folded into the accumulator)."""
+        return [t for t in self._tags if t is not None]
+
+    def release(self) -> None:
+        """Fold every gradient held into the accumulator (the same bits at the update), so that none is held: the
+        buffers they lie in may be reused."""
+        if self._held:
+            self._fold(len(self._held))
+
+    def _fold(self, count: int) -> None:
+        """Fold the first ``count`` gradients held into the accumulator (left to right: numpy's order)."""
+        from ._batch_kernel import fold
+
+        if self._acc is None:
+            self._acc = np.empty(self.dim)
+        fold(self._acc, self._folded, tuple(self._held[:count]))
+        self._folded = True
+        del self._held[:count], self._tags[:count]
 
     def apply(self, w: np.ndarray, c: float) -> None:
         """``w -= c * (g_1 + ... + g_k)`` in place (``c = lr / K``), then start an empty batch."""
@@ -80,7 +97,11 @@ class Batch:
         from ._batch_kernel import step
 
         acc = self._acc if self._acc is not None else w  # (not read when nothing was folded)
-        step(w.reshape(-1), acc, self._folded, tuple(self._held), float(c))
+        if self._held:
+            step(w.reshape(-1), acc, self._folded, tuple(self._held), float(c))
+        else:  # every gradient folded (released): w - c * s in numpy, the same operations
+            np.multiply(acc, float(c), out=acc)
+            np.subtract(w.reshape(-1), acc, out=w.reshape(-1))
         self.clear()
 
     @staticmethod
@@ -95,5 +116,6 @@ class Batch:
     def clear(self) -> None:
         """Forget the gradients held (they are released)."""
         self._held.clear()
+        self._tags.clear()
         self._count = 0
         self._folded = False

@@ -71,6 +71,7 @@ class Driver:
         self._began = 0.0
         self._finished: Any = None  # the master's wait_done call
         self._worker_class: Any = None
+        self.token: str | None = None  # the run's shared-memory segments (shm.py), if it may use them
 
     # ------------------------------------------------------------------------------------------------ the run
 
@@ -80,17 +81,30 @@ class Driver:
         import ray
 
         from . import master as master_module
+        from . import shm
         from . import worker as worker_module
 
         p = self.plan
         remote_master = ray.remote(**master_module.ACTOR_OPTIONS)(master_module.Master)
         self._worker_class = ray.remote(**worker_module.ACTOR_OPTIONS)(worker_module.Worker)
+        shm.reap()  # what killed runs left
+        self.token = shm.token() if p.shared_memory else None
         try:
             self.master = remote_master.remote(
-                p.problem, p.system, p.lr, p.updates, p.seed, p.time_unit, p.error_every, p.checkpoint_every, p.state
+                p.problem,
+                p.system,
+                p.lr,
+                p.updates,
+                p.seed,
+                p.time_unit,
+                p.error_every,
+                p.checkpoint_every,
+                p.state,
+                self.token,
             )
             self.workers = {i: self._new_worker(i) for i in p.system.active}  # idle ones (--workers): no actor
             ray.get([self.master.__ray_ready__.remote(), *(w.__ray_ready__.remote() for w in self.workers.values())])
+            ray.get([w.prepare.remote() for w in self.workers.values()])  # shared memory mapped, outside the clock
             self.latency = _latency(self.master)
             self.t0 = ray.get(self.master.ping.remote())[0]  # every time of the run is on the master's clock
             self._began = time.perf_counter()
@@ -159,14 +173,23 @@ class Driver:
         return self._result(out, dropped)
 
     def close(self) -> None:
-        """Kill every actor of the run, stopped or not (already dead, or Ray going down: nothing to do)."""
+        """Kill every actor of the run, stopped or not (already dead, or Ray going down: nothing to do), and remove
+        its shared-memory segments: the master is asked to, and what is left on this node (the master killed, or
+        dead) is removed by name (:func:`~stalegrad.runtime.shm.unlink_all`)."""
         import ray
 
+        from . import shm
+
+        if self.token is not None and self.master is not None:
+            with contextlib.suppress(Exception):
+                ray.get(self.master.release.remote(), timeout=5.0)
         for handle in [*self.workers.values(), self.master]:
             if handle is None:
                 continue
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
+        if self.token is not None:
+            shm.unlink_all(self.token)
 
     def _new_worker(self, i: int) -> Any:
         p = self.plan
@@ -291,6 +314,9 @@ class Driver:
             "address": self.address,
             "configured": p.system.to_dict() if p.time_unit is not None else None,
             "resumed_from": ckpt.version if ckpt is not None else None,
+            # the workers that exchanged w and gradients through shared memory; versions that went through the
+            # object store because the ring was full; gradients copied out of busy slots (stalegrad.runtime.shm)
+            "datapath": out["datapath"],
             "checkpoint": str(p.checkpoint_dir) if p.checkpoint_every else None,
             "clocks": {str(i): c for i, c in out["clocks"].items()},  # per worker: offset to the master's, rtt, node
             "master_node": out["node"],

@@ -21,16 +21,25 @@ from typing import Any
 
 import numpy as np
 
+from . import shm
 from .batch import Batch
 from .protocol import MasterCore
 from .rounds import AppliedRounds
 
-__all__ = ["ACTOR_OPTIONS", "INLINE_BYTES", "Master"]
+__all__ = ["ACTOR_OPTIONS", "GRAD_SLOTS", "INLINE_BYTES", "SHARED_BYTES", "Master"]
 
 #: A version of ``w`` up to this size is sent inside the master's replies; a larger one is put in the object store
 #: once and its reference sent (Ray's own threshold for returning task results inline, ``max_direct_call_object_size``).
 #: A worker's gradient above it travels by reference too.
 INLINE_BYTES = 100 * 1024
+
+#: A ``w`` over this size takes the shared-memory path (:mod:`stalegrad.runtime.shm`) to workers on the master's
+#: node, and their gradients too: below it, a call's own copy costs less than a slot's bookkeeping.
+SHARED_BYTES = 16 * 1024
+
+#: Gradient slots per worker on the shared-memory path (:mod:`stalegrad.runtime.shm`): one the master may hold while
+#: the worker writes the next into the other.
+GRAD_SLOTS = 2
 
 #: How :class:`Master` is made a Ray actor: never restarted, its calls never retried; :meth:`Master.wait_done` runs
 #: in its own concurrency group (call it with ``.options(concurrency_group="control")``), the rest one at a time.
@@ -44,10 +53,13 @@ class Master:
     has passed run one at a time on it. Create it with a concurrency group ``"control"`` for :meth:`wait_done`
     (:data:`ACTOR_OPTIONS`), which blocks until the run is done.
 
-    The broadcast: a small ``w`` (up to :data:`INLINE_BYTES`) travels inside the replies; a larger one is put once
-    per version in the object store and its reference travels instead. A worker learns of the versions in the reply
-    to its gradient (:meth:`submit`), which it awaits before its next round: the reply names the newest version
-    that *reached* it strictly before that round started, the instant the gradient was sent. Version ``v``, made
+    The broadcast: a small ``w`` (up to :data:`INLINE_BYTES`) travels inside the replies; a larger one is copied once
+    per version into a row of the version ring that workers on the master's node read in place (``shared``: the
+    run's segment name, :mod:`stalegrad.runtime.shm`; their gradients come in slots too, :meth:`submit`), or put
+    once in the object store for the others (and for all without ``shared``), and its reference travels instead.
+    A worker learns of the versions in the reply to its gradient (:meth:`submit`), which it awaits before its next
+    round: the reply names the newest version that *reached* it strictly before that round started, the instant
+    the gradient was sent. Version ``v``, made
     at real time ``T_v``, reaches worker ``i`` at ``T_v + d_{i,v} * time_unit``, ``d`` drawn from the worker's
     downlink stream (:func:`~stalegrad.streams.worker_seeds`) -- every version made before that instant is
     known to the master when the reply is made, so the rule is applied exactly, with no extra message per version.
@@ -82,6 +94,7 @@ class Master:
         error_every: int = 1,
         checkpoint_every: int = 0,
         resume: dict[str, Any] | None = None,
+        shared: str | None = None,
     ) -> None:
 
         self.problem = problem
@@ -121,7 +134,21 @@ class Master:
         v0 = self.core.version
         # a small w travels inside the reply (as Ray sends small task returns); a large one is put once per version
         self.inline = self.core.w.nbytes <= INLINE_BYTES
-        self.refs: dict[int, Any] = {v0: self._publish(self.core.w)}
+        # the same-node data path (shm.py): the version ring, made here; each worker incarnation's gradient slots
+        big = self.core.w.nbytes > SHARED_BYTES
+        rows = shm.ring_rows(self.n, system.K)
+        room = self.core.w.nbytes * (rows + len(system.active) * GRAD_SLOTS)  # (a restarted worker's slots: more)
+        self.token = shared if shared is not None and big and shm.available(room) else None
+        self.ring: shm.Segment | None = None
+        self.grad_segments: dict[tuple[int, int], shm.Segment] = {}
+        if self.token is not None:
+            self.ring = shm.Segment(f"{self.token}-w", rows, self.core.w.size, create=True)
+            self.ring_free = shm.Slots(rows)
+        self.through_store = 0  # versions put in the object store because the ring was full
+        self.copied = 0  # gradients copied out of their slots (every slot of their worker was busy)
+        self.sharing: set[int] = set()  # the workers on the shared-memory path (the others: the object store)
+        self._stored: dict[int, Any] = {}  # versions in the ring put in the object store too, for the others
+        self.refs: dict[int, Any] = {v0: self._publish(self.core.w, v0)}
         self.downlink: list[Any] = [None] * self.n  # per worker: its downlink draws (None: no delay)
         self.pending: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]  # (reach, version) sent
         self.current = [v0] * self.n  # the version each worker uses
@@ -176,7 +203,39 @@ class Master:
         self.live.add(worker)
         # above every round taken and every round still travelling (a dead incarnation's last gradients)
         first = max(self.core.rounds.next_round(worker), self.received[worker] + 1)
-        return {"round": first, "version": v, "refs": [self.refs[v]]}
+        node = self.clocks.get(worker, {}).get("node")
+        if self.ring is not None and node == self._node:  # on the master's node: the shared-memory path
+            self.sharing.add(worker)
+        else:
+            self.sharing.discard(worker)
+        info = {"round": first, "version": v, "refs": [self._ref(worker, v)]}
+        if worker in self.sharing:
+            info["shm"] = {**self._segments(worker, incarnation), "free": self._free(worker, incarnation)}
+        return info
+
+    def share(self, worker: int, incarnation: int, node: str | None) -> dict[str, Any] | None:
+        """The shared-memory segments of a worker incarnation on ``node`` (made here if new), for it to map before
+        its first round; None if it does not share memory with the master (another node, a small ``w``, no
+        ``/dev/shm``, or the path switched off)."""
+        with self._lock:
+            if self.ring is None or node != self._node:
+                return None
+            return self._segments(worker, incarnation)
+
+    def _segments(self, worker: int, incarnation: int) -> dict[str, Any]:
+        assert self.ring is not None
+        key = (worker, incarnation)
+        if key not in self.grad_segments:
+            name = f"{self.token}-g{worker}.{incarnation}"
+            self.grad_segments[key] = shm.Segment(name, GRAD_SLOTS, self.core.w.size, create=True)
+        ring = self.ring
+        return {
+            "ring": ring.name,
+            "ring_rows": ring.slots,
+            "dim": ring.dim,
+            "grads": f"{self.token}-g{worker}.{incarnation}",
+            "slots": GRAD_SLOTS,
+        }
 
     def detach(self, worker: int) -> None:
         """A worker died: its versions need no longer be kept."""
@@ -193,21 +252,28 @@ class Master:
         start: float,
         sent: float,
         version: int,
-        grad: np.ndarray | list[Any],
+        grad: np.ndarray | list[Any] | shm.GradRef,
         deliver_at: float,
         abandoned: float = 0.0,
-    ) -> tuple[int, list[Any] | None]:
+    ) -> tuple[int, list[Any] | None, list[int] | None]:
         """A gradient from ``worker``, taken once its uplink delay has passed (real time ``deliver_at``);
         ``abandoned``: the seconds of the rounds the worker abandoned since its last gradient (wasted). A large
-        gradient comes as its object reference in a list: read zero-copy (read-only) before the lock is taken.
+        gradient comes as its object reference in a list: read zero-copy (read-only) before the lock is taken; or,
+        from a worker on the master's node, as the slot it lies in (:class:`~stalegrad.runtime.shm.GradRef`): read
+        in place, the slot busy until the gradient is added to ``w`` or dropped.
 
         Returns the newest version that reached the worker strictly before ``sent`` (the one its next round uses,
-        unless it waits for a new one), and its object reference in a list if it is not the one the worker has.
+        unless it waits for a new one), its reference in a list if it is not the one the worker has, and, for a
+        gradient in a slot, the worker's slots now free (at least one: see :meth:`_free`).
         """
-        if isinstance(grad, list):
+        tag = None
+        if isinstance(grad, shm.GradRef):
+            tag = (worker, grad.incarnation, grad.slot)
+            g = self._slot(tag, grad.rnd)
+        elif isinstance(grad, list):
             import ray
 
-            g: np.ndarray = ray.get(grad[0])
+            g = ray.get(grad[0])
         else:
             g = grad
         with self._lock:
@@ -216,7 +282,7 @@ class Master:
             self.compute_time += sent - start
             self.cancelled_time += abandoned
             self.core.finished(worker, rnd)
-            args = (worker, rnd, start, sent, version, g)
+            args = (worker, rnd, start, sent, version, g, tag)
             if deliver_at > time.time():
                 self._seq += 1
                 heapq.heappush(self._mail, (deliver_at, self._seq, args))
@@ -224,9 +290,54 @@ class Master:
             else:
                 self._take(*args)
             v = self._newest(worker, sent)
+            free = self._free(worker, tag[1]) if tag is not None else None
             if v == version:
-                return v, None
-            return v, [self.refs[v]]
+                return v, None, free
+            return v, [self._ref(worker, v)], free
+
+    def _ref(self, worker: int, v: int) -> Any:
+        """What ``worker`` is given for version ``v``: its row of the ring if the worker shares memory with the
+        master, else the object store's copy (put once, when first needed)."""
+        ref = self.refs[v]
+        if not isinstance(ref, shm.VersionRef) or worker in self.sharing:
+            return ref
+        if v not in self._stored:
+            import ray
+
+            assert self.ring is not None
+            row = self.ring.rows[ref.slot]
+            self._stored[v] = row.copy() if self.inline else ray.put(row)
+        return self._stored[v]
+
+    def _slot(self, tag: tuple[int, int, int], rnd: int) -> np.ndarray:
+        """The gradient in slot ``tag = (worker, incarnation, slot)``, read-only, in place; its tag must be its round
+        (the worker writes the round after the gradient)."""
+        worker, incarnation, slot = tag
+        seg = self.grad_segments[(worker, incarnation)]
+        if int(seg.tags[slot]) != rnd:
+            raise RuntimeError(f"gradient slot {tag} holds round {int(seg.tags[slot])}, not round {rnd}")
+        g = seg.rows[slot].view()
+        g.flags.writeable = False
+        return g
+
+    def _free(self, worker: int, incarnation: int) -> list[int]:
+        """The slots of worker incarnation ``(worker, incarnation)`` that hold no gradient the master still reads:
+        not in the K-batch (not yet added to ``w`` nor folded), not waiting for its uplink delay. Never none: if
+        every slot is busy, the batch folds what it holds into its accumulator (the same bits at the update) and
+        the waiting gradients of this worker are copied out of their slots. Called under the lock."""
+        mine = (worker, incarnation)
+        busy = {t[2] for t in self.core.holding() if t[:2] == mine}
+        busy |= {m[2][6][2] for m in self._mail if m[2][6] is not None and m[2][6][:2] == mine}
+        if len(busy) >= GRAD_SLOTS:
+            self.core.release()
+            for i, (at, seq, args) in enumerate(self._mail):
+                if args[6] is not None and args[6][:2] == mine:  # (the heap's order is by (at, seq): unchanged)
+                    g = args[5].copy()
+                    g.flags.writeable = False
+                    self._mail[i] = (at, seq, (*args[:5], g, None))
+                    self.copied += 1
+            busy = set()
+        return [s for s in range(GRAD_SLOTS) if s not in busy]
 
     def _deliver(self) -> None:
         """The delivery thread: takes each delayed gradient when its ``deliver_at`` has come."""
@@ -246,13 +357,15 @@ class Master:
             self.cancelled_time += abandoned
             self.core.began(worker, rnd, version)
 
-    def _take(self, worker: int, rnd: int, start: float, sent: float, version: int, grad: np.ndarray) -> None:
+    def _take(
+        self, worker: int, rnd: int, start: float, sent: float, version: int, grad: np.ndarray, tag: Any = None
+    ) -> None:
         arrive = time.time()
         core = self.core
-        if not core.receive(worker, rnd, start, sent, arrive, version, grad):
+        if not core.receive(worker, rnd, start, sent, arrive, version, grad, tag):
             self._dispatch(arrive)  # a dropped gradient's waiting worker
             return
-        self.refs[core.version] = self._publish(core.w)
+        self.refs[core.version] = self._publish(core.w, core.version)
         self._dispatch(arrive)
         if self.error_every and core.version % self.error_every == 0:
             self.errors.append((core.version, arrive, float(self.problem.error(core.w))))
@@ -277,7 +390,7 @@ class Master:
             self.pending[k].append((now + d, v))
             handle = self.handles.get(k)
             if self.tell and handle is not None:
-                handle.notify.options(enable_task_events=False).remote(v, now + d, [self.refs[v]])
+                handle.notify.options(enable_task_events=False).remote(v, now + d, [self._ref(k, v)])
         core.outbox.clear()
 
     def _snap(self, final: bool) -> None:
@@ -304,11 +417,22 @@ class Master:
         if final:  # the run stops at this state: every gradient received is one of its rows or drops
             self._snapshot["received"] = self.arrived
 
-    def _publish(self, w: np.ndarray) -> Any:
-        """What a worker is given for a version: a copy of ``w`` (the master updates ``w`` in place), or the
-        reference of the one copy put in the object store (workers read it zero-copy, read-only)."""
+    def _publish(self, w: np.ndarray, version: int) -> Any:
+        """What a worker is given for a version: a copy of ``w`` (the master updates ``w`` in place); on the
+        shared-memory path the row of the version ring it is copied into (:class:`~stalegrad.runtime.shm.VersionRef`;
+        a worker on another node is given the object store's copy, put when first needed); else the reference of
+        the one copy put in the object store (workers read it zero-copy, read-only). When every row of the ring
+        holds a version a worker may still be given, the version goes through the object store."""
         import ray
 
+        if self.ring is not None:
+            slot = self.ring_free.take()
+            if slot is not None:
+                self.ring.tags[slot] = -1  # a worker still reading the row would see its tag change
+                np.copyto(self.ring.rows[slot], w)
+                self.ring.tags[slot] = version
+                return shm.VersionRef(slot, version)
+            self.through_store += 1
         return w.copy() if self.inline else ray.put(w)
 
     def checkpoint(self, written: int, final: bool = False) -> dict[str, Any] | None:
@@ -363,7 +487,10 @@ class Master:
         """Forget the object references no live worker can use any more (older than every worker's version)."""
         low = min((self.current[i] for i in self.live), default=self.core.version)
         for v in [v for v in self.refs if v < low]:
-            del self.refs[v]
+            ref = self.refs.pop(v)
+            self._stored.pop(v, None)
+            if isinstance(ref, shm.VersionRef):
+                self.ring_free.free(ref.slot)
 
     def status(self) -> dict[str, Any]:
         """Progress: updates made, gradients applied, their staleness sum, drops, the rounds taken from each worker,
@@ -384,6 +511,16 @@ class Master:
             "done": core.done,
             "time": time.time(),
         }
+
+    def release(self) -> None:
+        """Remove the run's shared-memory segments (at the end of the run: their memory is freed when the last
+        process that maps them unmaps them or ends; the driver also removes them by name if the master is gone,
+        :func:`~stalegrad.runtime.shm.unlink_all`)."""
+        with self._lock:
+            for seg in [*self.grad_segments.values(), *([self.ring] if self.ring is not None else [])]:
+                seg.unlink()
+            if self.token is not None:
+                shm.unlink_all(self.token)
 
     def wait_done(self) -> None:
         """Returns when the run has all its updates (blocks: call it in the ``"control"`` concurrency group)."""
@@ -424,5 +561,10 @@ class Master:
             "t0": self.t0,
             "work": self._work(),
             "clocks": {i: self.clocks[i] for i in sorted(self.clocks)},
+            "datapath": {
+                "shared_memory": sorted(self.sharing),
+                "through_store": self.through_store,
+                "copied": self.copied,
+            },
             "node": self._node,
         }

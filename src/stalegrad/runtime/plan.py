@@ -53,6 +53,7 @@ class RunPlan:
     checkpoint_dir: Path | None
     checkpoint_every: int
     resumed: Checkpoint | None
+    shared_memory: bool = True
 
     @classmethod
     def build(
@@ -75,6 +76,7 @@ class RunPlan:
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int | None = None,
         resume: str | Path | None = None,
+        shared_memory: bool = True,
         names: Mapping[str, str] | None = None,
     ) -> RunPlan:
         """Check every argument and resolve the run. ``names``: how the caller calls a parameter, possibly with
@@ -181,6 +183,7 @@ class RunPlan:
             checkpoint_dir=folder if checkpoint_every else None,
             checkpoint_every=int(checkpoint_every),
             resumed=ckpt,
+            shared_memory=bool(shared_memory),
         )
 
     @property

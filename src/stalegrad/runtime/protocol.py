@@ -20,6 +20,7 @@ gradient not applied, by reason. A gradient computed on ``w_v`` and applied in u
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -105,13 +106,22 @@ class MasterCore:
         return self._applied
 
     def receive(
-        self, worker: int, rnd: int, start: float, sent: float, arrive: float, version: int, grad: np.ndarray
+        self,
+        worker: int,
+        rnd: int,
+        start: float,
+        sent: float,
+        arrive: float,
+        version: int,
+        grad: np.ndarray,
+        tag: Any = None,
     ) -> bool:
         """Take one gradient; True when it completed a batch and an update was applied (``self.version`` is new).
 
         A gradient the protocol drops -- computed on a superseded version under a synchronous protocol, or of
         staleness above the bound -- is a row with ``update = -1`` and its reason; under k-async and ringmaster
-        its worker, which waits, is sent the current version."""
+        its worker, which waits, is sent the current version. ``tag`` names the gradient while the batch holds it
+        (:meth:`holding`)."""
         if self.done:
             self.dropped["after_end"] += 1
             return False
@@ -135,7 +145,7 @@ class MasterCore:
                 self._send(worker)  # a dropped worker must not wait forever
             return False
         self._pending.append(row)
-        self._batch.add(grad)
+        self._batch.add(grad, tag)
         if len(self._pending) < self.K:
             return False
         self._batch.apply(self.w, self.lr / self.K)  # in place: w -= (lr / K) * (g_1 + ... + g_K)
@@ -155,6 +165,14 @@ class MasterCore:
         if rules.stops:
             self._stop_stale()
         return True
+
+    def holding(self) -> list[Any]:
+        """The tags of the gradients the current batch holds (read in place: their buffers must not change)."""
+        return self._batch.holding()
+
+    def release(self) -> None:
+        """Hold no gradient any more: fold those held into the batch's accumulator (the update's bits unchanged)."""
+        self._batch.release()
 
     def _send(self, worker: int) -> None:
         if worker not in self.outbox:

@@ -46,6 +46,7 @@ def run(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: str | Path | None = None,
+    shared_memory: bool = True,
 ) -> RunResult:
     """Train ``problem`` with ``system.n`` worker actors and a master actor on Ray until ``updates`` updates.
 
@@ -77,6 +78,10 @@ def run(
     streams, and the returned Trace is the whole run's -- updates ``1..updates`` exactly once. Whatever the stopped
     run did after its last checkpoint is lost, not duplicated.
 
+    ``shared_memory``: a ``w`` over 16 kB and its gradients travel between the master and the workers on
+    its node through fixed shared-memory buffers (:mod:`stalegrad.runtime.shm`), and through Ray's object store
+    for workers on other nodes; ``False``: through the object store for every worker.
+
     Every argument is checked before Ray starts (:meth:`RunPlan.build`).
     """
     plan = RunPlan.build(
@@ -97,6 +102,7 @@ def run(
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        shared_memory=shared_memory,
     )
     return carry_out(plan, progress)
 

@@ -10,9 +10,13 @@ Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
 2. it computes a real gradient of the problem on that version (a minibatch drawn from the worker's own stream);
 3. with injected times, it then sleeps until ``start + X * time_unit`` (``X`` drawn from its compute-time model:
    the round takes ``X`` time units unless the real work takes longer), and sends the gradient with
-   ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later); a gradient
-   over :data:`~stalegrad.runtime.master.INLINE_BYTES` is put in the object store (one copy) and its reference
-   sent, in a list (so that Ray does not resolve it before the call), and the master reads it zero-copy.
+   ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later). On the
+   master's node a gradient over :data:`~stalegrad.runtime.master.SHARED_BYTES` is copied into one of this
+   worker's gradient slots the master said is free (:mod:`stalegrad.runtime.shm`) and only the slot's number
+   sent, and ``w`` is read in place from the master's version ring (mapped by :meth:`Worker.prepare`); elsewhere
+   a gradient over :data:`~stalegrad.runtime.master.INLINE_BYTES` is put in the object store (one copy) and its
+   reference sent, in a list (so that Ray does not resolve it before the call), and the master reads it
+   zero-copy.
 
 Under every protocol but k-batch-async the master tells the worker of each version it sends it
 (:meth:`Worker.notify`: the version, the instant it reaches the worker, ``w``), and the worker keeps them in a
@@ -41,7 +45,8 @@ import numpy as np
 
 from ..spec import System
 from ..streams import COMPUTE, MINIBATCH, UPLINK, Draws, worker_seeds
-from .master import INLINE_BYTES
+from . import shm
+from .master import INLINE_BYTES, SHARED_BYTES
 from .protocol import RULES
 
 __all__ = ["ACTOR_OPTIONS", "Worker"]
@@ -106,6 +111,9 @@ class Worker:
         self.skew = float(clock_skew)
         self.offset = 0.0  # add to this worker's clock to read the master's
         self.rtt = 0.0  # the round trip of the ping the offset is taken from (0: same node, not estimated)
+        self.ring: shm.Segment | None = None  # the master's version ring, read-only (the shared-memory path)
+        self.slots: shm.Segment | None = None  # this incarnation's gradient slots
+        self.free: list[int] = []  # the slots the master said are free, not used since
 
     def _clock(self) -> float:
         """This worker's own clock (skewed by ``clock_skew``)."""
@@ -123,6 +131,22 @@ class Worker:
             if t1 - t0 < best[0]:
                 best = (t1 - t0, master_time - (t0 + t1) / 2)
         self.rtt, self.offset = best
+
+    def prepare(self) -> None:
+        """Before the run's clock starts: on the master's node, map the master's version ring and this
+        incarnation's gradient slots (their pages faulted in now, once: :mod:`stalegrad.runtime.shm`)."""
+        import ray
+
+        _, master_node = ray.get(self.master.ping.remote())
+        node = ray.get_runtime_context().get_node_id()
+        if node == master_node:
+            self._map(ray.get(self.master.share.remote(self.index, self.incarnation, node)))
+
+    def _map(self, s: dict[str, Any] | None) -> None:
+        if s is None or (self.slots is not None and self.slots.name == s["grads"]):
+            return
+        self.ring = shm.Segment(s["ring"], s["ring_rows"], s["dim"], writable=False)
+        self.slots = shm.Segment(s["grads"], s["slots"], s["dim"])
 
     def run(self) -> dict[str, Any]:
         """Compute and send gradients until :meth:`stop`; returns the number of rounds sent.
@@ -143,6 +167,21 @@ class Worker:
         clock = {"offset": self.offset, "rtt": self.rtt, "node": node}
         me = ray.get_runtime_context().current_actor
         info = ray.get(self.master.register.remote(self.index, self.incarnation, clock, me))
+        if "shm" in info:  # on the master's node: the ring and this incarnation's slots (mapped by prepare)
+            self._map(info["shm"])
+            self.free = list(info["shm"]["free"])
+        else:
+            self.free = []
+        try:
+            return self._loop(info, now)
+        finally:
+            for seg in (self.ring, self.slots):
+                if seg is not None:
+                    seg.close()
+
+    def _loop(self, info: dict[str, Any], now: Any) -> dict[str, Any]:
+        import ray
+
         rnd = int(info["round"])
         version, ref = int(info["version"]), info["refs"][0]
         self._best = (version, ref)
@@ -160,10 +199,12 @@ class Worker:
             if rules.stops:
                 began.remote(self.index, rnd, version, abandoned)
                 abandoned = 0.0
-            if have != version:  # the master sends a small w itself, a large one's object reference
-                w = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+            if have != version:  # the master sends a small w itself, a large one's object reference or ring row
+                w = self._read(ref)
                 have = version
             grad = self.problem.gradient(w, self.batch, self.rng)
+            if isinstance(ref, shm.VersionRef) and int(self.ring.tags[ref.slot]) != ref.version:  # type: ignore[union-attr]
+                raise RuntimeError(f"the ring's row {ref.slot} was reused while version {ref.version} was read")
             finishes = True
             if self.compute is not None:
                 x = self.compute.next()
@@ -188,10 +229,11 @@ class Worker:
                         break
             sent = now()
             up = self.uplink.next() * unit if self.uplink is not None else 0.0
-            if isinstance(grad, np.ndarray) and grad.nbytes > INLINE_BYTES:  # by reference (the master reads it)
-                grad = [ray.put(grad)]
+            grad = self._send(grad, rnd)
             args = (self.index, rnd, start, sent, version, grad, sent + up, abandoned)
-            new, refs = ray.get(submit.remote(*args))
+            new, refs, free = ray.get(submit.remote(*args))
+            if free is not None:
+                self.free = list(free)
             abandoned = 0.0
             if refs is not None:
                 version, ref = int(new), refs[0]
@@ -205,6 +247,32 @@ class Worker:
                 start = now()
                 version, ref = self._reached(start, strict=False)
         return {"index": self.index, "rounds": self.rounds}
+
+    def _read(self, ref: Any) -> Any:
+        """``w`` of a version from what the master gave: itself (small), its object reference (read zero-copy), or
+        its row of the version ring (read in place, read-only)."""
+        import ray
+
+        if isinstance(ref, shm.VersionRef):
+            assert self.ring is not None
+            return self.ring.rows[ref.slot]
+        return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+
+    def _send(self, grad: Any, rnd: int) -> Any:
+        """What carries a gradient to the master: itself (small), its object reference in a list (large), or, on
+        the shared-memory path, the free slot it is copied into (tagged with its round after the copy)."""
+        import ray
+
+        if not isinstance(grad, np.ndarray) or grad.nbytes <= SHARED_BYTES:
+            return grad
+        if self.slots is not None and self.free and grad.size == self.slots.dim:
+            slot = self.free.pop(0)
+            np.copyto(self.slots.rows[slot], grad.reshape(-1))
+            self.slots.tags[slot] = rnd
+            return shm.GradRef(self.incarnation, slot, rnd)
+        if grad.nbytes <= INLINE_BYTES:
+            return grad
+        return [ray.put(grad)]  # by reference (the master reads it)
 
     def notify(self, version: int, reach: float, refs: list[Any]) -> None:
         """The master sent this worker ``version``; it reaches the worker at real time ``reach`` (master's clock)."""
