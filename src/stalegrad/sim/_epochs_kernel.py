@@ -63,16 +63,17 @@ def _replay(hti, hw, m, i, t, h):
     below it, ``hti[j], hw[j]``; leaf ``m + i``) against each sibling, without branches (conditional moves): by
     time, then kind and worker (``h``). Times are compared as their int64 bits (they are ``>= 0``: the bits order
     as the floats do, and integers select without a branch)."""
-    j = m + i
+    one = np.uint64(1)
+    j = np.uint64(m + i)  # (unsigned: no code for negative indices)
     hti[j] = t
     hw[j] = h
-    while j > 1:
-        ts = hti[j ^ 1]
-        hs = hw[j ^ 1]
+    while j > one:
+        ts = hti[j ^ one]
+        hs = hw[j ^ one]
         first = (t < ts) | ((t == ts) & (h < hs))
         t = t if first else ts
         h = h if first else hs
-        j >>= 1
+        j >>= one
         hti[j] = t
         hw[j] = h
 
@@ -141,37 +142,41 @@ def advance_epochs(
         last = v + 1 == updates
         # every worker starts a round at s
         for i in range(n):
-            p = wi[i, CPOS]
-            if p == wi[i, CEND]:
+            u = np.uint64(i)  # (indices unsigned: no code for negative ones)
+            p = wi[u, CPOS]
+            if p == wi[u, CEND]:
                 ist[WHO] = i
                 return REFILL_KEEP
-            x = C[p]
-            tpos[i] = p + 1
-            tst[i] = s
-            tx[i] = x
-            tcomp[i] = wf[i, COMPUTE]
-            tcanc[i] = wf[i, CANCEL]
-            tapp[i] = 0
-            ht[m + i], hw[m + i] = _event(i, s, x, up, cuts, wf[i, CUT], n)
+            x = C[np.uint64(p)]
+            tpos[u] = p + 1
+            tst[u] = s
+            tx[u] = x
+            tcomp[u] = wf[u, COMPUTE]
+            tcanc[u] = wf[u, CANCEL]
+            tapp[u] = 0
+            ht[m + i], hw[m + i] = _event(i, s, x, up, cuts, wf[u, CUT], n)
         rounds = n
         got = 0
         t = 0.0
         if ranks:  # one round each: the K first by rank, without branches
             for i in range(n):
+                u = np.uint64(i)  # (indices unsigned: no code for negative ones)
                 a = ht[m + i]
                 r = 0
                 for j in range(n):
                     b = ht[m + j]
                     r += (b < a) | ((b == a) & (j < i))
-                tapp[i] = r
+                tapp[u] = r
             for i in range(n):
-                if tapp[i] < K:
-                    tcomp[i] += tx[i]
-                    tst[i] = np.inf
-                if tapp[i] == K - 1:
+                u = np.uint64(i)  # (indices unsigned: no code for negative ones)
+                if tapp[u] < K:
+                    tcomp[u] += tx[u]
+                    tst[u] = np.inf
+                if tapp[u] == K - 1:
                     t = ht[m + i]
             for i in range(n):
-                tapp[i] = tapp[i] < K
+                u = np.uint64(i)  # (indices unsigned: no code for negative ones)
+                tapp[u] = tapp[u] < K
         if not ranks:  # the winner tree over the workers' next events
             for j in range(m - 1, 0, -1):
                 ta = hti[2 * j]
@@ -186,71 +191,73 @@ def advance_epochs(
             h = hw[1]
             arrival = h >= n
             i = h - n if arrival else h
-            st = tst[i]
-            x = tx[i]
+            u = np.uint64(i)
+            st = tst[u]
+            x = tx[u]
             if arrival:
-                tcomp[i] += x
-                tapp[i] += 1
+                tcomp[u] += x
+                tapp[u] += 1
                 got += 1
                 if got == K:
                     t = ht[1]
                     if waits:  # it waits for the next version
-                        tst[i] = np.inf
+                        tst[u] = np.inf
                     else:  # its next round (started when it sent), walked below
-                        p = tpos[i]
-                        if p == wi[i, CEND]:
+                        p = tpos[u]
+                        if p == wi[u, CEND]:
                             ist[WHO] = i
                             return REFILL_KEEP
-                        tpos[i] = p + 1
-                        tst[i] = st + x
-                        tx[i] = C[p]
+                        tpos[u] = p + 1
+                        tst[u] = st + x
+                        tx[u] = C[np.uint64(p)]
                         rounds += 1
                     break
                 nst = st + x
             else:  # abandoned at its cutoff
-                tcanc[i] += ht[1] - st
+                tcanc[u] += ht[1] - st
                 nst = ht[1]
             if waits and arrival:  # it waits for the next version
-                tst[i] = np.inf
+                tst[u] = np.inf
                 _replay(hti, hw, m, i, INF_BITS, 2 * n + i)
             else:
-                p = tpos[i]
-                if p == wi[i, CEND]:
+                p = tpos[u]
+                if p == wi[u, CEND]:
                     ist[WHO] = i
                     return REFILL_KEEP
-                x = C[p]
-                tpos[i] = p + 1
-                tst[i] = nst
-                tx[i] = x
+                x = C[np.uint64(p)]
+                tpos[u] = p + 1
+                tst[u] = nst
+                tx[u] = x
                 rounds += 1
-                ht[0], he = _event(i, nst, x, up, cuts, wf[i, CUT], n)  # (node 0: unused, a place to convert)
+                ht[0], he = _event(i, nst, x, up, cuts, wf[u, CUT], n)  # (node 0: unused, a place to convert)
                 _replay(hti, hw, m, i, hti[0], he)
         # the rounds that end by the end of the epoch: s_{v+1} (the new version reaches the workers), or t for the
         # last update (the run stops with the arrival that makes it: nothing after it counts, nothing is cancelled)
         end = t if last else t + down
         nl = 0
         for i in range(n):
-            st = tst[i]
+            u = np.uint64(i)  # (indices unsigned: no code for negative ones)
+            st = tst[u]
             if st == np.inf:
                 continue
-            x = tx[i]
+            x = tx[u]
             r = 0
             while True:
-                if cuts and x > wf[i, CUT]:
-                    e = st + wf[i, CUT]
+                if cuts and x > wf[u, CUT]:
+                    e = st + wf[u, CUT]
                     if e > end:
                         if not last:
-                            tcanc[i] += end - st
+                            tcanc[u] += end - st
                         break
-                    tcanc[i] += e - st
+                    tcanc[u] += e - st
                     nst = e
                 else:
                     f = st + x
                     if f > end:
                         if not last:
-                            tcanc[i] += end - st
+                            tcanc[u] += end - st
                         break
-                    tcomp[i] += x
+                    tcomp[u] += x
                     if not last:  # sent, and late on arrival
                         if nl == lcap:
                             ist[NEED] = 2 * lcap
@@ -263,12 +270,12 @@ def advance_epochs(
                     if waits:
                         break
                     nst = f
-                p = tpos[i]
-                if p == wi[i, CEND]:
+                p = tpos[u]
+                if p == wi[u, CEND]:
                     ist[WHO] = i
                     return REFILL_KEEP
-                x = C[p]
-                tpos[i] = p + 1
+                x = C[np.uint64(p)]
+                tpos[u] = p + 1
                 st = nst
                 rounds += 1
 
@@ -292,11 +299,12 @@ def advance_epochs(
             bcnt[bidx] += K
         # (staleness 0: the sums of staleness, trsum, bsum and wsum, do not change)
         for i in range(n):
-            wi[i, CPOS] = tpos[i]
-            wf[i, COMPUTE] = tcomp[i]
-            wf[i, CANCEL] = tcanc[i]
+            u = np.uint64(i)  # (indices unsigned: no code for negative ones)
+            wi[u, CPOS] = tpos[u]
+            wf[u, COMPUTE] = tcomp[u]
+            wf[u, CANCEL] = tcanc[u]
             if upd > warm:
-                wcnt[i] += tapp[i]
+                wcnt[u] += tapp[u]
         ist[GRAD] += K
         ist[EVENTS] += rounds + K + nl
         if upd == warm:
