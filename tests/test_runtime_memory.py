@@ -55,7 +55,7 @@ def test_a_long_run_keeps_a_bounded_number_of_versions_and_bytes():
                 if i == n - 1 and turn % 10:  # the slow worker: one gradient in ten turns
                     continue
                 now = time.time()
-                v, refs, _ = master.submit(i, rounds[i], now, now, have[i], grad, now)
+                v, refs, _ = master.submit((i, 0, rounds[i], now, now, have[i], grad, now, 0.0))
                 rounds[i] += 1
                 if refs is not None:
                     assert refs[0].shape == (dim,) and v > have[i]

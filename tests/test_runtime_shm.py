@@ -58,9 +58,9 @@ class FakeWorker:
     def read(self) -> np.ndarray:
         if isinstance(self.ref, np.ndarray):  # through the "object store" (the ring was full)
             return self.ref
-        assert isinstance(self.ref, shm.VersionRef) and self.ref.version == self.version
-        row = self.ring.rows[self.ref.slot]
-        assert not row.flags.writeable and int(self.ring.tags[self.ref.slot]) == self.version
+        assert isinstance(self.ref, int)  # the number of the version's row in the ring
+        row = self.ring.rows[self.ref]
+        assert not row.flags.writeable and int(self.ring.tags[self.ref]) == self.version
         return row
 
     def step(self, deliver_in: float = 0.0) -> np.ndarray:
@@ -75,8 +75,8 @@ class FakeWorker:
         self.slots.tags[slot] = self.rnd
         self.written[slot] = self.written.get(slot, 0) + 1
         now = time.time()
-        ref = shm.GradRef(self.incarnation, slot, self.rnd)
-        v, refs, free = self.master.submit(self.index, self.rnd, now, now, self.version, ref, now + deliver_in)
+        msg = (self.index, self.incarnation, self.rnd, now, now, self.version, slot, now + deliver_in, 0.0)
+        v, refs, free = self.master.submit(msg)
         assert free, "no free slot after a submit"
         self.free = list(free)
         if refs is not None:

@@ -39,7 +39,6 @@ import numpy as np
 
 __all__ = [
     "ROOT",
-    "GradRef",
     "Segment",
     "Slots",
     "VersionRef",
@@ -128,15 +127,6 @@ class VersionRef:
 
     slot: int
     version: int
-
-
-@dataclass(frozen=True)
-class GradRef:
-    """A gradient in slot ``slot`` of the segment of worker incarnation ``incarnation``, of round ``rnd``."""
-
-    incarnation: int
-    slot: int
-    rnd: int
 
 
 class Segment:

@@ -197,14 +197,14 @@ class Worker:
         began = self.master.began.options(enable_task_events=False)
         while not stop.is_set():
             if rules.stops:
-                began.remote(self.index, rnd, version, abandoned)
+                began.remote((self.index, rnd, version, abandoned))
                 abandoned = 0.0
             if have != version:  # the master sends a small w itself, a large one's object reference or ring row
                 w = self._read(ref)
                 have = version
             grad = self.problem.gradient(w, self.batch, self.rng)
-            if isinstance(ref, shm.VersionRef) and int(self.ring.tags[ref.slot]) != ref.version:  # type: ignore[union-attr]
-                raise RuntimeError(f"the ring's row {ref.slot} was reused while version {ref.version} was read")
+            if isinstance(ref, int) and int(self.ring.tags[ref]) != version:  # type: ignore[union-attr]
+                raise RuntimeError(f"the ring's row {ref} was reused while version {version} was read")
             finishes = True
             if self.compute is not None:
                 x = self.compute.next()
@@ -228,10 +228,9 @@ class Worker:
                     if wait > 0 and stop.wait(wait):
                         break
             sent = now()
-            up = self.uplink.next() * unit if self.uplink is not None else 0.0
-            grad = self._send(grad, rnd)
-            args = (self.index, rnd, start, sent, version, grad, sent + up, abandoned)
-            new, refs, free = ray.get(submit.remote(*args))
+            up = float(self.uplink.next()) * unit if self.uplink is not None else 0.0
+            msg = (self.index, self.incarnation, rnd, start, sent, version, self._send(grad, rnd), sent + up, abandoned)
+            new, refs, free = ray.get(submit.remote(msg))
             if free is not None:
                 self.free = list(free)
             abandoned = 0.0
@@ -250,17 +249,18 @@ class Worker:
 
     def _read(self, ref: Any) -> Any:
         """``w`` of a version from what the master gave: itself (small), its object reference (read zero-copy), or
-        its row of the version ring (read in place, read-only)."""
+        the number of its row of the version ring (read in place, read-only)."""
         import ray
 
-        if isinstance(ref, shm.VersionRef):
+        if isinstance(ref, int):
             assert self.ring is not None
-            return self.ring.rows[ref.slot]
+            return self.ring.rows[ref]
         return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
 
     def _send(self, grad: Any, rnd: int) -> Any:
         """What carries a gradient to the master: itself (small), its object reference in a list (large), or, on
-        the shared-memory path, the free slot it is copied into (tagged with its round after the copy)."""
+        the shared-memory path, the number of the free slot it is copied into (tagged with its round after the
+        copy)."""
         import ray
 
         if not isinstance(grad, np.ndarray) or grad.nbytes <= SHARED_BYTES:
@@ -269,15 +269,19 @@ class Worker:
             slot = self.free.pop(0)
             np.copyto(self.slots.rows[slot], grad.reshape(-1))
             self.slots.tags[slot] = rnd
-            return shm.GradRef(self.incarnation, slot, rnd)
+            return slot
         if grad.nbytes <= INLINE_BYTES:
             return grad
         return [ray.put(grad)]  # by reference (the master reads it)
 
-    def notify(self, version: int, reach: float, refs: list[Any]) -> None:
-        """The master sent this worker ``version``; it reaches the worker at real time ``reach`` (master's clock)."""
+    def notify(self, msg: tuple[int, float, Any] | list[Any]) -> None:
+        """``(version, reach, w)``: the master sent this worker ``version``, which reaches it at real time ``reach``
+        (master's clock); ``w`` is what the worker is given for it (:meth:`_read`). One argument, as
+        :meth:`Master.submit <stalegrad.runtime.master.Master.submit>` (an object reference inside it is not
+        resolved by Ray)."""
+        version, reach, ref = msg
         with self._mail:
-            self._box.append((reach, version, refs[0]))
+            self._box.append((reach, version, ref))
             self._mail.notify_all()
 
     def _note(self, version: int, ref: Any, sent: float) -> tuple[int, Any]:
