@@ -538,7 +538,7 @@ def test_a_large_model_travels_by_reference_and_trains_exactly(local_ray, check_
     batch is complete). SGD along the run's Trace with the workers' own streams gives the run's errors and ``w``: every
     gradient was computed on the version its row names."""
     from stalegrad.runtime import run
-    from stalegrad.runtime.master import INLINE_BYTES
+    from stalegrad.runtime.datapath import INLINE_BYTES
 
     dim, lr, b, updates, seed = 20_000, 0.1, 4, 120, 8
     assert dim * 8 > INLINE_BYTES

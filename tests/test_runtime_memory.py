@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from stalegrad.distributions import shifted_exponential
-from stalegrad.runtime.master import INLINE_BYTES, Master
+from stalegrad.runtime.datapath import INLINE_BYTES
+from stalegrad.runtime.master import Master
 from stalegrad.spec import System
 
 PAPER = shifted_exponential(alpha=1, rate=2 / 3)

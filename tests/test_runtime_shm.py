@@ -11,7 +11,8 @@ import pytest
 
 from stalegrad.distributions import shifted_exponential
 from stalegrad.runtime import shm
-from stalegrad.runtime.master import GRAD_SLOTS, INLINE_BYTES, SHARED_BYTES, Master
+from stalegrad.runtime.datapath import GRAD_SLOTS, INLINE_BYTES, SHARED_BYTES
+from stalegrad.runtime.master import Master
 from stalegrad.spec import System
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="no /dev/shm")
@@ -143,7 +144,7 @@ def released():
         master = _made.pop()
         master._closed = True
         master.release()
-        assert master.token is not None and shm.leftover(master.token) == []
+        assert master.data.token is not None and shm.leftover(master.data.token) == []
 
 
 @pytest.mark.parametrize("K", [1, 2, 3, 7])
@@ -201,20 +202,20 @@ def test_a_ring_row_is_reused_only_when_no_worker_can_be_given_its_version(store
     n, K, updates = 3, 1, 60
     master = _master(n, K, updates)
     workers = [FakeWorker(master, i) for i in range(n)]
-    rows = master.ring.slots
+    rows = master.data.ring.slots
     seen_full = reused = False
     for turn in range(updates):
         if master.status()["done"]:
             break
         wk = workers[turn % 2] if turn % 10 else workers[2]  # worker 2: one gradient in ten
         wk.step()
-        free = len(master.ring_free)
+        free = len(master.data.ring_free)
         seen_full |= free == 0
         reused |= seen_full and free > 0
         used = {r.slot for r in master.refs.values() if isinstance(r, shm.VersionRef)}
         assert len(used) + free == rows  # a row is either free or holds a version a worker may be given
     assert seen_full and reused
-    assert master.through_store > 0 and len(stored) == master.through_store
+    assert master.data.through_store > 0 and len(stored) == master.data.through_store
     for wk in workers:
         wk.close()
 
@@ -222,7 +223,7 @@ def test_a_ring_row_is_reused_only_when_no_worker_can_be_given_its_version(store
 def test_release_removes_every_segment():
     master = _master(2, 1, 5)
     workers = [FakeWorker(master, i) for i in range(2)]
-    tok = master.token
+    tok = master.data.token
     assert tok is not None and len(shm.leftover(tok)) == 3  # the ring, one gradient segment per worker
     workers[0].step()
     master.release()
@@ -240,7 +241,7 @@ def test_without_room_in_dev_shm_the_master_uses_the_object_store(monkeypatch):
     monkeypatch.setattr(shm.os, "statvfs", lambda path: types.SimpleNamespace(f_bavail=10, f_frsize=4096))
     system = System(n=2, K=1, compute=PAPER)
     master = Master(Flat(10**6), system, LR, 5, seed=1, time_unit=None, error_every=0, shared=shm.token())
-    assert master.ring is None and master.token is None
+    assert master.data.ring is None and master.data.token is None
     master.start(time.time())
     info = master.register(0)
     assert "shm" not in info and isinstance(info["refs"][0], np.ndarray)  # ("put in the object store": a copy)

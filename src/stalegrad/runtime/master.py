@@ -6,7 +6,8 @@ Two layers (Ray Train's worker-group lesson: actors are plain classes, made remo
 * :class:`Master` -- the actor around it (a threaded actor: one lock around the protocol): a gradient is taken
   when its uplink delay has passed (``deliver_at``, real seconds; a delivery thread holds the delayed ones); each
   worker is given the newest version that reached it (its downlink delay after the update) in the reply to its
-  gradient -- a small ``w`` inside the reply, a large one put once in the object store and sent by reference.
+  gradient -- a small ``w`` inside the reply, a large one in shared memory or the object store
+  (:mod:`~stalegrad.runtime.datapath`).
 
 A gradient computed on ``w_v`` and applied in update ``u`` has staleness ``tau = (u - 1) - v`` (DESIGN.md), and
 ``w_u = w_{u-1} - lr * (g_1 + ... + g_K) / K``.
@@ -21,25 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from . import shm
 from .batch import Batch
+from .datapath import GRAD_SLOTS, DataPath
+from .downlink import Downlink
 from .protocol import MasterCore
 from .rounds import AppliedRounds
 
-__all__ = ["ACTOR_OPTIONS", "GRAD_SLOTS", "INLINE_BYTES", "SHARED_BYTES", "Master"]
-
-#: A version of ``w`` up to this size is sent inside the master's replies; a larger one is put in the object store
-#: once and its reference sent (Ray's own threshold for returning task results inline, ``max_direct_call_object_size``).
-#: A worker's gradient above it travels by reference too.
-INLINE_BYTES = 100 * 1024
-
-#: A ``w`` over this size takes the shared-memory path (:mod:`stalegrad.runtime.shm`) to workers on the master's
-#: node, and their gradients too: below it, a call's own copy costs less than a slot's bookkeeping.
-SHARED_BYTES = 16 * 1024
-
-#: Gradient slots per worker on the shared-memory path (:mod:`stalegrad.runtime.shm`): one the master may hold while
-#: the worker writes the next into the other.
-GRAD_SLOTS = 2
+__all__ = ["ACTOR_OPTIONS", "Master"]
 
 #: How :class:`Master` is made a Ray actor: never restarted, its calls never retried; :meth:`Master.wait_done` runs
 #: in its own concurrency group (call it with ``.options(concurrency_group="control")``), the rest one at a time.
@@ -53,16 +42,13 @@ class Master:
     has passed run one at a time on it. Create it with a concurrency group ``"control"`` for :meth:`wait_done`
     (:data:`ACTOR_OPTIONS`), which blocks until the run is done.
 
-    The broadcast: a small ``w`` (up to :data:`INLINE_BYTES`) travels inside the replies; a larger one is copied once
-    per version into a row of the version ring that workers on the master's node read in place (``shared``: the
-    run's segment name, :mod:`stalegrad.runtime.shm`; their gradients come in slots too, :meth:`submit`), or put
-    once in the object store for the others (and for all without ``shared``), and its reference travels instead.
-    A worker learns of the versions in the reply to its gradient (:meth:`submit`), which it awaits before its next
-    round: the reply names the newest version that *reached* it strictly before that round started, the instant
-    the gradient was sent. Version ``v``, made
-    at real time ``T_v``, reaches worker ``i`` at ``T_v + d_{i,v} * time_unit``, ``d`` drawn from the worker's
-    downlink stream (:func:`~stalegrad.streams.worker_seeds`) -- every version made before that instant is
-    known to the master when the reply is made, so the rule is applied exactly, with no extra message per version.
+    The broadcast (:mod:`~stalegrad.runtime.datapath`): a small ``w`` travels inside the replies; a larger one is
+    copied once per version into a row of the version ring that workers on the master's node read in place
+    (``shared``: the run's segment name; their gradients come in slots too, :meth:`submit`), or put once in the
+    object store for the others (and for all without ``shared``), and its reference travels instead. A worker
+    learns of the versions in the reply to its gradient (:meth:`submit`), which it awaits before its next round:
+    the reply names the newest version that *reached* it strictly before that round started, the instant the
+    gradient was sent (:mod:`~stalegrad.runtime.downlink`: when each version reaches each worker).
     (A push of every version to every worker costs ``n`` actor calls per update at the master.) The protocol's
     core (:class:`~stalegrad.runtime.protocol.MasterCore`) says to whom each version goes (every active worker,
     or only those whose gradients made it); the delay ``d`` is drawn when it is sent.
@@ -125,37 +111,16 @@ class Master:
         self._marks = {
             self.core.version: {"version": self.core.version, "rows": 0, "updates": 0, "errors": 0, "delays": 0}
         }
-        self.system = system
-        self.seed = seed
-        self.unit = time_unit
         self.error_every = int(error_every)
         self.errors: list[tuple[int, float, float]] = []  # (version, real time, error)
         self.t0 = time.time()
         v0 = self.core.version
-        # a small w travels inside the reply (as Ray sends small task returns); a large one is put once per version
-        self.inline = self.core.w.nbytes <= INLINE_BYTES
-        # the same-node data path (shm.py): the version ring, made here; each worker incarnation's gradient slots
-        big = self.core.w.nbytes > SHARED_BYTES
-        rows = shm.ring_rows(self.n, system.K)
-        room = self.core.w.nbytes * (rows + len(system.active) * GRAD_SLOTS)  # (a restarted worker's slots: more)
-        self.token = shared if shared is not None and big and shm.available(room) else None
-        self.ring: shm.Segment | None = None
-        self.grad_segments: dict[tuple[int, int], shm.Segment] = {}
-        if self.token is not None:
-            self.ring = shm.Segment(f"{self.token}-w", rows, self.core.w.size, create=True)
-            self.ring_free = shm.Slots(rows)
-        self.through_store = 0  # versions put in the object store because the ring was full
-        self.copied = 0  # gradients copied out of their slots (every slot of their worker was busy)
-        self.sharing: set[int] = set()  # the workers on the shared-memory path (the others: the object store)
-        self._stored: dict[int, Any] = {}  # versions in the ring put in the object store too, for the others
-        self.refs: dict[int, Any] = {v0: self._publish(self.core.w, v0)}
-        self.downlink: list[Any] = [None] * self.n  # per worker: its downlink draws (None: no delay)
-        self.pending: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]  # (reach, version) sent
-        self.current = [v0] * self.n  # the version each worker uses
-        self.live: set[int] = set()
+        # how w and the gradients travel (datapath.py): the version ring, if any, is made here
+        self.data = DataPath(self.core.w, self.n, system.K, len(system.active), shared)
+        self.refs: dict[int, Any] = {v0: self.data.publish(self.core.w, v0)}  # the versions a worker may be given
+        self.down = Downlink(system, seed, time_unit, v0)  # the versions sent to each worker, when they reach it
         self.received = [0] * self.n  # highest round received per worker (taken, or waiting for its uplink delay)
         self.arrived = 0  # gradients that reached the master (each is applied, or dropped and counted)
-        self.delays: list[float] = []  # every downlink delay drawn (real seconds)
         self.clocks: dict[int, dict[str, Any]] = {}  # per worker: its clock's offset to the master's, rtt, node
         self._node: str | None = None
         self._done = threading.Event()
@@ -192,25 +157,14 @@ class Master:
             return self._register(worker, incarnation)
 
     def _register(self, worker: int, incarnation: int) -> dict[str, Any]:
-        from ..streams import DOWNLINK, Draws, worker_seeds
-
-        inject = self.unit is not None
-        seqs = worker_seeds(self.seed, self.n, worker, incarnation)
-        self.downlink[worker] = Draws(self.system.downlink, seqs[DOWNLINK], "downlink") if inject else None
         v = self.core.version
-        self.pending[worker] = []
-        self.current[worker] = v
-        self.live.add(worker)
+        self.down.join(worker, incarnation, v)
         # above every round taken and every round still travelling (a dead incarnation's last gradients)
         first = max(self.core.rounds.next_round(worker), self.received[worker] + 1)
-        node = self.clocks.get(worker, {}).get("node")
-        if self.ring is not None and node == self._node:  # on the master's node: the shared-memory path
-            self.sharing.add(worker)
-        else:
-            self.sharing.discard(worker)
-        info = {"round": first, "version": v, "refs": [self._ref(worker, v)]}
-        if worker in self.sharing:
-            info["shm"] = {**self._segments(worker, incarnation), "free": self._free(worker, incarnation)}
+        self.data.join(worker, self.clocks.get(worker, {}).get("node") == self._node)
+        info = {"round": first, "version": v, "refs": [self.data.give(self.refs[v], worker)]}
+        if worker in self.data.sharing:
+            info["shm"] = {**self.data.segments(worker, incarnation), "free": self._free(worker, incarnation)}
         return info
 
     def share(self, worker: int, incarnation: int, node: str | None) -> dict[str, Any] | None:
@@ -218,29 +172,14 @@ class Master:
         its first round; None if it does not share memory with the master (another node, a small ``w``, no
         ``/dev/shm``, or the path switched off)."""
         with self._lock:
-            if self.ring is None or node != self._node:
+            if self.data.ring is None or node != self._node:
                 return None
-            return self._segments(worker, incarnation)
-
-    def _segments(self, worker: int, incarnation: int) -> dict[str, Any]:
-        assert self.ring is not None
-        key = (worker, incarnation)
-        if key not in self.grad_segments:
-            name = f"{self.token}-g{worker}.{incarnation}"
-            self.grad_segments[key] = shm.Segment(name, GRAD_SLOTS, self.core.w.size, create=True)
-        ring = self.ring
-        return {
-            "ring": ring.name,
-            "ring_rows": ring.slots,
-            "dim": ring.dim,
-            "grads": f"{self.token}-g{worker}.{incarnation}",
-            "slots": GRAD_SLOTS,
-        }
+            return self.data.segments(worker, incarnation)
 
     def detach(self, worker: int) -> None:
         """A worker died: its versions need no longer be kept."""
         with self._lock:
-            self.live.discard(worker)
+            self.down.leave(worker)
             self.handles.pop(worker, None)
             self.core.working.pop(worker, None)
             self._prune()
@@ -266,7 +205,7 @@ class Master:
         g: np.ndarray
         if isinstance(grad, int):
             tag = (worker, incarnation, grad)
-            g = self._slot(tag, rnd)
+            g = self.data.gradient(tag, rnd)
         elif isinstance(grad, list):
             import ray
 
@@ -290,35 +229,7 @@ class Master:
             free = self._free(worker, incarnation) if tag is not None else None
             if v == version:
                 return v, None, free
-            return v, [self._ref(worker, v)], free
-
-    def _ref(self, worker: int, v: int) -> Any:
-        """What ``worker`` is given for version ``v``: the number of its row of the ring (an int) if the worker
-        shares memory with the master, else ``w`` itself (small) or the object store's copy (put once, when first
-        needed)."""
-        ref = self.refs[v]
-        if not isinstance(ref, shm.VersionRef):
-            return ref
-        if worker in self.sharing:
-            return ref.slot
-        if v not in self._stored:
-            import ray
-
-            assert self.ring is not None
-            row = self.ring.rows[ref.slot]
-            self._stored[v] = row.copy() if self.inline else ray.put(row)
-        return self._stored[v]
-
-    def _slot(self, tag: tuple[int, int, int], rnd: int) -> np.ndarray:
-        """The gradient in slot ``tag = (worker, incarnation, slot)``, read-only, in place; its tag must be its round
-        (the worker writes the round after the gradient)."""
-        worker, incarnation, slot = tag
-        seg = self.grad_segments[(worker, incarnation)]
-        if int(seg.tags[slot]) != rnd:
-            raise RuntimeError(f"gradient slot {tag} holds round {int(seg.tags[slot])}, not round {rnd}")
-        g = seg.rows[slot].view()
-        g.flags.writeable = False
-        return g
+            return v, [self.data.give(self.refs[v], worker)], free
 
     def _free(self, worker: int, incarnation: int) -> list[int]:
         """The slots of worker incarnation ``(worker, incarnation)`` that hold no gradient the master still reads:
@@ -335,7 +246,7 @@ class Master:
                     g = args[5].copy()
                     g.flags.writeable = False
                     self._mail[i] = (at, seq, (*args[:5], g, None))
-                    self.copied += 1
+                    self.data.copied += 1
             busy = set()
         return [s for s in range(GRAD_SLOTS) if s not in busy]
 
@@ -366,7 +277,7 @@ class Master:
         if not core.receive(worker, rnd, start, sent, arrive, version, grad, tag):
             self._dispatch(arrive)  # a dropped gradient's waiting worker
             return
-        self.refs[core.version] = self._publish(core.w, core.version)
+        self.refs[core.version] = self.data.publish(core.w, core.version)
         self._dispatch(arrive)
         if self.error_every and core.version % self.error_every == 0:
             self.errors.append((core.version, arrive, float(self.problem.error(core.w))))
@@ -383,15 +294,12 @@ class Master:
             return
         v = core.version
         for k in core.outbox:
-            if k not in self.live:
+            if k not in self.down.live:
                 continue
-            draws = self.downlink[k]
-            d = draws.next() * self.unit if draws is not None else 0.0
-            self.delays.append(d)
-            self.pending[k].append((now + d, v))
+            reach = self.down.send(k, v, now)
             handle = self.handles.get(k)
             if self.tell and handle is not None:
-                handle.notify.options(enable_task_events=False).remote((v, now + d, self._ref(k, v)))
+                handle.notify.options(enable_task_events=False).remote((v, reach, self.data.give(self.refs[v], k)))
         core.outbox.clear()
 
     def _snap(self, final: bool) -> None:
@@ -409,7 +317,7 @@ class Master:
             "rows": len(core.rows) - core.leftover(),  # the rows applied: the partial batch comes last
             "updates": len(core.update_times),
             "errors": len(self.errors),
-            "delays": len(self.delays),
+            "delays": len(self.down.delays),
             "watermarks": rounds,
             "above": above,
             "dropped": dropped,
@@ -417,24 +325,6 @@ class Master:
         }
         if final:  # the run stops at this state: every gradient received is one of its rows or drops
             self._snapshot["received"] = self.arrived
-
-    def _publish(self, w: np.ndarray, version: int) -> Any:
-        """What a worker is given for a version: a copy of ``w`` (the master updates ``w`` in place); on the
-        shared-memory path the row of the version ring it is copied into (:class:`~stalegrad.runtime.shm.VersionRef`;
-        a worker on another node is given the object store's copy, put when first needed); else the reference of
-        the one copy put in the object store (workers read it zero-copy, read-only). When every row of the ring
-        holds a version a worker may still be given, the version goes through the object store."""
-        import ray
-
-        if self.ring is not None:
-            slot = self.ring_free.take()
-            if slot is not None:
-                self.ring.tags[slot] = -1  # a worker still reading the row would see its tag change
-                np.copyto(self.ring.rows[slot], w)
-                self.ring.tags[slot] = version
-                return shm.VersionRef(slot, version)
-            self.through_store += 1
-        return w.copy() if self.inline else ray.put(w)
 
     def checkpoint(self, written: int, final: bool = False) -> dict[str, Any] | None:
         """The newest snapshot, if newer than version ``written`` (the last checkpoint the driver *wrote*: the run's
@@ -462,7 +352,7 @@ class Master:
                 "columns": core.columns(done["rows"], snap["rows"]),
                 "update_times": np.array(core.update_times[done["updates"] : snap["updates"]], dtype=np.float64),
                 "errors": np.array(self.errors[done["errors"] : snap["errors"]], dtype=np.float64).reshape(-1, 3),
-                "downlink": np.array(self.delays[done["delays"] : snap["delays"]], dtype=np.float64),
+                "downlink": np.array(self.down.delays[done["delays"] : snap["delays"]], dtype=np.float64),
             }
             self._marks = {written: done, snap["version"]: {k: snap[k] for k in done}}
             return out
@@ -473,25 +363,15 @@ class Master:
 
     def _newest(self, worker: int, before: float) -> int:
         """The newest version that reached ``worker`` strictly before real time ``before``."""
-        pending = self.pending[worker]
-        best = self.current[worker]
-        for reach, v in pending:
-            if reach < before and v > best:
-                best = v
-        if best != self.current[worker]:
-            self.pending[worker] = [(r, v) for r, v in pending if v > best]
-            self.current[worker] = best
-            self._prune()
-        return best
+        v = self.down.newest(worker, before)
+        self._prune()
+        return v
 
     def _prune(self) -> None:
         """Forget the object references no live worker can use any more (older than every worker's version)."""
-        low = min((self.current[i] for i in self.live), default=self.core.version)
+        low = self.down.oldest(default=self.core.version)
         for v in [v for v in self.refs if v < low]:
-            ref = self.refs.pop(v)
-            self._stored.pop(v, None)
-            if isinstance(ref, shm.VersionRef):
-                self.ring_free.free(ref.slot)
+            self.data.forget(self.refs.pop(v))
 
     def status(self) -> dict[str, Any]:
         """Progress: updates made, gradients applied, their staleness sum, drops, the rounds taken from each worker,
@@ -518,10 +398,7 @@ class Master:
         process that maps them unmaps them or ends; the driver also removes them by name if the master is gone,
         :func:`~stalegrad.runtime.shm.unlink_all`)."""
         with self._lock:
-            for seg in [*self.grad_segments.values(), *([self.ring] if self.ring is not None else [])]:
-                seg.unlink()
-            if self.token is not None:
-                shm.unlink_all(self.token)
+            self.data.release()
 
     def wait_done(self) -> None:
         """Returns when the run has all its updates (blocks: call it in the ``"control"`` concurrency group)."""
@@ -558,14 +435,10 @@ class Master:
             "dropped": dropped,
             "received": self.arrived,
             "errors": np.array(self.errors, dtype=np.float64).reshape(-1, 3),
-            "downlink": np.array(self.delays),
+            "downlink": np.array(self.down.delays),
             "t0": self.t0,
             "work": self._work(),
             "clocks": {i: self.clocks[i] for i in sorted(self.clocks)},
-            "datapath": {
-                "shared_memory": sorted(self.sharing),
-                "through_store": self.through_store,
-                "copied": self.copied,
-            },
+            "datapath": self.data.meta(),
             "node": self._node,
         }

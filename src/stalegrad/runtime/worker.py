@@ -11,10 +11,10 @@ Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
 3. with injected times, it then sleeps until ``start + X * time_unit`` (``X`` drawn from its compute-time model:
    the round takes ``X`` time units unless the real work takes longer), and sends the gradient with
    ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later). On the
-   master's node a gradient over :data:`~stalegrad.runtime.master.SHARED_BYTES` is copied into one of this
+   master's node a gradient over :data:`~stalegrad.runtime.datapath.SHARED_BYTES` is copied into one of this
    worker's gradient slots the master said is free (:mod:`stalegrad.runtime.shm`) and only the slot's number
    sent, and ``w`` is read in place from the master's version ring (mapped by :meth:`Worker.prepare`); elsewhere
-   a gradient over :data:`~stalegrad.runtime.master.INLINE_BYTES` is put in the object store (one copy) and its
+   a gradient over :data:`~stalegrad.runtime.datapath.INLINE_BYTES` is put in the object store (one copy) and its
    reference sent, in a list (so that Ray does not resolve it before the call), and the master reads it
    zero-copy.
 
@@ -46,7 +46,7 @@ import numpy as np
 from ..spec import System
 from ..streams import COMPUTE, MINIBATCH, UPLINK, Draws, worker_seeds
 from . import shm
-from .master import INLINE_BYTES, SHARED_BYTES
+from .datapath import INLINE_BYTES, SHARED_BYTES
 from .protocol import RULES
 
 __all__ = ["ACTOR_OPTIONS", "Worker"]
