@@ -11,9 +11,8 @@ from stalegrad.distributions import Empirical, deterministic, scaled, shifted_ex
 from stalegrad.sim import simulate_summary
 from stalegrad.sim.chunks import ChunkRun, chunks_summary, runs_in_chunks
 from stalegrad.sim.compiled import event_loop_summary
-from stalegrad.sim.events import simulate_events
 from stalegrad.spec import System
-from stalegrad.trace import Summary
+from streamed import same_as_the_references
 
 models = st.sampled_from(
     [
@@ -60,15 +59,8 @@ def batch_async_systems(draw):
 @given(system=batch_async_systems(), updates=st.integers(1, 80), seed=st.integers(0, 2**32), data=st.data())
 def test_the_chunked_loop_gives_the_event_loops_summary(system, updates, seed, data):
     assert runs_in_chunks(system)
-    warmup = data.draw(st.integers(0, updates - 1))
-    batches = data.draw(st.integers(1, max(1, updates - warmup)))
-    transient = data.draw(st.integers(0, updates))
-    got = chunks_summary(system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient)
-    expected = Summary.from_trace(simulate_events(system, updates, seed=seed), warmup, batches, transient)
-    assert got.same_numbers(expected)
-    assert got.wasted_compute == expected.wasted_compute == 0.0
-    events = event_loop_summary(system, updates, seed=seed, warmup=warmup, batches=batches, transient=transient)
-    assert got.same_numbers(events)
+    got = same_as_the_references(chunks_summary, system, updates, seed, data)
+    assert got is not None and got.wasted_compute == 0.0
 
 
 def growth(system, updates, seed):
