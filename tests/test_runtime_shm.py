@@ -307,6 +307,53 @@ def test_a_run_on_one_node_exchanges_w_and_gradients_in_shared_memory_and_trains
     assert _mine() == []
 
 
+class _WritesInto:
+    """A problem whose workers must write their gradients into their slots (``gradient_into``): its ``gradient``
+    fails while ``strict`` (set for the run, cleared for the replay, which uses ``gradient``)."""
+
+    def __init__(self, base):
+        self.base, self.name, self.dim, self.strict = base, base.name, base.dim, True
+
+    def init(self):
+        return self.base.init()
+
+    def gradient(self, w, b, rng):
+        if self.strict:
+            raise AssertionError("gradient() called: the gradient was not written into its slot")
+        return self.base.gradient(w, b, rng)
+
+    def gradient_into(self, w, b, rng, out):
+        np.copyto(out, self.base.gradient(w, b, rng))
+
+    def loss(self, w):
+        return self.base.loss(w)
+
+    def error(self, w):
+        return self.base.error(w)
+
+
+@pytest.mark.slow
+def test_gradients_written_straight_into_their_slots_train_exactly(local_ray, check_trace, big_quadratic, sgd_along):
+    """A problem with ``gradient_into``: each worker computes its gradients into its slots (never ``gradient``,
+    which would fail the run), abandoned rounds (k-sync) give their slot back, and SGD along the Trace with the
+    workers' streams gives the run's ``w`` to the bit."""
+    from stalegrad.runtime import run
+
+    dim, lr, b, updates, seed = 20_000, 0.1, 4, 80, 3
+    for protocol in ("k-batch-async", "k-sync"):
+        problem = _WritesInto(big_quadratic(dim))
+        system = System(n=3, K=2, tc=1, compute=PAPER, protocol=protocol)
+        result = run(system, problem, updates, time_unit=0.005, seed=seed, lr=lr, batch=b)
+        check_trace(result, updates, 2)
+        assert result.trace.meta["datapath"]["shared_memory"] == [0, 1, 2]
+        if protocol == "k-sync":
+            assert result.trace.meta["wasted_compute"] > 0  # rounds were abandoned
+        problem.strict = False
+        _, w = sgd_along(result, problem, lr, b, seed)
+        assert np.array_equal(w, result.w)
+    assert _mine() == []
+
+
 @pytest.mark.slow
 def test_no_segment_outlives_a_run_whose_worker_was_killed_and_restarted(local_ray, check_trace, big_quadratic):
     """Worker 1 killed at update 30 and restarted (a new incarnation: new gradient slots, the dead one's never

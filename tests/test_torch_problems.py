@@ -95,6 +95,16 @@ def test_parameters_are_views_of_one_flat_buffer_and_outputs_fresh(mlp):
     assert np.array_equal(mlp.gradient(w, 4, np.random.default_rng(1)), g_again)
 
 
+def test_gradient_into_writes_the_same_numbers_and_draws_the_same_batch(mlp):
+    w = np.random.default_rng(2).standard_normal(mlp.dim) * 0.1
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    out = np.full(mlp.dim, np.nan)
+    for _ in range(3):  # (each call draws its minibatch: the streams stay in step)
+        mlp.gradient_into(w, 8, rng_a, out)
+        assert np.array_equal(out, mlp.gradient(w, 8, rng_b))
+    assert rng_a.integers(1 << 30) == rng_b.integers(1 << 30)
+
+
 def test_builtin_models_are_deterministic_and_leave_torchs_generator_alone():
     state = torch.random.get_rng_state()
     a, b, c = mlp_digits(seed=3), mlp_digits(seed=3), mlp_digits(seed=4)

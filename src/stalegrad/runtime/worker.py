@@ -12,8 +12,8 @@ Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
    the round takes ``X`` time units unless the real work takes longer), and sends the gradient with
    ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later). On the
    master's node a gradient over :data:`~stalegrad.runtime.datapath.SHARED_BYTES` is copied into one of this
-   worker's gradient slots the master said is free (:mod:`stalegrad.runtime.shm`) and only the slot's number
-   sent, and ``w`` is read in place from the master's version ring (mapped by :meth:`Worker.prepare`); elsewhere
+   worker's gradient slots the master said is free (:mod:`stalegrad.runtime.shm`), or computed straight into it
+   when the problem can (``gradient_into``), and only the slot's number sent, and ``w`` is read in place from the master's version ring (mapped by :meth:`Worker.prepare`); elsewhere
    a gradient over :data:`~stalegrad.runtime.datapath.INLINE_BYTES` is put in the object store (one copy) and its
    reference sent, in a list (so that Ray does not resolve it before the call), and the master reads it
    zero-copy.
@@ -114,6 +114,7 @@ class Worker:
         self.ring: shm.Segment | None = None  # the master's version ring, read-only (the shared-memory path)
         self.slots: shm.Segment | None = None  # this incarnation's gradient slots
         self.free: list[int] = []  # the slots the master said are free, not used since
+        self._into: Any = None  # the problem's gradient_into, if gradients are written straight into their slots
 
     def _clock(self) -> float:
         """This worker's own clock (skewed by ``clock_skew``)."""
@@ -172,6 +173,12 @@ class Worker:
             self.free = list(info["shm"]["free"])
         else:
             self.free = []
+        into = getattr(self.problem, "gradient_into", None)
+        self._into = (
+            into
+            if self.free and self.slots is not None and self.slots.dim == getattr(self.problem, "dim", None)
+            else None
+        )
         try:
             return self._loop(info, now)
         finally:
@@ -202,7 +209,7 @@ class Worker:
             if have != version:  # the master sends a small w itself, a large one's object reference or ring row
                 w = self._read(ref)
                 have = version
-            grad = self.problem.gradient(w, self.batch, self.rng)
+            grad = self._gradient(w)
             if isinstance(ref, int) and int(self.ring.tags[ref]) != version:  # type: ignore[union-attr]
                 raise RuntimeError(f"the ring's row {ref} was reused while version {version} was read")
             finishes = True
@@ -216,6 +223,8 @@ class Worker:
                     if stop.is_set():
                         break
                     if cancel or not finishes:  # abandon the round; start over on the newest version reached
+                        if isinstance(grad, int):  # (its slot is free again)
+                            self.free.insert(0, grad)
                         t = now()
                         abandoned += t - start
                         # at its cutoff: what reached it strictly before then; for a version: what reached by now
@@ -257,12 +266,24 @@ class Worker:
             return self.ring.rows[ref]
         return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
 
+    def _gradient(self, w: Any) -> Any:
+        """The round's gradient: written straight into a free slot (its number), on the shared-memory path when the
+        problem can write it there (``gradient_into``), else an array."""
+        if self._into is not None and self.free:
+            slot = self.free.pop(0)
+            self._into(w, self.batch, self.rng, self.slots.rows[slot])  # type: ignore[union-attr]
+            return slot
+        return self.problem.gradient(w, self.batch, self.rng)
+
     def _send(self, grad: Any, rnd: int) -> Any:
         """What carries a gradient to the master: itself (small), its object reference in a list (large), or, on
-        the shared-memory path, the number of the free slot it is copied into (tagged with its round after the
-        copy)."""
+        the shared-memory path, the number of the free slot it is copied into, or was written into by the problem
+        (tagged with its round after the gradient)."""
         import ray
 
+        if isinstance(grad, int):  # written into its slot already: tagged with its round now
+            self.slots.tags[grad] = rnd  # type: ignore[union-attr]
+            return grad
         if not isinstance(grad, np.ndarray) or grad.nbytes <= SHARED_BYTES:
             return grad
         if self.slots is not None and self.free and grad.size == self.slots.dim:

@@ -2,7 +2,10 @@
 runtime (``stalegrad.runtime``).
 
 A problem gives an initial point, a stochastic gradient of a minibatch of size ``b`` at ``w`` (the minibatch is
-drawn with the caller's ``numpy.random.Generator``), and the full loss and error used to report progress.
+drawn with the caller's ``numpy.random.Generator``), and the full loss and error used to report progress. It may
+also write the gradient into an array it is given (``gradient_into(w, b, rng, out)``, the same numbers as
+``gradient``): a real run's workers then compute a large model's gradient straight into the shared memory the
+master reads it from, with no copy (:class:`~stalegrad.train.torch_problems.TorchProblem` does).
 
 * :class:`LinearRegression` -- least squares on synthetic data (the paper's Figure 3);
 * :class:`LogisticRegression` -- l2-regularised logistic regression on scikit-learn's bundled breast-cancer data

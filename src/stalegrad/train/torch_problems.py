@@ -185,6 +185,14 @@ class TorchProblem:
         return self._w0.copy()
 
     def gradient(self, w: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+        return np.array(self._backward(w, b, rng), dtype=np.float64)  # the one copy out
+
+    def gradient_into(self, w: np.ndarray, b: int, rng: np.random.Generator, out: np.ndarray) -> None:
+        """:meth:`gradient` written into ``out`` (float64, ``(dim,)``): the one copy out goes there."""
+        np.copyto(out, self._backward(w, b, rng))
+
+    def _backward(self, w: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+        """The minibatch's gradient at ``w``, in the model's own flat buffer (valid until the next call)."""
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
             raise invalid("b", b, "an integer >= 1")
         torch = require_torch()
@@ -203,7 +211,7 @@ class TorchProblem:
                 if p.grad is not view:  # autograd replaced the buffer instead of accumulating into it
                     view.copy_(p.grad)
                     p.grad = view
-        return np.array(self._g, dtype=np.float64)  # the one copy out
+        return self._g
 
     def _mean(self, X: torch.Tensor, y: torch.Tensor, accuracy: bool = False) -> tuple[float, float | None]:
         """Mean loss over ``(X, y)`` (and the fraction classified right, when asked and meaningful)."""
