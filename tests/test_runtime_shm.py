@@ -333,24 +333,28 @@ class _WritesInto:
 
 
 @pytest.mark.slow
-def test_gradients_written_straight_into_their_slots_train_exactly(local_ray, check_trace, big_quadratic, sgd_along):
+@pytest.mark.parametrize("protocol", ["k-batch-async", "k-sync"])
+def test_gradients_written_straight_into_their_slots(local_ray, check_trace, big_quadratic, sgd_along, protocol):
     """A problem with ``gradient_into``: each worker computes its gradients into its slots (never ``gradient``,
-    which would fail the run), abandoned rounds (k-sync) give their slot back, and SGD along the Trace with the
-    workers' streams gives the run's ``w`` to the bit."""
+    whose failure would kill the worker: none is lost), abandoned rounds (k-sync) give their slot back; under
+    k-batch-async SGD along the Trace with the workers' streams gives the run's ``w`` to the bit."""
     from stalegrad.runtime import run
 
     dim, lr, b, updates, seed = 20_000, 0.1, 4, 80, 3
-    for protocol in ("k-batch-async", "k-sync"):
-        problem = _WritesInto(big_quadratic(dim))
-        system = System(n=3, K=2, tc=1, compute=PAPER, protocol=protocol)
-        result = run(system, problem, updates, time_unit=0.005, seed=seed, lr=lr, batch=b)
+    problem = _WritesInto(big_quadratic(dim))
+    system = System(n=3, K=2, tc=1, compute=PAPER, protocol=protocol)
+    result = run(system, problem, updates, time_unit=0.005, seed=seed, lr=lr, batch=b)
+    assert result.lost == () and result.trace.meta["datapath"]["shared_memory"] == [0, 1, 2]
+    t = result.trace
+    if protocol == "k-batch-async":
         check_trace(result, updates, 2)
-        assert result.trace.meta["datapath"]["shared_memory"] == [0, 1, 2]
-        if protocol == "k-sync":
-            assert result.trace.meta["wasted_compute"] > 0  # rounds were abandoned
         problem.strict = False
         _, w = sgd_along(result, problem, lr, b, seed)
         assert np.array_equal(w, result.w)
+    else:  # rounds overtaken by a new version are abandoned (and late gradients dropped)
+        assert t.updates == updates and (t["update"] >= 1).sum() == 2 * updates
+        assert len(t) + sum(result.dropped.values()) == result.received
+        assert np.all(t["staleness"][t["update"] >= 1] == 0) and t.meta["wasted_compute"] > 0
     assert _mine() == []
 
 
