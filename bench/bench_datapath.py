@@ -4,7 +4,8 @@ bench``).
 
 The problem (:class:`Quadratic`) has a gradient that costs little, ``(w - 1) (1 + 0.1 z)`` with one normal ``z``
 per gradient (two passes over ``w``), so that what is measured is how ``w`` and the gradients travel: Ray's
-serialisation, the object store, copies, the master's lock. Same Ray instance (local, ``num_cpus=2``), ``n = 4``
+serialisation, the object store, copies, the master's lock. It can write its gradient into a given array
+(``gradient_into``, as PyTorch problems do), which the shared-memory path uses. Same Ray instance (local, ``num_cpus=2``), ``n = 4``
 worker actors, ``K = 2`` gradients per update, no injected times; both are warmed up, and runs interleave.
 
 * stalegrad: ``stalegrad.runtime.run`` (``time_unit=None``, ``error_every=0``), updates per second over the run,
@@ -69,6 +70,11 @@ class Quadratic:
         g = np.subtract(w, 1.0)
         g *= 1.0 + 0.1 * rng.standard_normal()
         return g
+
+    def gradient_into(self, w: np.ndarray, b: int, rng: np.random.Generator, out: np.ndarray) -> None:
+        """:meth:`gradient` written into ``out`` (a worker's shared-memory slot: no fresh array, no copy)."""
+        np.subtract(w, 1.0, out=out)
+        out *= 1.0 + 0.1 * rng.standard_normal()
 
     def loss(self, w: np.ndarray) -> float:
         return float(np.dot(w - 1.0, w - 1.0)) / (2 * self.dim)

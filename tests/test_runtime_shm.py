@@ -462,3 +462,19 @@ def test_the_data_path_bench_quick_runs_both_paths(tmp_path):
         shared = row["stalegrad"][0]["datapath"]["shared_memory"]
         assert shared == ([0, 1, 2, 3] if 8 * row["d"] > SHARED_BYTES else [])
         assert row["stalegrad_store"][0]["datapath"]["shared_memory"] == []
+
+
+def test_small_arrays_travel_as_their_bytes_and_come_back_the_same():
+    """``pack``: a float64 vector (every ``w``, most gradients) goes inside a call as its bytes, read back as a
+    read-only view with the same bits; any other array goes as it is."""
+    from stalegrad.runtime.datapath import pack, unpack
+
+    a = np.random.default_rng(0).standard_normal(1000)
+    a[:3] = (-0.0, np.inf, np.nextafter(0.0, 1.0))
+    packed = pack(a)
+    assert isinstance(packed, bytes) and len(packed) == a.nbytes
+    back = unpack(packed)
+    assert back.dtype == np.float64 and np.array_equal(back.view(np.int64), a.view(np.int64))
+    assert not back.flags.writeable
+    for other in (a.astype(np.float32), a.reshape(10, 100)):
+        assert pack(other) is other and unpack(other) is other

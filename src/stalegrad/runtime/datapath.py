@@ -3,7 +3,7 @@
 Three ways, by size and place (README, "Large models"; :mod:`stalegrad.runtime.shm` for the buffers):
 
 * a small ``w`` (up to :data:`INLINE_BYTES`) travels inside the master's replies, a small gradient inside the
-  worker's call;
+  worker's call, as their bytes (:func:`pack`);
 * on the master's node, a ``w`` over :data:`SHARED_BYTES`: each version is copied once into a row of the version
   ring, and the worker is given the row's number; its gradients come in its own slots (:data:`GRAD_SLOTS` per
   worker incarnation), and only a slot's number travels;
@@ -23,7 +23,7 @@ import numpy as np
 
 from . import shm
 
-__all__ = ["GRAD_SLOTS", "INLINE_BYTES", "SHARED_BYTES", "DataPath"]
+__all__ = ["GRAD_SLOTS", "INLINE_BYTES", "SHARED_BYTES", "DataPath", "pack", "unpack"]
 
 #: A version of ``w`` up to this size is sent inside the master's replies; a larger one is put in the object store
 #: once and its reference sent (Ray's own threshold for returning task results inline, ``max_direct_call_object_size``).
@@ -37,6 +37,21 @@ SHARED_BYTES = 16 * 1024
 #: Gradient slots per worker on the shared-memory path (:mod:`stalegrad.runtime.shm`): one the master may hold while
 #: the worker writes the next into the other.
 GRAD_SLOTS = 2
+
+
+def pack(a: np.ndarray) -> bytes | np.ndarray:
+    """A small array as it travels inside a call: its bytes if it is a vector of float64 (``w`` always is), else
+    itself. Ray pickles an array (out of band, but through a pickler: about 0.07 ms a call on each side, 1e1 to
+    1e4 floats measured), and hands bytes over as they are."""
+    if a.dtype == np.float64 and a.ndim == 1:
+        return a.tobytes()
+    return a
+
+
+def unpack(x: Any) -> Any:
+    """What :func:`pack` made, as an array again (bytes: a read-only view of them, no copy); anything else as it
+    is."""
+    return np.frombuffer(x, dtype=np.float64) if isinstance(x, bytes) else x
 
 
 class DataPath:
@@ -93,7 +108,7 @@ class DataPath:
 
     def publish(self, w: np.ndarray, version: int) -> Any:
         """Version ``version`` of ``w`` (which the master then updates in place), made available once: copied into
-        a free row of the ring (:class:`~stalegrad.runtime.shm.VersionRef`); without the ring a copy (small) or
+        a free row of the ring (:class:`~stalegrad.runtime.shm.VersionRef`); without the ring its bytes (small) or
         the reference of the one copy put in the object store (workers read it zero-copy, read-only). When every
         row of the ring holds a version a worker may still be given, the version goes through the object store."""
         import ray
@@ -106,7 +121,7 @@ class DataPath:
                 self.ring.tags[slot] = version
                 return shm.VersionRef(slot, version)
             self.through_store += 1
-        return w.copy() if self.inline else ray.put(w)
+        return pack(w) if self.inline else ray.put(w)
 
     def give(self, published: Any, worker: int) -> Any:
         """What ``worker`` is given for a version :meth:`publish` returned ``published`` for: the number of its row
@@ -122,7 +137,7 @@ class DataPath:
 
             assert self.ring is not None
             row = self.ring.rows[published.slot]
-            self._stored[v] = row.copy() if self.inline else ray.put(row)
+            self._stored[v] = pack(row) if self.inline else ray.put(row)
         return self._stored[v]
 
     def forget(self, published: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .batch import Batch
-from .datapath import GRAD_SLOTS, DataPath
+from .datapath import GRAD_SLOTS, DataPath, unpack
 from .downlink import Downlink
 from .protocol import MasterCore
 from .rounds import AppliedRounds
@@ -211,7 +211,7 @@ class Master:
 
             g = np.asarray(ray.get(grad[0]))  # (zero-copy: the array itself)
         else:
-            g = grad
+            g = unpack(grad)
         with self._lock:
             self.arrived += 1
             self.received[worker] = max(self.received[worker], rnd)

@@ -13,10 +13,11 @@ Round ``j`` of worker ``i`` (DESIGN.md, "The system"):
    ``deliver_at = sent + uplink * time_unit`` (the master takes it then, or when it arrives if later). On the
    master's node a gradient over :data:`~stalegrad.runtime.datapath.SHARED_BYTES` is copied into one of this
    worker's gradient slots the master said is free (:mod:`stalegrad.runtime.shm`), or computed straight into it
-   when the problem can (``gradient_into``), and only the slot's number sent, and ``w`` is read in place from the master's version ring (mapped by :meth:`Worker.prepare`); elsewhere
-   a gradient over :data:`~stalegrad.runtime.datapath.INLINE_BYTES` is put in the object store (one copy) and its
-   reference sent, in a list (so that Ray does not resolve it before the call), and the master reads it
-   zero-copy.
+   when the problem can (``gradient_into``), and only the slot's number sent, and ``w`` is read in place from the
+   master's version ring (mapped by :meth:`Worker.prepare`); elsewhere a gradient over
+   :data:`~stalegrad.runtime.datapath.INLINE_BYTES` is put in the object store (one copy) and its reference sent,
+   in a list (so that Ray does not resolve it before the call), and the master reads it zero-copy; a smaller one
+   travels inside the call, as its bytes (:func:`~stalegrad.runtime.datapath.pack`).
 
 Under every protocol but k-batch-async the master tells the worker of each version it sends it
 (:meth:`Worker.notify`: the version, the instant it reaches the worker, ``w``), and the worker keeps them in a
@@ -46,7 +47,7 @@ import numpy as np
 from ..spec import System
 from ..streams import COMPUTE, MINIBATCH, UPLINK, Draws, worker_seeds
 from . import shm
-from .datapath import INLINE_BYTES, SHARED_BYTES
+from .datapath import INLINE_BYTES, SHARED_BYTES, pack, unpack
 from .protocol import RULES
 
 __all__ = ["ACTOR_OPTIONS", "Worker"]
@@ -264,7 +265,7 @@ class Worker:
         if isinstance(ref, int):
             assert self.ring is not None
             return self.ring.rows[ref]
-        return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+        return ray.get(ref) if isinstance(ref, ray.ObjectRef) else unpack(ref)
 
     def _gradient(self, w: Any) -> Any:
         """The round's gradient: written straight into a free slot (its number), on the shared-memory path when the
@@ -284,15 +285,17 @@ class Worker:
         if isinstance(grad, int):  # written into its slot already: tagged with its round now
             self.slots.tags[grad] = rnd  # type: ignore[union-attr]
             return grad
-        if not isinstance(grad, np.ndarray) or grad.nbytes <= SHARED_BYTES:
+        if not isinstance(grad, np.ndarray):
             return grad
+        if grad.nbytes <= SHARED_BYTES:
+            return pack(grad)
         if self.slots is not None and self.free and grad.size == self.slots.dim:
             slot = self.free.pop(0)
             np.copyto(self.slots.rows[slot], grad.reshape(-1))
             self.slots.tags[slot] = rnd
             return slot
         if grad.nbytes <= INLINE_BYTES:
-            return grad
+            return pack(grad)
         return [ray.put(grad)]  # by reference (the master reads it)
 
     def notify(self, msg: tuple[int, float, Any] | list[Any]) -> None:
