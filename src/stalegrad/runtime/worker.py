@@ -174,12 +174,8 @@ class Worker:
             self.free = list(info["shm"]["free"])
         else:
             self.free = []
-        into = getattr(self.problem, "gradient_into", None)
-        self._into = (
-            into
-            if self.free and self.slots is not None and self.slots.dim == getattr(self.problem, "dim", None)
-            else None
-        )
+        fits = self.slots is not None and self.slots.dim == getattr(self.problem, "dim", None)
+        self._into = getattr(self.problem, "gradient_into", None) if fits and self.free else None
         try:
             return self._loop(info, now)
         finally:
