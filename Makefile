@@ -23,7 +23,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy src
 
 test: lint
-	$(BIN)/python -m pytest src tests
+	$(BIN)/python -m pytest src tests --durations=15
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_sim.py

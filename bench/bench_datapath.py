@@ -5,8 +5,9 @@ bench``).
 The problem (:class:`Quadratic`) has a gradient that costs little, ``(w - 1) (1 + 0.1 z)`` with one normal ``z``
 per gradient (two passes over ``w``), so that what is measured is how ``w`` and the gradients travel: Ray's
 serialisation, the object store, copies, the master's lock. It can write its gradient into a given array
-(``gradient_into``, as PyTorch problems do), which the shared-memory path uses. Same Ray instance (local, ``num_cpus=2``), ``n = 4``
-worker actors, ``K = 2`` gradients per update, no injected times; both are warmed up, and runs interleave.
+(``gradient_into``, as PyTorch problems do), which the shared-memory path uses. Same Ray instance (local,
+``num_cpus=2``), ``n = 4`` worker actors, ``K = 2`` gradients per update, no injected times; both are warmed up,
+and runs interleave.
 
 * stalegrad: ``stalegrad.runtime.run`` (``time_unit=None``, ``error_every=0``), updates per second over the run,
   with its same-node shared-memory data path (the default: ``w`` and the gradients in fixed buffers mapped once,
