@@ -11,7 +11,7 @@ Three ways, by size and place (README, "Large models"; :mod:`stalegrad.runtime.s
   object store once and its reference travels; a large gradient likewise.
 
 :class:`DataPath` holds that state for the master actor (:class:`~stalegrad.runtime.master.Master`), which calls
-it under its lock; what a worker is given on the wire is always plain (an int, an array, an object reference), so
+it under its lock; what a worker is given on the wire is always plain (an int, bytes, an object reference), so
 that Ray pickles nothing of ours.
 """
 
